@@ -1,0 +1,23 @@
+"""Losses: the computation-budget loss L_G (VICReg itself is solo-learn's own)."""
+
+from dualgate_solo.losses.budget import (
+    BOUND_TARGETS,
+    BudgetConfig,
+    BudgetTerms,
+    anneal_p,
+    bound_loss,
+    budget_loss,
+    flops_loss,
+    layer_densities,
+)
+
+__all__ = [
+    "BOUND_TARGETS",
+    "BudgetConfig",
+    "BudgetTerms",
+    "anneal_p",
+    "bound_loss",
+    "budget_loss",
+    "flops_loss",
+    "layer_densities",
+]

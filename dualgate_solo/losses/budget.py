@@ -1,0 +1,126 @@
+"""Computation-budget loss L_G of VICReg-(Dual-)Gating (spec §4.2-4.3; DGNet's channel part).
+
+With r the batch-mean kept-MAC ratio of the gated branch and rho_b the batch-mean active fraction
+of block b's gated channels::
+
+    L_flops = lambda * (r - t_d)^2
+    L_bound = gamma * mean_b [ relu(p*q - rho_b)^2 + relu(rho_b - (1 - p + p*q))^2 ]
+    L_G     = L_flops + L_bound,      p = exp(-alpha * epoch),   q = sqrt(t_d) or t_d
+
+``t_d`` is the *kept* fraction (0.1 keeps 10% of the dense MACs). Decisions D5 (``bound_target``),
+D6 (``l1_count``: the active count as an L1 norm, whose gradient is 0 at closed gates, as in the
+official code) and D12 (per-epoch annealing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from dualgate_solo.validation import check_choice, check_interval
+
+BOUND_TARGETS = ("sqrt", "linear")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Hyper-parameters of L_G, validated at construction (spec §6.1 defaults).
+
+    Attributes:
+        target_density: t_d in (0, 1], the kept-MAC fraction aimed at.
+        lambda_flops: lambda, weight of the squared ratio error (5).
+        gamma_bound: gamma, weight of the per-layer bound term (1).
+        anneal_alpha: alpha of p = exp(-alpha * epoch) (0.02).
+        bound_target: ``"sqrt"`` (q = sqrt(t_d), the paper) or ``"linear"`` (q = t_d).
+        l1_count: count active channels as an L1 norm (paper) rather than a plain sum.
+    """
+
+    target_density: float
+    lambda_flops: float = 5.0
+    gamma_bound: float = 1.0
+    anneal_alpha: float = 0.02
+    bound_target: str = "sqrt"
+    l1_count: bool = True
+
+    def __post_init__(self) -> None:
+        check_interval("target_density", self.target_density, 0.0, 1.0, low_inclusive=False)
+        check_interval("lambda_flops", self.lambda_flops, 0.0, math.inf)
+        check_interval("gamma_bound", self.gamma_bound, 0.0, math.inf)
+        check_interval("anneal_alpha", self.anneal_alpha, 0.0, math.inf)
+        check_choice("bound_target", self.bound_target, BOUND_TARGETS)
+        check_choice("l1_count", self.l1_count, (True, False))
+
+    @property
+    def layer_target(self) -> float:
+        """q: the per-layer density the bound interval starts from."""
+        return math.sqrt(self.target_density) if self.bound_target == "sqrt" else self.target_density
+
+
+class BudgetTerms(NamedTuple):
+    """The parts of L_G for one gated pass (all scalars except ``densities``).
+
+    Attributes:
+        loss: L_flops + L_bound.
+        flops: L_flops.
+        bound: L_bound.
+        ratio: batch-mean kept-MAC ratio r.
+        densities: per-block batch-mean active fraction rho ``[n_blocks]``.
+    """
+
+    loss: Tensor
+    flops: Tensor
+    bound: Tensor
+    ratio: Tensor
+    densities: Tensor
+
+
+def anneal_p(epoch: int, alpha: float) -> float:
+    """p(e) = exp(-alpha * e): 1 at epoch 0, e^-2 at epoch 100 for alpha = 0.02."""
+    return math.exp(-alpha * epoch)
+
+
+def flops_loss(ratio: Tensor, target_density: float, weight: float) -> Tensor:
+    """L_flops = weight * (ratio - t_d)^2 for a scalar batch-mean ratio."""
+    return weight * (ratio - target_density) ** 2
+
+
+def bound_loss(densities: Tensor, layer_target: float, p: float, weight: float) -> Tensor:
+    """L_bound = weight * mean_b[relu(p*q - rho_b)^2 + relu(rho_b - (1 - p + p*q))^2].
+
+    Args:
+        densities: rho ``[n_blocks]``.
+        layer_target: q.
+        p: annealing factor in [0, 1].
+        weight: gamma.
+    """
+    lower = p * layer_target
+    upper = 1.0 - p + p * layer_target
+    below = torch.relu(lower - densities) ** 2
+    above = torch.relu(densities - upper) ** 2
+    return weight * (below + above).mean()
+
+
+def layer_densities(masks: tuple[Tensor, ...], l1_count: bool) -> Tensor:
+    """rho: per-block batch-mean fraction of active gated channels, ``[B, C_b]``-list -> ``[n_blocks]``."""
+    counts = [(m.abs() if l1_count else m).sum(1) / m.shape[1] for m in masks]
+    return torch.stack([c.mean() for c in counts])
+
+
+def budget_loss(ratio: Tensor, masks: tuple[Tensor, ...], config: BudgetConfig, p: float) -> BudgetTerms:
+    """L_G for one gated pass.
+
+    Args:
+        ratio: per-sample kept-MAC ratio ``[B]`` (``BranchOutput.ratio``).
+        masks: the gated pass's masks, one ``[B, C_b]`` per block.
+        config: loss hyper-parameters.
+        p: the current annealing factor (:func:`anneal_p`).
+    """
+    mean_ratio = ratio.mean().float()  # MAC bookkeeping is float64; the loss stays float32
+    densities = layer_densities(masks, config.l1_count)
+    flops = flops_loss(mean_ratio, config.target_density, config.lambda_flops)
+    bound = bound_loss(densities, config.layer_target, p, config.gamma_bound)
+    return BudgetTerms(flops + bound, flops, bound, mean_ratio, densities)

@@ -1,0 +1,25 @@
+"""Gated ResNet backbones (dense and gated branch over shared weights) and their factories."""
+
+from dualgate_solo.models import timm_registry  # noqa: F401  (registers dg_resnet* in timm)
+from dualgate_solo.models.blocks import BlockOutput, GatedBasicBlock, GatedBottleneck
+from dualgate_solo.models.factory import BACKBONE_DEPTHS, create_backbone
+from dualgate_solo.models.gated_resnet import (
+    DUAL_BN_SCOPES,
+    STEMS,
+    BranchOutput,
+    DualOutput,
+    GatedResNet,
+)
+
+__all__ = [
+    "BACKBONE_DEPTHS",
+    "DUAL_BN_SCOPES",
+    "STEMS",
+    "BlockOutput",
+    "BranchOutput",
+    "DualOutput",
+    "GatedBasicBlock",
+    "GatedBottleneck",
+    "GatedResNet",
+    "create_backbone",
+]

@@ -1,0 +1,211 @@
+"""Residual blocks that run in a dense or a gated branch over one set of conv weights.
+
+Spec §2.2 (gated BasicBlock of VICReg-Dual-Gating, BMVC 2023): the gate reads the *block input*,
+its mask multiplies conv1's post-BN-ReLU output (conv1's output channels = conv2's input
+channels), conv2's output and the shortcut are never gated. The dense branch skips the gate.
+
+``GatedBottleneck`` (ResNet-50) is this package's extension, not in the paper: one gate reads the
+block input and emits ``2 * width`` logits; the first half masks conv1's output (the 1x1
+reduction), the second half conv2's output (the 3x3), so both inner widths shrink. Per sample,
+with active fractions f1 and f2, its MACs are ``conv1 * f1 + conv2 * f1 * f2 + conv3 * f2 +
+shortcut``: the 3x3 conv pays for the product of its active inputs and outputs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from dualgate_solo.flops import MAC_DTYPE, BlockCost, conv_macs
+from dualgate_solo.layers import ChannelGate, apply_norm, make_norm
+
+
+class BlockOutput(NamedTuple):
+    """What a block returns.
+
+    Attributes:
+        out: block output ``[B, C_out, H_b, W_b]``.
+        mask: gate values ``[B, gated_channels]`` (exactly 0/1) in the gated branch, else ``None``.
+        macs: per-sample MACs of the block, gate excluded, ``[B]`` in float64.
+        cost: static figures of the block at this input size.
+    """
+
+    out: Tensor
+    mask: Tensor | None
+    macs: Tensor
+    cost: BlockCost
+
+
+class Shortcut(nn.Module):
+    """1x1 strided conv + BN on the residual path (never gated); BN optionally dual."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, dual_bn: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
+        self.bn = make_norm(out_channels, dual_bn)
+
+    def forward(self, x: Tensor, branch: str) -> Tensor:
+        return apply_norm(self.bn, self.conv(x), branch)
+
+
+def _masked(a: Tensor, mask: Tensor) -> Tensor:
+    """``a [B, C, H, W] * mask [B, C]`` broadcast over space, in ``a``'s dtype."""
+    return a * mask.to(a.dtype)[:, :, None, None]
+
+
+class GatedBasicBlock(nn.Module):
+    """ResNet-18/34 BasicBlock with a channel gate between its two 3x3 convs (spec §2.2).
+
+    Args:
+        in_channels: C_in.
+        planes: C_out (BasicBlock expansion is 1).
+        stride: stride of conv1 and of the shortcut.
+        dual_bn: keep separate bn1/bn2 per branch (``dual_bn_scope`` ``block`` or wider).
+        dual_shortcut_bn: keep separate shortcut BNs (``dual_bn_scope`` ``backbone`` or wider).
+        gate_reduction, gate_tau: see :class:`~dualgate_solo.layers.ChannelGate`.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int,
+        dual_bn: bool,
+        dual_shortcut_bn: bool,
+        gate_reduction: int,
+        gate_tau: float,
+    ):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = make_norm(planes, dual_bn)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = make_norm(planes, dual_bn)
+        self.gate = ChannelGate(in_channels, planes, gate_reduction, gate_tau)
+        needs_projection = stride != 1 or in_channels != planes
+        self.downsample = (
+            Shortcut(in_channels, planes, stride, dual_shortcut_bn) if needs_projection else None
+        )
+
+    def cost(self, name: str, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> BlockCost:
+        """Static MAC figures for an input of spatial size ``in_hw`` (``out_hw`` after stride)."""
+        inner = conv_macs(self.conv1, out_hw) + conv_macs(self.conv2, out_hw)
+        shortcut = conv_macs(self.downsample.conv, out_hw) if self.downsample is not None else 0
+        return BlockCost(
+            name=name,
+            in_channels=self.conv1.in_channels,
+            out_channels=self.conv2.out_channels,
+            gated_channels=self.conv1.out_channels,
+            out_hw=out_hw,
+            dense_macs=inner + shortcut,
+            downsample_macs=shortcut,
+            gate_macs=self.gate.macs,
+            macs_per_active_channel=inner // self.conv1.out_channels,
+        )
+
+    def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
+        gated = branch == "gated"
+        mask = self.gate(x) if gated else None
+        a = torch.relu(apply_norm(self.bn1, self.conv1(x), branch))
+        if mask is not None:
+            a = _masked(a, mask)
+        y = apply_norm(self.bn2, self.conv2(a), branch)
+        shortcut = x if self.downsample is None else self.downsample(x, branch)
+        out = torch.relu(y + shortcut)
+        cost = self.cost(name, tuple(x.shape[-2:]), tuple(out.shape[-2:]))
+        if mask is None:
+            macs = torch.full((x.shape[0],), float(cost.dense_macs), dtype=MAC_DTYPE, device=x.device)
+        else:
+            active = mask.to(MAC_DTYPE).sum(1)
+            macs = active * cost.macs_per_active_channel + cost.downsample_macs
+        return BlockOutput(out, mask, macs, cost)
+
+
+class GatedBottleneck(nn.Module):
+    """ResNet-50 Bottleneck (torchvision v1.5: stride on the 3x3) with both inner widths gated.
+
+    Not in the paper; see the module docstring for the design and its MAC accounting.
+
+    Args:
+        in_channels: C_in.
+        planes: inner width w; the output has ``4 * w`` channels.
+        stride, dual_bn, dual_shortcut_bn, gate_reduction, gate_tau: as in
+            :class:`GatedBasicBlock`.
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int,
+        dual_bn: bool,
+        dual_shortcut_bn: bool,
+        gate_reduction: int,
+        gate_tau: float,
+    ):
+        super().__init__()
+        out_channels = planes * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = make_norm(planes, dual_bn)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = make_norm(planes, dual_bn)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = make_norm(out_channels, dual_bn)
+        self.gate = ChannelGate(in_channels, 2 * planes, gate_reduction, gate_tau)
+        needs_projection = stride != 1 or in_channels != out_channels
+        self.downsample = (
+            Shortcut(in_channels, out_channels, stride, dual_shortcut_bn) if needs_projection else None
+        )
+
+    def _conv_costs(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        shortcut = conv_macs(self.downsample.conv, out_hw) if self.downsample is not None else 0
+        return (
+            conv_macs(self.conv1, in_hw),
+            conv_macs(self.conv2, out_hw),
+            conv_macs(self.conv3, out_hw),
+            shortcut,
+        )
+
+    def cost(self, name: str, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> BlockCost:
+        """Static MAC figures for an input of spatial size ``in_hw`` (``out_hw`` after stride)."""
+        c1, c2, c3, shortcut = self._conv_costs(in_hw, out_hw)
+        return BlockCost(
+            name=name,
+            in_channels=self.conv1.in_channels,
+            out_channels=self.conv3.out_channels,
+            gated_channels=2 * self.conv1.out_channels,
+            out_hw=out_hw,
+            dense_macs=c1 + c2 + c3 + shortcut,
+            downsample_macs=shortcut,
+            gate_macs=self.gate.macs,
+            macs_per_active_channel=None,
+        )
+
+    def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
+        gated = branch == "gated"
+        mask = self.gate(x) if gated else None
+        width = self.conv1.out_channels
+        a = torch.relu(apply_norm(self.bn1, self.conv1(x), branch))
+        if mask is not None:
+            a = _masked(a, mask[:, :width])
+        b = torch.relu(apply_norm(self.bn2, self.conv2(a), branch))
+        if mask is not None:
+            b = _masked(b, mask[:, width:])
+        y = apply_norm(self.bn3, self.conv3(b), branch)
+        shortcut = x if self.downsample is None else self.downsample(x, branch)
+        out = torch.relu(y + shortcut)
+        in_hw, out_hw = tuple(x.shape[-2:]), tuple(out.shape[-2:])
+        cost = self.cost(name, in_hw, out_hw)
+        if mask is None:
+            macs = torch.full((x.shape[0],), float(cost.dense_macs), dtype=MAC_DTYPE, device=x.device)
+        else:
+            c1, c2, c3, shortcut_macs = self._conv_costs(in_hw, out_hw)
+            f1 = mask[:, :width].to(MAC_DTYPE).mean(1)
+            f2 = mask[:, width:].to(MAC_DTYPE).mean(1)
+            macs = c1 * f1 + c2 * f1 * f2 + c3 * f2 + shortcut_macs
+        return BlockOutput(out, mask, macs, cost)

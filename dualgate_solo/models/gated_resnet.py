@@ -1,0 +1,199 @@
+"""Gated ResNet-18/34/50 with a dense and a gated branch over shared conv weights.
+
+Krishna et al., "Unifying Synergies between Self-supervised Learning and Dynamic Computation"
+(BMVC 2023), spec §2-§3 and §5. One module holds every parameter of both branches in every mode
+(identical state-dict keys whatever the branch), so a checkpoint saved in one mode loads strictly
+into the other, and solo-learn's unchanged scripts can evaluate either branch.
+
+* ``forward(x)`` returns ONE tensor ``[B, num_features]`` computed by ``self.branch``: the contract
+  of solo-learn's backbones, linear probe, k-NN and UMAP.
+* ``forward_branch(x, branch)`` returns a :class:`BranchOutput` with the features, per-sample gate
+  masks and per-sample MACs, for the methods and the cost reports.
+* ``forward_dual(x)`` runs both branches on the same images.
+
+Stems: ``cifar`` (3x3 conv, stride 1, padding 2, no max-pool: 32x32 -> 34x34, decision D8) and
+``imagenet`` (7x7/2 conv, 3x3/2 max-pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from dualgate_solo.flops import CostTable, conv_macs, kept_ratio
+from dualgate_solo.layers import BRANCHES, apply_norm, make_norm
+from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
+from dualgate_solo.validation import check_choice
+
+ARCHITECTURES = {
+    18: (GatedBasicBlock, (2, 2, 2, 2)),
+    34: (GatedBasicBlock, (3, 4, 6, 3)),
+    50: (GatedBottleneck, (3, 4, 6, 3)),
+}
+STEMS = ("cifar", "imagenet")
+#: ``none``: one BN set (VICReg-Gating); ``block``: block-internal BNs dual (the paper);
+#: ``backbone``: also stem and shortcut BNs; ``all``: also the projector's BNs (method level).
+DUAL_BN_SCOPES = ("none", "block", "backbone", "all")
+
+
+class BranchOutput(NamedTuple):
+    """Result of one branch on a batch.
+
+    Attributes:
+        feats: pooled features ``[B, num_features]``.
+        masks: one ``[B, gated_channels_b]`` 0/1 tensor per block (gated branch); ``()`` (dense).
+        block_macs: per-sample conv MACs of each block, gate excluded, ``[B, n_blocks]`` float64.
+        costs: static MAC figures of the network at this input size.
+        branch: ``"dense"`` or ``"gated"``.
+    """
+
+    feats: Tensor
+    masks: tuple[Tensor, ...]
+    block_macs: Tensor
+    costs: CostTable
+    branch: str
+
+    @property
+    def macs(self) -> Tensor:
+        """Per-sample MACs ``[B]``: stem + blocks (+ gates in the gated branch)."""
+        gates = self.costs.gate_macs if self.branch == "gated" else 0
+        return self.block_macs.sum(1) + (self.costs.stem_macs + gates)
+
+    @property
+    def ratio(self) -> Tensor:
+        """Per-sample kept-MAC ratio r ``[B]`` (1 for the dense branch; spec §4.2, §5.3)."""
+        return kept_ratio(self.macs, self.costs.dense_macs)
+
+
+class DualOutput(NamedTuple):
+    """Both branches on the same batch: ``dense`` and ``gated`` :class:`BranchOutput`."""
+
+    dense: BranchOutput
+    gated: BranchOutput
+
+
+class GatedResNet(nn.Module):
+    """ResNet whose residual blocks can run densely or with per-sample channel gates.
+
+    Args:
+        depth: 18, 34 (BasicBlock, the paper's family) or 50 (gated Bottleneck, an extension).
+        stem: ``"cifar"`` (3x3/1, padding 2, no max-pool) or ``"imagenet"`` (7x7/2 + max-pool).
+        branch: which branch ``forward(x)`` runs: ``"dense"`` or ``"gated"``.
+        dual_bn_scope: ``"none"``, ``"block"`` (paper, D1), ``"backbone"`` or ``"all"``.
+        gate_reduction: gate bottleneck factor (spec: 4).
+        gate_tau: straight-through temperature (spec: 2/3).
+
+    Attributes:
+        num_features: width of the pooled output (512 for 18/34, 2048 for 50).
+    """
+
+    def __init__(
+        self,
+        depth: int = 18,
+        stem: str = "cifar",
+        branch: str = "dense",
+        dual_bn_scope: str = "block",
+        gate_reduction: int = 4,
+        gate_tau: float = 2 / 3,
+    ):
+        super().__init__()
+        block_type, counts = ARCHITECTURES[check_choice("depth", depth, ARCHITECTURES)]
+        self.stem = check_choice("stem", stem, STEMS)
+        self.dual_bn_scope = check_choice("dual_bn_scope", dual_bn_scope, DUAL_BN_SCOPES)
+        self.branch = check_choice("branch", branch, BRANCHES)
+        self.depth = depth
+        dual_block = dual_bn_scope != "none"
+        dual_outer = dual_bn_scope in ("backbone", "all")
+
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.bn1 = make_norm(64, dual_outer)
+
+        channels = 64
+        stages = []
+        for stage, (planes, n_blocks) in enumerate(zip((64, 128, 256, 512), counts)):
+            blocks = []
+            for i in range(n_blocks):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(
+                    block_type(
+                        channels, planes, stride, dual_block, dual_outer, gate_reduction, gate_tau
+                    )
+                )
+                channels = planes * block_type.expansion
+            stages.append(nn.ModuleList(blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.num_features = channels
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """Kaiming-normal (fan_out, ReLU) for every conv, gates included; BN (1, 0) (D21)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
+        """``("layer<s>.<i>", block)`` for every residual block, in forward order."""
+        for s, stage in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
+            for i, block in enumerate(stage):
+                yield f"layer{s}.{i}", block
+
+    def set_branch(self, branch: str) -> GatedResNet:
+        """Choose the branch ``forward(x)`` runs; returns ``self``."""
+        self.branch = check_choice("branch", branch, BRANCHES)
+        return self
+
+    def forward_branch(self, x: Tensor, branch: str) -> BranchOutput:
+        """Run one branch. ``x [B, 3, H, W]`` -> :class:`BranchOutput` (any H, W)."""
+        check_choice("branch", branch, BRANCHES)
+        h = self.conv1(x)
+        stem_macs = conv_macs(self.conv1, tuple(h.shape[-2:]))
+        h = self.maxpool(torch.relu(apply_norm(self.bn1, h, branch)))
+        masks, macs, costs = [], [], []
+        for name, block in self.named_blocks():
+            h, mask, block_macs, cost = block(h, branch, name)
+            if mask is not None:
+                masks.append(mask)
+            macs.append(block_macs)
+            costs.append(cost)
+        feats = torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
+        table = CostTable(tuple(x.shape[-2:]), stem_macs, tuple(costs))
+        return BranchOutput(feats, tuple(masks), torch.stack(macs, 1), table, branch)
+
+    def forward_dual(self, x: Tensor) -> DualOutput:
+        """Both branches on the same images ``x [B, 3, H, W]``."""
+        return DualOutput(self.forward_branch(x, "dense"), self.forward_branch(x, "gated"))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features ``[B, num_features]`` of ``self.branch``: the solo-learn backbone contract."""
+        return self.forward_branch(x, self.branch).feats
+
+    @torch.no_grad()
+    def cost_table(self, input_hw: tuple[int, int]) -> CostTable:
+        """Static MAC figures at input size ``input_hw``, read off one dense forward in eval mode.
+
+        The module's train/eval state and BN running statistics are left untouched.
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            param = next(self.parameters())
+            probe = torch.zeros(1, 3, *input_hw, device=param.device, dtype=param.dtype)
+            return self.forward_branch(probe, "dense").costs
+        finally:
+            self.train(was_training)
+
+    def extra_repr(self) -> str:
+        return f"depth={self.depth}, stem={self.stem!r}, branch={self.branch!r}, dual_bn_scope={self.dual_bn_scope!r}"
+
+

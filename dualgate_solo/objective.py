@@ -1,0 +1,98 @@
+"""One training objective per method, framework-free (used by solo-learn methods and the demo).
+
+* :func:`dual_gating_objective`: VICReg-Dual-Gating (BMVC 2023, spec §4.4). View 1 -> gated
+  branch, view 2 -> dense branch, one shared projector, ``L = VICReg(z_g, z_d) + L_G(gated)``.
+  ``symmetric=True`` (D2) also pairs gated(view 2) with dense(view 1) and averages the VICReg terms
+  and the two L_G.
+* :func:`gating_objective`: VICReg-Gating, Baseline-2 (IMVIP 2022, spec §4.6). Both views run the
+  gated branch with their own gate samples, ``L = VICReg(z_1, z_2) + L_G(view 1) + L_G(view 2)``.
+
+``vicreg_fn(z1, z2) -> scalar`` is injected: solo-learn's gathered ``vicreg_loss_func`` inside
+solo, :func:`dualgate_solo.losses.vicreg.vicreg_loss` elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch import Tensor
+
+from dualgate_solo.losses.budget import BudgetConfig, BudgetTerms, budget_loss
+from dualgate_solo.models.gated_resnet import BranchOutput, GatedResNet
+from dualgate_solo.models.projector import Projector
+
+VICRegFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class ObjectiveOutput(NamedTuple):
+    """Loss and everything worth logging from one step.
+
+    Attributes:
+        loss: total loss (scalar).
+        vicreg: the VICReg part (scalar, averaged over pairs when symmetric).
+        budget: L_G terms (averaged over gated passes for the dual method, summed for the
+            baseline, as the paper's baseline sums them).
+        outputs: the branch outputs in forward order (view 1's first).
+        embeddings: projector outputs ``[B, D]`` in the same order.
+    """
+
+    loss: Tensor
+    vicreg: Tensor
+    budget: BudgetTerms
+    outputs: tuple[BranchOutput, ...]
+    embeddings: tuple[Tensor, ...]
+
+
+def _combine(terms: list[BudgetTerms], scale: float) -> BudgetTerms:
+    return BudgetTerms(*(scale * sum(parts) for parts in zip(*terms)))
+
+
+def _mean(terms: list[BudgetTerms]) -> BudgetTerms:
+    return _combine(terms, 1.0 / len(terms))
+
+
+def dual_gating_objective(
+    backbone: GatedResNet,
+    projector: Projector,
+    views: tuple[Tensor, Tensor],
+    budget: BudgetConfig,
+    p: float,
+    vicreg_fn: VICRegFn,
+    symmetric: bool = False,
+) -> ObjectiveOutput:
+    """VICReg-Dual-Gating loss for two views ``[B, 3, H, W]`` (view 1 gated, view 2 dense)."""
+    pairs = [(views[0], views[1])] + ([(views[1], views[0])] if symmetric else [])
+    outputs, embeddings, vicregs, budgets = [], [], [], []
+    for x_gated, x_dense in pairs:
+        gated = backbone.forward_branch(x_gated, "gated")
+        dense = backbone.forward_branch(x_dense, "dense")
+        z_gated = projector(gated.feats, "gated")
+        z_dense = projector(dense.feats, "dense")
+        vicregs.append(vicreg_fn(z_gated, z_dense))
+        budgets.append(budget_loss(gated.ratio, gated.masks, budget, p))
+        outputs += [gated, dense]
+        embeddings += [z_gated, z_dense]
+    vicreg = sum(vicregs) / len(vicregs)
+    terms = _mean(budgets)
+    return ObjectiveOutput(vicreg + terms.loss, vicreg, terms, tuple(outputs), tuple(embeddings))
+
+
+def gating_objective(
+    backbone: GatedResNet,
+    projector: Projector,
+    views: tuple[Tensor, Tensor],
+    budget: BudgetConfig,
+    p: float,
+    vicreg_fn: VICRegFn,
+) -> ObjectiveOutput:
+    """VICReg-Gating (Baseline-2) loss: both views ``[B, 3, H, W]`` through the gated branch."""
+    outputs = tuple(backbone.forward_branch(x, "gated") for x in views)
+    embeddings = tuple(projector(o.feats, "gated") for o in outputs)
+    vicreg = vicreg_fn(*embeddings)
+    terms = [budget_loss(o.ratio, o.masks, budget, p) for o in outputs]
+    summed = _combine(terms, 1.0)
+    # ratio and densities are reported as the mean over views; the loss parts are summed.
+    mean = _mean(terms)
+    reported = BudgetTerms(summed.loss, summed.flops, summed.bound, mean.ratio, mean.densities)
+    return ObjectiveOutput(vicreg + summed.loss, vicreg, reported, outputs, embeddings)

@@ -1,0 +1,51 @@
+"""Argument checks that raise ``ValueError`` naming the offending option and the allowed values.
+
+Every public constructor and config reader of the package goes through these helpers, so a typo
+in a YAML file or a keyword argument fails before any computation starts, with a message of the
+form ``"<option>='<value>' is invalid; allowed values: ..."``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def check_choice(option: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Return ``value`` if it is one of ``allowed``, else raise ``ValueError`` naming ``option``."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        names = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{option}={value!r} is invalid; allowed values: {names}")
+    return value
+
+
+def check_interval(
+    option: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Return ``float(value)`` if it lies in the interval, else raise ``ValueError`` naming ``option``.
+
+    Args:
+        option: the config key or keyword shown in the message, e.g. ``"gating.target_density"``.
+        value: the value to check; anything ``float()`` accepts.
+        low, high: interval bounds (use ``float("inf")`` for an open end).
+        low_inclusive, high_inclusive: whether the bounds themselves are allowed.
+    """
+    left = "[" if low_inclusive else "("
+    right = "]" if high_inclusive else ")"
+    interval = f"{left}{low}, {high}{right}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option}={value!r} is invalid; allowed values: a number in {interval}")
+    above = number >= low if low_inclusive else number > low
+    below = number <= high if high_inclusive else number < high
+    if not (above and below) or number != number:  # the last test rejects NaN
+        raise ValueError(f"{option}={value!r} is invalid; allowed values: a number in {interval}")
+    return number

@@ -1,0 +1,70 @@
+"""The framework-free objectives compose exactly the spec's terms (§4.4, §4.6)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dualgate_solo.losses import BudgetConfig, budget_loss
+from dualgate_solo.losses.vicreg import vicreg_loss
+from dualgate_solo.models import create_backbone
+from dualgate_solo.models.projector import Projector
+from dualgate_solo.objective import dual_gating_objective, gating_objective
+
+
+@pytest.fixture
+def parts():
+    backbone = create_backbone("dg_resnet18", stem="cifar")
+    projector = Projector(512, 32, 16)
+    views = (torch.randn(6, 3, 32, 32), torch.randn(6, 3, 32, 32))
+    return backbone, projector, views
+
+
+def test_dual_objective_routes_views_and_adds_terms(parts) -> None:
+    backbone, projector, views = parts
+    out = dual_gating_objective(backbone, projector, views, BudgetConfig(0.1), 0.5, vicreg_loss)
+    gated, dense = out.outputs
+    assert (gated.branch, dense.branch) == ("gated", "dense")
+    torch.testing.assert_close(out.loss, out.vicreg + out.budget.loss)
+    torch.testing.assert_close(out.vicreg, vicreg_loss(*out.embeddings))
+    expected = budget_loss(gated.ratio, gated.masks, BudgetConfig(0.1), 0.5)
+    torch.testing.assert_close(out.budget.loss, expected.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in backbone.parameters())
+    assert all(p.grad is not None for p in projector.parameters())
+
+
+def test_dense_branch_sees_view_two(parts) -> None:
+    backbone, projector, views = parts
+    backbone.eval()
+    out = dual_gating_objective(backbone, projector, views, BudgetConfig(0.1), 1.0, vicreg_loss)
+    torch.testing.assert_close(out.outputs[1].feats, backbone.forward_branch(views[1], "dense").feats)
+    torch.testing.assert_close(out.outputs[0].feats, backbone.forward_branch(views[0], "gated").feats)
+
+
+def test_symmetric_objective_averages_both_pairings(parts) -> None:
+    backbone, projector, views = parts
+    backbone.eval(), projector.eval()
+    out = dual_gating_objective(backbone, projector, views, BudgetConfig(0.3), 1.0, vicreg_loss, symmetric=True)
+    assert [o.branch for o in out.outputs] == ["gated", "dense", "gated", "dense"]
+    z = out.embeddings
+    torch.testing.assert_close(out.vicreg, (vicreg_loss(z[0], z[1]) + vicreg_loss(z[2], z[3])) / 2)
+    g1, g2 = out.outputs[0], out.outputs[2]
+    torch.testing.assert_close(out.budget.ratio, ((g1.ratio.mean() + g2.ratio.mean()) / 2).float())
+
+
+def test_baseline_objective_gates_both_views_and_sums_budget(parts) -> None:
+    backbone, projector, views = parts
+    cfg = BudgetConfig(0.1)
+    out = gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss)
+    assert [o.branch for o in out.outputs] == ["gated", "gated"]
+    per_view = [budget_loss(o.ratio, o.masks, cfg, 1.0) for o in out.outputs]
+    torch.testing.assert_close(out.budget.loss, per_view[0].loss + per_view[1].loss)
+    torch.testing.assert_close(out.loss, out.vicreg + per_view[0].loss + per_view[1].loss)
+
+
+def test_dual_projector_bn_routes_by_branch() -> None:
+    projector = Projector(8, 16, 4, dual_bn=True)
+    h = torch.randn(5, 8)
+    projector(h, "gated").sum().backward()
+    assert projector.bn1.dense.weight.grad is None and projector.bn1.gated.weight.grad is not None

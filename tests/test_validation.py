@@ -1,0 +1,72 @@
+"""Bad options fail with a ValueError naming the option and the allowed values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dualgate_solo.layers import ChannelGate, DualBatchNorm
+from dualgate_solo.losses import BudgetConfig
+from dualgate_solo.models import create_backbone
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"branch": "sparse"}, r"branch='sparse' is invalid; allowed values: 'dense', 'gated'"),
+        ({"dual_bn_scope": "stem"}, r"dual_bn_scope='stem' is invalid; allowed values: 'none', 'block', 'backbone', 'all'"),
+        ({"stem": "tiny"}, r"stem='tiny' is invalid; allowed values: 'cifar', 'imagenet'"),
+        ({"gate_tau": 0.0}, r"gate_tau=0.0 is invalid; allowed values: a number in \(0.0, inf\]"),
+        ({"gate_tau": -1}, r"gate_tau=-1 is invalid"),
+        ({"widht": 2}, r"backbone.kwargs key='widht' is invalid; allowed values: 'stem', 'branch'"),
+    ],
+)
+def test_bad_backbone_options(kwargs: dict, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        create_backbone("dg_resnet18", **kwargs)
+
+
+def test_bad_depth_and_name() -> None:
+    from dualgate_solo.models import GatedResNet
+
+    with pytest.raises(ValueError, match=r"depth=20 is invalid; allowed values: 18, 34, 50"):
+        GatedResNet(depth=20)
+    with pytest.raises(ValueError, match=r"backbone.name='resnet18' is invalid; allowed values: 'dg_resnet18'"):
+        create_backbone("resnet18")
+
+
+def test_bad_branch_at_call_time(r18_cifar) -> None:
+    with pytest.raises(ValueError, match="branch='both'"):
+        r18_cifar.forward_branch(torch.randn(1, 3, 32, 32), "both")
+    with pytest.raises(ValueError, match="branch='both'"):
+        r18_cifar.set_branch("both")
+    with pytest.raises(ValueError, match="branch='x'"):
+        DualBatchNorm(torch.nn.BatchNorm2d(2))(torch.randn(2, 2, 1, 1), "x")
+
+
+@pytest.mark.parametrize("target", [0.0, -0.1, 1.5, float("nan"), "abc"])
+def test_target_density_outside_unit_interval(target) -> None:
+    with pytest.raises(ValueError, match=r"target_density=.* is invalid; allowed values: a number in \(0.0, 1.0\]"):
+        BudgetConfig(target_density=target)
+
+
+def test_target_density_one_is_allowed() -> None:
+    assert BudgetConfig(target_density=1.0).layer_target == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"bound_target": "log"}, "bound_target='log' is invalid; allowed values: 'sqrt', 'linear'"),
+        ({"lambda_flops": -1.0}, "lambda_flops=-1.0 is invalid"),
+        ({"l1_count": "yes"}, "l1_count='yes' is invalid; allowed values: True, False"),
+    ],
+)
+def test_bad_budget_options(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        BudgetConfig(target_density=0.1, **kwargs)
+
+
+def test_bad_gate_options() -> None:
+    with pytest.raises(ValueError, match="gate_reduction=0"):
+        ChannelGate(8, 8, reduction=0)
