@@ -50,3 +50,15 @@ def test_empty_or_mixed_size_splits_fail_clearly(r18_cifar) -> None:
         collect_gate_statistics(r18_cifar, [], progress=False)
     with pytest.raises(ValueError, match="one image size"):
         collect_gate_statistics(r18_cifar, [torch.randn(1, 3, 32, 32), torch.randn(1, 3, 40, 40)], progress=False)
+
+
+def test_knn_top1_hand_computed() -> None:
+    from dualgate_solo.knn import knn_top1
+
+    train = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    test = torch.tensor([[0.4], [10.6], [6.0]])
+    # k = 1: nearest is class 0, class 1, class 1 (10 is closer to 6 than 1 is)
+    assert knn_top1(train, labels, test, torch.tensor([0, 1, 1]), k=1) == 100.0
+    # k = 4 at 6.0: weights 1/6+1/5 (class 0) vs 1/4+1/5 (class 1) -> class 1
+    assert knn_top1(train, labels, test, torch.tensor([0, 1, 0]), k=4) == pytest.approx(200 / 3)
