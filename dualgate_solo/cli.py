@@ -16,6 +16,8 @@ from collections.abc import Sequence
 SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("demo", "dualgate_solo.demo", "short VICReg-Dual-Gating pre-training on the embedded dataset (no solo-learn, no download)"),
     ("mac-table", "dualgate_solo.mac_table", "print the per-block MAC table of a gated backbone at an input size"),
+    ("cost-report", "dualgate_solo.reports.cost_report", "gated-branch kept-MAC ratio, FLOPs R., per-layer costs and channel usage of a checkpoint on a split"),
+    ("umap", "dualgate_solo.reports.umap_branches", "UMAP of the dense and gated branch side by side from one checkpoint"),
 ]
 
 
