@@ -1,6 +1,6 @@
 """``dualgate-solo demo``: a short VICReg-Dual-Gating pre-training on the embedded dataset.
 
-Runs the same objective as the solo-learn method (:func:`dualgate_solo.objective.dual_gating_objective`)
+Runs the same objective as the solo-learn method, with the paper's LARS optimiser, (:func:`dualgate_solo.objective.dual_gating_objective`)
 in a plain PyTorch loop, so it works without solo-learn and without any download, then reports
 what the paper reports for both branches: k-NN top-1 (k = 20) on held-out images, the gated
 branch's kept-MAC ratio r and FLOPs R. = 1 - r with deterministic gates, and the MAC table.
@@ -25,6 +25,7 @@ from dualgate_solo.losses.vicreg import vicreg_loss
 from dualgate_solo.models import create_backbone
 from dualgate_solo.models.projector import Projector
 from dualgate_solo.objective import dual_gating_objective
+from dualgate_solo.optim import LARS
 from dualgate_solo.provenance import provenance
 from dualgate_solo.synthetic import augment, synthetic_shapes
 from dualgate_solo.validation import check_interval
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--target-density", type=float, default=0.3, help="t_d: kept-MAC fraction")
     parser.add_argument("--steps-per-epoch", type=int, default=10, help="steps between p updates")
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--lr", type=float, default=0.3, help="base lr, scaled by batch/256 (paper: 0.3)")
     parser.add_argument("--proj-dim", type=int, default=512, help="projector width (paper: 2048)")
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--test-size", type=int, default=500)
@@ -81,14 +82,14 @@ def run(args: argparse.Namespace) -> dict:
     projector = Projector(backbone.num_features, args.proj_dim, args.proj_dim)
     gate_params = [p for n, p in backbone.named_parameters() if ".gate." in n]
     other_params = [p for n, p in backbone.named_parameters() if ".gate." not in n]
-    optimizer = torch.optim.SGD(
+    optimizer = LARS(
         [
             {"params": other_params + list(projector.parameters())},
             {"params": gate_params, "weight_decay": 0.0},  # D11: gates get no weight decay
         ],
-        lr=args.lr,
-        momentum=0.9,
+        lr=args.lr * args.batch_size / 256,
         weight_decay=1e-4,
+        eta=0.02,
     )
     gen = torch.Generator().manual_seed(args.seed)
     rows = []

@@ -39,6 +39,7 @@ class BlockCost:
         in_channels, out_channels: block input / output channels.
         gated_channels: channels the block's gate switches (C_out for BasicBlock, 2*width for
             Bottleneck).
+        in_hw: input spatial size.
         out_hw: output spatial size ``(H_b, W_b)``.
         dense_macs: convs of the residual branch plus the shortcut, all channels on.
         downsample_macs: the 1x1 shortcut conv (0 for identity shortcuts); part of ``dense_macs``.
@@ -52,6 +53,7 @@ class BlockCost:
     in_channels: int
     out_channels: int
     gated_channels: int
+    in_hw: tuple[int, int]
     out_hw: tuple[int, int]
     dense_macs: int
     downsample_macs: int

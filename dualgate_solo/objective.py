@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from dualgate_solo.losses.budget import BudgetConfig, BudgetTerms, budget_loss
+from dualgate_solo.losses.budget import BudgetConfig, BudgetTerms, budget_loss, deterministic_masks
 from dualgate_solo.models.gated_resnet import BranchOutput, GatedResNet
 from dualgate_solo.models.projector import Projector
 
@@ -44,6 +44,16 @@ class ObjectiveOutput(NamedTuple):
     embeddings: tuple[Tensor, ...]
 
 
+def gated_budget(
+    backbone: GatedResNet, out: BranchOutput, config: BudgetConfig, p: float, multiplier: float | Tensor = 0.0
+) -> BudgetTerms:
+    """L_G of one gated pass, costing the sampled masks (paper) or the eval-style ones (``ratio_source``)."""
+    if config.ratio_source == "deterministic":
+        masks = deterministic_masks(out.logits, backbone.gate_tau)
+        return budget_loss(backbone.ratio_for_masks(out, masks), masks, config, p, multiplier)
+    return budget_loss(out.ratio, out.masks, config, p, multiplier)
+
+
 def _combine(terms: list[BudgetTerms], scale: float) -> BudgetTerms:
     return BudgetTerms(*(scale * sum(parts) for parts in zip(*terms)))
 
@@ -60,6 +70,7 @@ def dual_gating_objective(
     p: float,
     vicreg_fn: VICRegFn,
     symmetric: bool = False,
+    multiplier: float | Tensor = 0.0,
 ) -> ObjectiveOutput:
     """VICReg-Dual-Gating loss for two views ``[B, 3, H, W]`` (view 1 gated, view 2 dense)."""
     pairs = [(views[0], views[1])] + ([(views[1], views[0])] if symmetric else [])
@@ -70,7 +81,7 @@ def dual_gating_objective(
         z_gated = projector(gated.feats, "gated")
         z_dense = projector(dense.feats, "dense")
         vicregs.append(vicreg_fn(z_gated, z_dense))
-        budgets.append(budget_loss(gated.ratio, gated.masks, budget, p))
+        budgets.append(gated_budget(backbone, gated, budget, p, multiplier))
         outputs += [gated, dense]
         embeddings += [z_gated, z_dense]
     vicreg = sum(vicregs) / len(vicregs)
@@ -85,12 +96,13 @@ def gating_objective(
     budget: BudgetConfig,
     p: float,
     vicreg_fn: VICRegFn,
+    multiplier: float | Tensor = 0.0,
 ) -> ObjectiveOutput:
     """VICReg-Gating (Baseline-2) loss: both views ``[B, 3, H, W]`` through the gated branch."""
     outputs = tuple(backbone.forward_branch(x, "gated") for x in views)
     embeddings = tuple(projector(o.feats, "gated") for o in outputs)
     vicreg = vicreg_fn(*embeddings)
-    terms = [budget_loss(o.ratio, o.masks, budget, p) for o in outputs]
+    terms = [gated_budget(backbone, o, budget, p, multiplier) for o in outputs]
     summed = _combine(terms, 1.0)
     # ratio and densities are reported as the mean over views; the loss parts are summed.
     mean = _mean(terms)

@@ -112,3 +112,30 @@ def test_vicreg_hand_computed_tiny_case() -> None:
     # v = mean(relu(1 - 1.4142), relu(1 - 0.01)) = 0.495 per view -> 0.99; covariance 0.
     z = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
     assert float(vicreg_loss(z, z, 25, 25, 1)) == pytest.approx(25 * 0.99, rel=1e-5)
+
+
+def test_flops_loss_with_multiplier_hand_computed() -> None:
+    # 5 * (0.4 - 0.25)^2 + 2 * (0.4 - 0.25) = 0.1125 + 0.3
+    assert float(flops_loss(torch.tensor(0.4), 0.25, 5.0, multiplier=2.0)) == pytest.approx(0.4125)
+
+
+def test_budget_multiplier_follows_the_ratio_error() -> None:
+    from dualgate_solo.losses import BudgetMultiplier
+
+    cfg = BudgetConfig(target_density=0.1, multiplier_lr=0.5)
+    nu = BudgetMultiplier()
+    nu.update(torch.tensor(0.3), cfg)
+    nu.update(0.2, cfg)
+    assert float(nu.value) == pytest.approx(0.5 * 0.2 + 0.5 * 0.1)
+    assert "value" in nu.state_dict()
+
+
+def test_deterministic_masks_threshold_with_sigmoid_gradient() -> None:
+    from dualgate_solo.losses import deterministic_masks
+
+    logits = torch.tensor([[-1.0, 0.0, 2.0]], requires_grad=True)
+    (mask,) = deterministic_masks((logits,), tau=0.5)
+    assert mask.tolist() == [[0.0, 1.0, 1.0]]
+    mask.sum().backward()
+    s = torch.sigmoid(logits.detach() / 0.5)
+    torch.testing.assert_close(logits.grad, s * (1 - s) / 0.5)

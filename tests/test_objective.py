@@ -68,3 +68,32 @@ def test_dual_projector_bn_routes_by_branch() -> None:
     h = torch.randn(5, 8)
     projector(h, "gated").sum().backward()
     assert projector.bn1.dense.weight.grad is None and projector.bn1.gated.weight.grad is not None
+
+
+def test_ratio_for_masks_reproduces_the_forward_ratio(parts) -> None:
+    backbone, _, views = parts
+    out = backbone.forward_branch(views[0], "gated")
+    torch.testing.assert_close(backbone.ratio_for_masks(out, out.masks), out.ratio)
+    r50 = create_backbone("dg_resnet50", stem="cifar")
+    out50 = r50.forward_branch(views[0], "gated")
+    torch.testing.assert_close(r50.ratio_for_masks(out50, out50.masks), out50.ratio)
+
+
+def test_deterministic_ratio_source_costs_the_eval_masks(parts) -> None:
+    backbone, projector, views = parts
+    backbone.eval(), projector.eval()
+    cfg = BudgetConfig(0.1, ratio_source="deterministic")
+    out = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss)
+    eval_ratio = backbone.forward_branch(views[0], "gated").ratio.mean()
+    torch.testing.assert_close(out.budget.ratio, eval_ratio.float())
+    out.loss.backward()
+    assert backbone.layer4[1].gate.expand.weight.grad.abs().sum() > 0
+
+
+def test_multiplier_enters_the_flops_term(parts) -> None:
+    backbone, projector, views = parts
+    backbone.eval(), projector.eval()
+    cfg = BudgetConfig(0.1)
+    plain = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss)
+    shifted = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss, multiplier=3.0)
+    torch.testing.assert_close(shifted.budget.flops - plain.budget.flops, 3.0 * (plain.budget.ratio - 0.1))

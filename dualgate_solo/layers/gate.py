@@ -83,6 +83,10 @@ class ChannelGate(nn.Module):
             hidden = torch.relu(self.bn(self.reduce(pooled)))
             return self.expand(hidden).flatten(1)
 
+    def sample(self, logits: Tensor) -> Tensor:
+        """0/1 mask ``[B, gated_channels]`` from float32 ``logits``: stochastic STE in training, threshold in eval."""
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return binary_concrete_ste(logits, self.tau, self.training)
+
     def forward(self, u: Tensor) -> Tensor:
-        with torch.autocast(device_type=u.device.type, enabled=False):
-            return binary_concrete_ste(self.logits(u), self.tau, self.training)
+        return self.sample(self.logits(u))

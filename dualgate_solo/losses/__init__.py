@@ -2,22 +2,28 @@
 
 from dualgate_solo.losses.budget import (
     BOUND_TARGETS,
+    RATIO_SOURCES,
     BudgetConfig,
+    BudgetMultiplier,
     BudgetTerms,
     anneal_p,
     bound_loss,
     budget_loss,
+    deterministic_masks,
     flops_loss,
     layer_densities,
 )
 
 __all__ = [
     "BOUND_TARGETS",
+    "RATIO_SOURCES",
     "BudgetConfig",
+    "BudgetMultiplier",
     "BudgetTerms",
     "anneal_p",
     "bound_loss",
     "budget_loss",
+    "deterministic_masks",
     "flops_loss",
     "layer_densities",
 ]

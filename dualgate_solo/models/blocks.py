@@ -30,12 +30,31 @@ class BlockOutput(NamedTuple):
         mask: gate values ``[B, gated_channels]`` (exactly 0/1) in the gated branch, else ``None``.
         macs: per-sample MACs of the block, gate excluded, ``[B]`` in float64.
         cost: static figures of the block at this input size.
+        logits: the gate's float32 logits ``[B, gated_channels]`` (gated branch), else ``None``.
     """
 
     out: Tensor
     mask: Tensor | None
     macs: Tensor
     cost: BlockCost
+    logits: Tensor | None = None
+
+
+def _dense_macs(cost: BlockCost, batch: int, device: torch.device) -> Tensor:
+    """``[batch]`` copies of the block's dense MACs (float64)."""
+    return torch.full((batch,), float(cost.dense_macs), dtype=MAC_DTYPE, device=device)
+
+
+def _gated_forward(block: nn.Module, x: Tensor, branch: str, name: str) -> BlockOutput:
+    """Shared block driver: gate (gated branch only), masked residual path, shortcut, MACs."""
+    logits = block.gate.logits(x) if branch == "gated" else None
+    mask = block.gate.sample(logits) if logits is not None else None
+    y = block._residual(x, mask, branch)
+    shortcut = x if block.downsample is None else block.downsample(x, branch)
+    out = torch.relu(y + shortcut)
+    cost = block.cost(name, tuple(x.shape[-2:]), tuple(out.shape[-2:]))
+    macs = _dense_macs(cost, x.shape[0], x.device) if mask is None else block.macs_for(mask, cost)
+    return BlockOutput(out, mask, macs, cost, logits)
 
 
 class Shortcut(nn.Module):
@@ -99,6 +118,7 @@ class GatedBasicBlock(nn.Module):
             in_channels=self.conv1.in_channels,
             out_channels=self.conv2.out_channels,
             gated_channels=self.conv1.out_channels,
+            in_hw=in_hw,
             out_hw=out_hw,
             dense_macs=inner + shortcut,
             downsample_macs=shortcut,
@@ -106,22 +126,18 @@ class GatedBasicBlock(nn.Module):
             macs_per_active_channel=inner // self.conv1.out_channels,
         )
 
-    def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
-        gated = branch == "gated"
-        mask = self.gate(x) if gated else None
+    def macs_for(self, mask: Tensor, cost: BlockCost) -> Tensor:
+        """Per-sample MACs ``[B]`` (float64, differentiable) of the gated block for ``mask [B, C_out]``."""
+        return mask.to(MAC_DTYPE).sum(1) * cost.macs_per_active_channel + cost.downsample_macs
+
+    def _residual(self, x: Tensor, mask: Tensor | None, branch: str) -> Tensor:
         a = torch.relu(apply_norm(self.bn1, self.conv1(x), branch))
         if mask is not None:
             a = _masked(a, mask)
-        y = apply_norm(self.bn2, self.conv2(a), branch)
-        shortcut = x if self.downsample is None else self.downsample(x, branch)
-        out = torch.relu(y + shortcut)
-        cost = self.cost(name, tuple(x.shape[-2:]), tuple(out.shape[-2:]))
-        if mask is None:
-            macs = torch.full((x.shape[0],), float(cost.dense_macs), dtype=MAC_DTYPE, device=x.device)
-        else:
-            active = mask.to(MAC_DTYPE).sum(1)
-            macs = active * cost.macs_per_active_channel + cost.downsample_macs
-        return BlockOutput(out, mask, macs, cost)
+        return apply_norm(self.bn2, self.conv2(a), branch)
+
+    def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
+        return _gated_forward(self, x, branch, name)
 
 
 class GatedBottleneck(nn.Module):
@@ -179,6 +195,7 @@ class GatedBottleneck(nn.Module):
             in_channels=self.conv1.in_channels,
             out_channels=self.conv3.out_channels,
             gated_channels=2 * self.conv1.out_channels,
+            in_hw=in_hw,
             out_hw=out_hw,
             dense_macs=c1 + c2 + c3 + shortcut,
             downsample_macs=shortcut,
@@ -186,9 +203,15 @@ class GatedBottleneck(nn.Module):
             macs_per_active_channel=None,
         )
 
-    def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
-        gated = branch == "gated"
-        mask = self.gate(x) if gated else None
+    def macs_for(self, mask: Tensor, cost: BlockCost) -> Tensor:
+        """Per-sample MACs ``[B]`` for ``mask [B, 2 * width]``: ``c1 f1 + c2 f1 f2 + c3 f2 + shortcut``."""
+        c1, c2, c3, shortcut = self._conv_costs(cost.in_hw, cost.out_hw)
+        width = self.conv1.out_channels
+        f1 = mask[:, :width].to(MAC_DTYPE).mean(1)
+        f2 = mask[:, width:].to(MAC_DTYPE).mean(1)
+        return c1 * f1 + c2 * f1 * f2 + c3 * f2 + shortcut
+
+    def _residual(self, x: Tensor, mask: Tensor | None, branch: str) -> Tensor:
         width = self.conv1.out_channels
         a = torch.relu(apply_norm(self.bn1, self.conv1(x), branch))
         if mask is not None:
@@ -196,16 +219,7 @@ class GatedBottleneck(nn.Module):
         b = torch.relu(apply_norm(self.bn2, self.conv2(a), branch))
         if mask is not None:
             b = _masked(b, mask[:, width:])
-        y = apply_norm(self.bn3, self.conv3(b), branch)
-        shortcut = x if self.downsample is None else self.downsample(x, branch)
-        out = torch.relu(y + shortcut)
-        in_hw, out_hw = tuple(x.shape[-2:]), tuple(out.shape[-2:])
-        cost = self.cost(name, in_hw, out_hw)
-        if mask is None:
-            macs = torch.full((x.shape[0],), float(cost.dense_macs), dtype=MAC_DTYPE, device=x.device)
-        else:
-            c1, c2, c3, shortcut_macs = self._conv_costs(in_hw, out_hw)
-            f1 = mask[:, :width].to(MAC_DTYPE).mean(1)
-            f2 = mask[:, width:].to(MAC_DTYPE).mean(1)
-            macs = c1 * f1 + c2 * f1 * f2 + c3 * f2 + shortcut_macs
-        return BlockOutput(out, mask, macs, cost)
+        return apply_norm(self.bn3, self.conv3(b), branch)
+
+    def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
+        return _gated_forward(self, x, branch, name)

@@ -48,6 +48,7 @@ class BranchOutput(NamedTuple):
         block_macs: per-sample conv MACs of each block, gate excluded, ``[B, n_blocks]`` float64.
         costs: static MAC figures of the network at this input size.
         branch: ``"dense"`` or ``"gated"``.
+        logits: the gates' float32 logits, one ``[B, gated_channels_b]`` per block; ``()`` (dense).
     """
 
     feats: Tensor
@@ -55,6 +56,7 @@ class BranchOutput(NamedTuple):
     block_macs: Tensor
     costs: CostTable
     branch: str
+    logits: tuple[Tensor, ...] = ()
 
     @property
     def macs(self) -> Tensor:
@@ -105,6 +107,7 @@ class GatedResNet(nn.Module):
         self.dual_bn_scope = check_choice("dual_bn_scope", dual_bn_scope, DUAL_BN_SCOPES)
         self.branch = check_choice("branch", branch, BRANCHES)
         self.depth = depth
+        self.gate_tau = gate_tau
         dual_block = dual_bn_scope != "none"
         dual_outer = dual_bn_scope in ("backbone", "all")
 
@@ -159,16 +162,28 @@ class GatedResNet(nn.Module):
         h = self.conv1(x)
         stem_macs = conv_macs(self.conv1, tuple(h.shape[-2:]))
         h = self.maxpool(torch.relu(apply_norm(self.bn1, h, branch)))
-        masks, macs, costs = [], [], []
+        masks, logits, macs, costs = [], [], [], []
         for name, block in self.named_blocks():
-            h, mask, block_macs, cost = block(h, branch, name)
-            if mask is not None:
-                masks.append(mask)
-            macs.append(block_macs)
-            costs.append(cost)
+            result = block(h, branch, name)
+            h = result.out
+            if result.mask is not None:
+                masks.append(result.mask)
+                logits.append(result.logits)
+            macs.append(result.macs)
+            costs.append(result.cost)
         feats = torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
         table = CostTable(tuple(x.shape[-2:]), stem_macs, tuple(costs))
-        return BranchOutput(feats, tuple(masks), torch.stack(macs, 1), table, branch)
+        return BranchOutput(feats, tuple(masks), torch.stack(macs, 1), table, branch, tuple(logits))
+
+    def ratio_for_masks(self, out: BranchOutput, masks: tuple[Tensor, ...]) -> Tensor:
+        """Per-sample kept-MAC ratio ``[B]`` the gated branch of ``out`` would have with other ``masks``.
+
+        Used to cost the deterministic (eval-style) masks of a training pass without a second
+        forward; differentiable through ``masks``.
+        """
+        blocks = [block for _, block in self.named_blocks()]
+        block_macs = torch.stack([b.macs_for(m, c) for b, m, c in zip(blocks, masks, out.costs.blocks)], 1)
+        return out._replace(block_macs=block_macs, masks=masks).ratio
 
     def forward_dual(self, x: Tensor) -> DualOutput:
         """Both branches on the same images ``x [B, 3, H, W]``."""
