@@ -74,8 +74,9 @@ def test_floor_ratio_cifar(r18_cifar) -> None:
         ("dg_resnet50", "cifar", 32),
     ],
 )
-def test_dense_macs_agree_with_flop_counter(name: str, stem: str, size: int) -> None:
-    model = create_backbone(name, stem=stem).eval()
+@pytest.mark.parametrize("width", [64, 16])
+def test_dense_macs_agree_with_flop_counter(name: str, stem: str, size: int, width: int) -> None:
+    model = create_backbone(name, stem=stem, width=width).eval()
     x = torch.zeros(1, 3, size, size)
     assert flop_counter_macs(model.set_branch("dense"), x) == model.cost_table((size, size)).dense_macs
 
@@ -128,3 +129,11 @@ def test_basic_block_per_sample_macs_count_active_channels(r18_cifar) -> None:
     block.gate.logits = lambda u: logits
     out = block(torch.randn(2, 64, 34, 34), "gated", "layer2.0")
     assert out.macs.tolist() == [10 * 499_392 + 2_367_488, 100 * 499_392 + 2_367_488]
+
+
+def test_width_multiplier_scales_macs_quadratically() -> None:
+    full = create_backbone("dg_resnet18", stem="cifar").cost_table((32, 32))
+    quarter = create_backbone("dg_resnet18", stem="cifar", width=16).cost_table((32, 32))
+    stem_full, stem_quarter = full.stem_macs, quarter.stem_macs
+    assert stem_quarter * 4 == stem_full  # the stem is linear in width (3 input channels)
+    assert (quarter.dense_macs - stem_quarter) * 16 == full.dense_macs - stem_full

@@ -18,6 +18,7 @@ from dualgate_solo.models import create_backbone
         ({"stem": "tiny"}, r"stem='tiny' is invalid; allowed values: 'cifar', 'imagenet'"),
         ({"gate_tau": 0.0}, r"gate_tau=0.0 is invalid; allowed values: a number in \(0.0, inf\]"),
         ({"gate_tau": -1}, r"gate_tau=-1 is invalid"),
+        ({"width": 0}, r"width=0 is invalid; allowed values: a number in \[1, inf\]"),
         ({"widht": 2}, r"backbone.kwargs key='widht' is invalid; allowed values: 'stem', 'branch'"),
     ],
 )

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio
 from dualgate_solo.layers import BRANCHES, apply_norm, make_norm
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
-from dualgate_solo.validation import check_choice
+from dualgate_solo.validation import check_choice, check_interval
 
 ARCHITECTURES = {
     18: (GatedBasicBlock, (2, 2, 2, 2)),
@@ -87,6 +87,8 @@ class GatedResNet(nn.Module):
         dual_bn_scope: ``"none"``, ``"block"`` (paper, D1), ``"backbone"`` or ``"all"``.
         gate_reduction: gate bottleneck factor (spec: 4).
         gate_tau: straight-through temperature (spec: 2/3).
+        width: channels of the stem and of stage 1; stages have ``width * (1, 2, 4, 8)`` planes
+            (64 = the paper; smaller values make cheap CPU-scale experiments).
 
     Attributes:
         num_features: width of the pooled output (512 for 18/34, 2048 for 50).
@@ -100,8 +102,10 @@ class GatedResNet(nn.Module):
         dual_bn_scope: str = "block",
         gate_reduction: int = 4,
         gate_tau: float = 2 / 3,
+        width: int = 64,
     ):
         super().__init__()
+        check_interval("width", width, 1, float("inf"))
         block_type, counts = ARCHITECTURES[check_choice("depth", depth, ARCHITECTURES)]
         self.stem = check_choice("stem", stem, STEMS)
         self.dual_bn_scope = check_choice("dual_bn_scope", dual_bn_scope, DUAL_BN_SCOPES)
@@ -112,16 +116,16 @@ class GatedResNet(nn.Module):
         dual_outer = dual_bn_scope in ("backbone", "all")
 
         if stem == "cifar":
-            self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=2, bias=False)
             self.maxpool = nn.Identity()
         else:
-            self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.bn1 = make_norm(64, dual_outer)
+        self.bn1 = make_norm(width, dual_outer)
 
-        channels = 64
+        channels = width
         stages = []
-        for stage, (planes, n_blocks) in enumerate(zip((64, 128, 256, 512), counts)):
+        for stage, (planes, n_blocks) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), counts)):
             blocks = []
             for i in range(n_blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
@@ -209,6 +213,9 @@ class GatedResNet(nn.Module):
             self.train(was_training)
 
     def extra_repr(self) -> str:
-        return f"depth={self.depth}, stem={self.stem!r}, branch={self.branch!r}, dual_bn_scope={self.dual_bn_scope!r}"
+        return (
+            f"depth={self.depth}, stem={self.stem!r}, branch={self.branch!r}, "
+            f"dual_bn_scope={self.dual_bn_scope!r}, width={self.conv1.out_channels}"
+        )
 
 
