@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from dualgate_solo.gate_stats import collect_gate_statistics
 from dualgate_solo.knn import knn_top1
-from dualgate_solo.losses import BudgetConfig, anneal_p
+from dualgate_solo.losses import RATIO_SOURCES, BudgetConfig, BudgetMultiplier, anneal_p
 from dualgate_solo.losses.vicreg import vicreg_loss
 from dualgate_solo.models import create_backbone
 from dualgate_solo.models.projector import Projector
@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=100, help="optimisation steps (default 100)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--target-density", type=float, default=0.3, help="t_d: kept-MAC fraction")
+    parser.add_argument("--ratio-source", choices=RATIO_SOURCES, default="sampled", help="budget loss on sampled (paper) or eval-style masks")
+    parser.add_argument("--multiplier-lr", type=float, default=0.0, help="Lagrange multiplier step (0: fixed lambda, the paper)")
     parser.add_argument("--steps-per-epoch", type=int, default=10, help="steps between p updates")
     parser.add_argument("--lr", type=float, default=0.3, help="base lr, scaled by batch/256 (paper: 0.3)")
     parser.add_argument("--proj-dim", type=int, default=512, help="projector width (paper: 2048)")
@@ -57,7 +59,7 @@ def _plot(rows: list[dict], target: float, path: Path) -> None:
 
     steps = [r["step"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot(steps, [r["train_flops_ratio"] for r in rows], label="train ratio r (stochastic gates)")
+    ax1.plot(steps, [r["train_flops_ratio"] for r in rows], label="training ratio r in the budget loss")
     ax1.axhline(target, color="k", ls="--", label=f"target t_d = {target}")
     ax1.set_xlabel("step"), ax1.set_ylabel("kept-MAC ratio"), ax1.legend()
     ax2.plot(steps, [r["vicreg_loss"] for r in rows], label="VICReg")
@@ -72,7 +74,10 @@ def run(args: argparse.Namespace) -> dict:
     """Train, evaluate both branches and write the outputs; returns the summary dict."""
     check_interval("--steps", args.steps, 1, float("inf"))
     check_interval("--batch-size", args.batch_size, 2, float("inf"))
-    budget = BudgetConfig(target_density=args.target_density)
+    budget = BudgetConfig(
+        target_density=args.target_density, ratio_source=args.ratio_source, multiplier_lr=args.multiplier_lr
+    )
+    multiplier = BudgetMultiplier()
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -97,10 +102,11 @@ def run(args: argparse.Namespace) -> dict:
         p = anneal_p(step // args.steps_per_epoch, budget.anneal_alpha)
         index = torch.randint(0, args.train_size, (args.batch_size,), generator=gen)
         views = (augment(train_x[index], gen), augment(train_x[index], gen))
-        out = dual_gating_objective(backbone, projector, views, budget, p, vicreg_loss)
+        out = dual_gating_objective(backbone, projector, views, budget, p, vicreg_loss, multiplier=multiplier.value)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
+        multiplier.update(out.budget.ratio, budget)
         rows.append(
             {
                 "step": step,
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> dict:
                 "vicreg_loss": out.vicreg.item(),
                 "budget_loss": out.budget.loss.item(),
                 "train_flops_ratio": out.budget.ratio.item(),
+                "multiplier": multiplier.value.item(),
             }
         )
 
