@@ -97,6 +97,6 @@ def load_backbone(
     backbone = create_backbone(name, **kwargs)
     try:
         backbone.load_state_dict(state, strict=True)
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         raise ValueError(f"checkpoint {str(path)!r} does not hold a {name} with kwargs {kwargs}: {error}") from error
     return LoadedBackbone(backbone.eval(), method, path, args)

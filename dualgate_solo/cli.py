@@ -18,6 +18,11 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
     ("mac-table", "dualgate_solo.mac_table", "print the per-block MAC table of a gated backbone at an input size"),
     ("cost-report", "dualgate_solo.reports.cost_report", "gated-branch kept-MAC ratio, FLOPs R., per-layer costs and channel usage of a checkpoint on a split"),
     ("umap", "dualgate_solo.reports.umap_branches", "UMAP of the dense and gated branch side by side from one checkpoint"),
+    ("branch-dir", "dualgate_solo.solo.branch_dir", "per-branch checkpoint directories for solo-learn's main_knn.py / main_umap.py"),
+    ("install-hook", "dualgate_solo.solo.hook_install", "write the start-up .pth that registers the methods in argparse scripts (editable installs)"),
+    ("config-dir", "dualgate_solo.solo.paths", "print the directory of the solo-learn-style YAML configs (for --config-path)"),
+    ("run", "dualgate_solo.solo.run_script", "run a solo-learn script with the methods registered (fallback without the hook)"),
+    ("export", "dualgate_solo.export_cli", "static/hybrid prune export of a gated checkpoint: plain ResNet state dict + spec, TorchScript, ONNX"),
 ]
 
 

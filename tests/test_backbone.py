@@ -171,3 +171,51 @@ def test_mixed_precision_gates_are_float32(r18_cifar) -> None:
         out = r18_cifar.forward_branch(torch.randn(*SMALL), "gated")
     assert all(m.dtype == torch.float32 for m in out.masks)
     assert torch.isfinite(out.ratio).all()
+
+
+def test_trained_steps_count_only_training_passes_with_grad(r18_cifar) -> None:
+    x = torch.randn(*SMALL)
+    r18_cifar.train()
+    r18_cifar.forward_branch(x, "gated")
+    r18_cifar.forward_branch(x, "gated")
+    with torch.no_grad():
+        r18_cifar.forward_branch(x, "dense")
+    r18_cifar.eval()
+    r18_cifar.forward_branch(x, "dense")
+    assert r18_cifar.trained_steps.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        lambda: __import__("torchvision").models.resnet18().state_dict(),
+        lambda: create_backbone("dg_resnet18", dual_bn_scope="backbone").state_dict(),
+        lambda: create_backbone("dg_resnet34").state_dict(),
+    ],
+    ids=["torchvision-resnet18", "other-dual-bn-scope", "other-depth"],
+)
+def test_non_strict_load_of_another_architecture_raises(source) -> None:
+    """solo-learn's main_linear loads with strict=False; that must not silently keep random weights."""
+    model = create_backbone("dg_resnet18")
+    with pytest.raises((ValueError, RuntimeError), match="does not match the backbone|size mismatch"):
+        model.load_state_dict(source(), strict=False)
+
+
+def test_non_strict_load_under_a_prefix_checks_only_that_prefix() -> None:
+    wrapper = torch.nn.Module()
+    wrapper.backbone = create_backbone("dg_resnet18")
+    wrapper.head = torch.nn.Linear(2, 2)
+    state = wrapper.state_dict()
+    wrapper.load_state_dict(state, strict=False)  # the full, matching dict loads
+    del state["backbone.layer4.1.conv2.weight"]
+    with pytest.raises(ValueError, match=r"1 of its \d+ keys are missing \(e.g. \['backbone.layer4.1.conv2.weight'\]\)"):
+        wrapper.load_state_dict(state, strict=False)
+
+
+def test_loading_an_untrained_branch_raises_naming_the_trained_one() -> None:
+    trained = create_backbone("dg_resnet18", dual_bn_scope="none").train()
+    trained.forward_branch(torch.randn(*SMALL), "gated")  # a VICReg-Gating run: gated passes only
+    state = trained.state_dict()
+    create_backbone("dg_resnet18", dual_bn_scope="none", branch="gated").load_state_dict(state)
+    with pytest.raises(ValueError, match="branch='dense' was never trained .*allowed values: gated"):
+        create_backbone("dg_resnet18", dual_bn_scope="none", branch="dense").load_state_dict(state, strict=False)

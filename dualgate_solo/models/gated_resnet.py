@@ -92,6 +92,14 @@ class GatedResNet(nn.Module):
 
     Attributes:
         num_features: width of the pooled output (512 for 18/34, 2048 for 50).
+        trained_steps: buffer ``[2]`` counting training passes (grad enabled) per branch
+            (dense, gated). Saved in checkpoints, so loading can refuse to evaluate a branch
+            that was never trained (e.g. the dense branch of a VICReg-Gating run).
+
+    Loading is guarded (:meth:`_check_checkpoint_keys`): a state dict whose backbone keys differ
+    from this model's raises ``ValueError`` even under ``strict=False``, the mode solo-learn's
+    ``main_linear.py`` and ``load_from_checkpoint`` use, which would otherwise silently keep
+    random weights.
     """
 
     def __init__(
@@ -138,7 +146,9 @@ class GatedResNet(nn.Module):
             stages.append(nn.ModuleList(blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.num_features = channels
+        self.register_buffer("trained_steps", torch.zeros(len(BRANCHES), dtype=torch.long))
         self._init_weights()
+        self.register_load_state_dict_pre_hook(GatedResNet._check_checkpoint_keys)
 
     def _init_weights(self) -> None:
         """Kaiming-normal (fan_out, ReLU) for every conv, gates included; BN (1, 0) (D21)."""
@@ -163,6 +173,8 @@ class GatedResNet(nn.Module):
     def forward_branch(self, x: Tensor, branch: str) -> BranchOutput:
         """Run one branch. ``x [B, 3, H, W]`` -> :class:`BranchOutput` (any H, W)."""
         check_choice("branch", branch, BRANCHES)
+        if self.training and torch.is_grad_enabled():
+            self.trained_steps[BRANCHES.index(branch)] += 1
         h = self.conv1(x)
         stem_macs = conv_macs(self.conv1, tuple(h.shape[-2:]))
         h = self.maxpool(torch.relu(apply_norm(self.bn1, h, branch)))
@@ -196,6 +208,33 @@ class GatedResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Features ``[B, num_features]`` of ``self.branch``: the solo-learn backbone contract."""
         return self.forward_branch(x, self.branch).feats
+
+    @staticmethod
+    def _check_checkpoint_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+        """Load-state-dict pre-hook: refuse a checkpoint of another architecture or an untrained branch.
+
+        Raises:
+            ValueError: the keys under ``prefix`` are not exactly this model's (another depth,
+                stem, ``dual_bn_scope`` or a non-gated backbone), or ``trained_steps`` says
+                ``module.branch`` never ran in training while the other branch did.
+        """
+        own = {prefix + key for key in module.state_dict()}
+        given = {key for key in state_dict if key.startswith(prefix)}
+        if own != given:
+            lacking, extra = sorted(own - given), sorted(given - own)
+            raise ValueError(
+                f"checkpoint does not match the backbone ({module.extra_repr()}): "
+                f"{len(lacking)} of its {len(own)} keys are missing (e.g. {lacking[:3]}) and "
+                f"{len(extra)} keys are unexpected (e.g. {extra[:3]}). Use the backbone name and "
+                "kwargs (stem, dual_bn_scope, width) the checkpoint was pre-trained with."
+            )
+        steps = state_dict[prefix + "trained_steps"].tolist()
+        if sum(steps) > 0 and steps[BRANCHES.index(module.branch)] == 0:
+            trained = [b for b, n in zip(BRANCHES, steps) if n > 0]
+            raise ValueError(
+                f"branch={module.branch!r} was never trained in this checkpoint "
+                f"(training passes: {dict(zip(BRANCHES, steps))}); allowed values: {', '.join(trained)}"
+            )
 
     @torch.no_grad()
     def cost_table(self, input_hw: tuple[int, int]) -> CostTable:

@@ -1,0 +1,263 @@
+"""solo-learn methods ``vicreg_dual_gating`` (BMVC 2023) and ``vicreg_gating`` (Baseline-2, IMVIP 2022).
+
+Thin Lightning wrappers over the framework-free core (:mod:`dualgate_solo.objective`): they build
+the gated backbone through solo-learn's registry, feed solo-learn's online linear probe and k-NN
+per branch, anneal ``p`` per epoch (D12) and give the gates weight decay 0 (D11).
+
+Branch conventions (what each unchanged downstream script sees):
+
+* ``forward(X)`` runs ``backbone.branch`` (``backbone.kwargs.branch`` in the cfg) and returns
+  ``{"feats", "logits", "z"}``: that is what ``main_knn.py``, ``main_umap.py`` and AutoUMAP read.
+* Validation runs every trained branch with deterministic gates. The method's *primary* branch
+  (dense for Dual-Gating, gated for Gating) logs solo-learn's usual ``val_acc1``/``val_knn_acc1``;
+  the other logs ``val_gated_acc1``/``val_gated_knn_acc1``. The gated branch adds
+  ``val_flops_ratio``, ``val_flops_reduction`` and ``val_density/<block>``.
+
+Imports solo-learn at module level: import it only through :func:`dualgate_solo.solo.register`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import omegaconf
+import torch
+import torch.nn.functional as F
+from solo.losses.vicreg import vicreg_loss_func
+from solo.methods.base import BaseMethod
+from solo.utils.knn import WeightedKNNClassifier
+from solo.utils.metrics import accuracy_at_k, weighted_mean
+from torch import Tensor, nn
+
+from dualgate_solo.layers.gate import ChannelGate
+from dualgate_solo.losses import BudgetMultiplier, anneal_p
+from dualgate_solo.models import BranchOutput
+from dualgate_solo.models.projector import Projector
+from dualgate_solo.objective import ObjectiveOutput, dual_gating_objective, gating_objective
+from dualgate_solo.solo.config import apply_method_defaults, budget_config
+
+
+class GatedMethod(BaseMethod):
+    """Shared machinery of the two gated VICReg methods; subclasses define :meth:`objective`.
+
+    Class attributes:
+        METHOD: the registry name (also selects the cfg defaults).
+        PRIMARY_BRANCH: the branch fed to solo-learn's own ``classifier`` and ``knn``.
+        BRANCHES: branches trained and validated, primary first.
+    """
+
+    METHOD: str = ""
+    PRIMARY_BRANCH: str = ""
+    BRANCHES: tuple[str, ...] = ()
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__(cfg)
+        kwargs = cfg.method_kwargs
+        self.budget = budget_config(kwargs)
+        self.vicreg_fn = partial(
+            vicreg_loss_func,
+            sim_loss_weight=kwargs.sim_loss_weight,
+            var_loss_weight=kwargs.var_loss_weight,
+            cov_loss_weight=kwargs.cov_loss_weight,
+        )
+        dual_projector = cfg.backbone.kwargs.dual_bn_scope == "all"
+        self.projector = Projector(self.features_dim, kwargs.proj_hidden_dim, kwargs.proj_output_dim, dual_projector)
+        self.extra_classifiers = nn.ModuleDict(
+            {b: nn.Linear(self.features_dim, self.num_classes) for b in self.BRANCHES if b != self.PRIMARY_BRANCH}
+        )
+        self.extra_knns = nn.ModuleDict(
+            {b: WeightedKNNClassifier(k=self.knn_k, distance_fx=cfg.knn_eval.distance_func) for b in self.extra_classifiers}
+            if self.knn_eval
+            else {}
+        )
+        self.budget_multiplier = BudgetMultiplier()
+        self.register_buffer("anneal_p", torch.tensor(1.0, dtype=torch.float64))
+
+    @classmethod
+    def add_and_assert_specific_cfg(cls, cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """solo-learn's defaults, then this method's (:func:`apply_method_defaults`), in place."""
+        cfg = BaseMethod.add_and_assert_specific_cfg(cfg)
+        apply_method_defaults(cfg, cls.METHOD)
+        return cfg
+
+    # ----------------------------------------------------------------------------- heads
+    def classifier_for(self, branch: str) -> nn.Module:
+        """The online linear probe of ``branch`` (solo-learn's ``classifier`` for the primary one)."""
+        return self.classifier if branch == self.PRIMARY_BRANCH else self.extra_classifiers[branch]
+
+    def knn_for(self, branch: str) -> WeightedKNNClassifier | None:
+        """The online k-NN of ``branch`` (``None`` when ``knn_eval.enabled`` is off)."""
+        if not self.knn_eval:
+            return None
+        return self.knn if branch == self.PRIMARY_BRANCH else self.extra_knns[branch]
+
+    def metric_prefix(self, branch: str) -> str:
+        """``val_`` for the primary branch (solo-learn's keys), ``val_<branch>_`` otherwise."""
+        return "" if branch == self.PRIMARY_BRANCH else f"{branch}_"
+
+    @property
+    def learnable_params(self) -> list[dict[str, Any]]:
+        """solo-learn's groups with the gates split off at weight decay 0 (D11), plus heads."""
+        gate_ids = {id(p) for m in self.backbone.modules() if isinstance(m, ChannelGate) for p in m.parameters()}
+        groups = []
+        for group in super().learnable_params:
+            if group["name"] == "backbone":
+                params = list(self.backbone.parameters())
+                groups.append({"name": "backbone", "params": [p for p in params if id(p) not in gate_ids]})
+                groups.append({"name": "gates", "params": [p for p in params if id(p) in gate_ids], "weight_decay": 0.0})
+            else:
+                groups.append(group)
+        groups.append({"name": "projector", "params": self.projector.parameters()})
+        for branch, head in self.extra_classifiers.items():
+            groups.append({"name": f"{branch}_classifier", "params": head.parameters(), "lr": self.classifier_lr, "weight_decay": 0})
+        return groups
+
+    # ----------------------------------------------------------------------------- forward
+    def _layout(self, X: Tensor) -> Tensor:
+        return X if self.no_channel_last else X.to(memory_format=torch.channels_last)
+
+    def forward(self, X: Tensor) -> dict[str, Tensor]:
+        """``X [B, 3, H, W]`` through ``backbone.branch``: ``feats [B, F]``, ``logits [B, C]``, ``z [B, D]``."""
+        branch = self.backbone.branch
+        feats = self.backbone(self._layout(X))
+        return {
+            "feats": feats,
+            "logits": self.classifier_for(branch)(feats.detach()),
+            "z": self.projector(feats, branch),
+        }
+
+    def multicrop_forward(self, X: Tensor) -> dict[str, Any]:
+        raise NotImplementedError(f"{self.METHOD} uses exactly two large views and no small crops")
+
+    # ----------------------------------------------------------------------------- training
+    def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
+        raise NotImplementedError
+
+    def on_train_epoch_start(self) -> None:
+        """p = exp(-alpha * epoch) (D12); derived from ``current_epoch``, so a resume restores it."""
+        self.anneal_p.fill_(anneal_p(self.current_epoch, self.budget.anneal_alpha))
+
+    def _probe(self, out: BranchOutput, targets: Tensor) -> dict[str, Tensor]:
+        logits = self.classifier_for(out.branch)(out.feats.detach())
+        loss = F.cross_entropy(logits, targets, ignore_index=-1)
+        acc1, acc5 = accuracy_at_k(logits, targets, top_k=(1, min(5, logits.size(1))))
+        return {"loss": loss, "acc1": acc1, "acc5": acc5}
+
+    def training_step(self, batch: list[Any], batch_idx: int) -> Tensor:
+        """``batch = [indexes, [view_1, view_2], targets]`` -> SSL loss + L_G + online-probe losses."""
+        _, views, targets = batch
+        if isinstance(views, Tensor) or len(views) != 2:
+            raise ValueError(f"{self.METHOD} needs exactly 2 views per sample (data.num_large_crops=2)")
+        out = self.objective(tuple(self._layout(v) for v in views), float(self.anneal_p))
+        if self.budget.multiplier_lr > 0:
+            ratio = self.trainer.strategy.reduce(out.budget.ratio.detach(), reduce_op="mean")
+            self.budget_multiplier.update(ratio, self.budget)
+
+        log: dict[str, Tensor | float] = {
+            "train_vicreg_loss": out.vicreg,
+            "train_flops_loss": out.budget.flops,
+            "train_bound_loss": out.budget.bound,
+            "train_flops_ratio": out.budget.ratio,
+            "p": float(self.anneal_p),
+            "budget_multiplier": float(self.budget_multiplier.value),
+        }
+        class_loss = 0.0
+        mask = targets != -1
+        for branch_out in self._first_per_branch(out.outputs):
+            probe = self._probe(branch_out, targets)
+            class_loss = class_loss + probe["loss"]
+            prefix = f"train_{self.metric_prefix(branch_out.branch)}"
+            log.update({f"{prefix}class_loss": probe["loss"], f"{prefix}acc1": probe["acc1"], f"{prefix}acc5": probe["acc5"]})
+            knn = self.knn_for(branch_out.branch)
+            if knn is not None:
+                knn(train_features=branch_out.feats.detach()[mask], train_targets=targets[mask])
+        for name, density in zip(self._gated_block_names(), out.budget.densities):
+            log[f"train_density/{name}"] = density
+        self.log_dict(log, on_epoch=True, sync_dist=True)
+        return out.loss + class_loss
+
+    def _first_per_branch(self, outputs: tuple[BranchOutput, ...]) -> list[BranchOutput]:
+        """View 1's output of each branch (the online monitors of spec §6.1)."""
+        seen: dict[str, BranchOutput] = {}
+        for o in outputs:
+            seen.setdefault(o.branch, o)
+        return [seen[b] for b in self.BRANCHES]
+
+    def _gated_block_names(self) -> list[str]:
+        return [name for name, block in self.backbone.named_blocks() if getattr(block, "gate", None) is not None]
+
+    # ----------------------------------------------------------------------------- validation
+    def validation_step(
+        self, batch: list[Tensor], batch_idx: int, dataloader_idx: int | None = None, update_validation_step_outputs: bool = True
+    ) -> dict[str, Any]:
+        """Every branch of :attr:`BRANCHES` on ``batch = (X, targets)`` with deterministic gates."""
+        X, targets = batch
+        metrics: dict[str, Any] = {"batch_size": targets.size(0)}
+        for branch in self.BRANCHES:
+            out = self.backbone.forward_branch(self._layout(X), branch)
+            probe = self._probe(out, targets)
+            prefix = f"val_{self.metric_prefix(branch)}"
+            metrics.update({f"{prefix}loss": probe["loss"], f"{prefix}acc1": probe["acc1"], f"{prefix}acc5": probe["acc5"]})
+            knn = self.knn_for(branch)
+            if knn is not None and not self.trainer.sanity_checking:
+                knn(test_features=out.feats.detach(), test_targets=targets.detach())
+            if branch == "gated":
+                metrics["val_flops_ratio"] = out.ratio.mean()
+                for name, mask in zip(self._gated_block_names(), out.masks):
+                    metrics[f"val_density/{name}"] = mask.float().mean()
+        if update_validation_step_outputs:
+            self.validation_step_outputs.append(metrics)
+        return metrics
+
+    def on_validation_epoch_end(self) -> None:
+        """Batch-size-weighted means of every validation metric, FLOPs R. and the k-NN per branch."""
+        outputs = self.validation_step_outputs
+        keys = [k for k in outputs[0] if k != "batch_size"] if outputs else []
+        log = {k: weighted_mean(outputs, k, "batch_size") for k in keys}
+        if "val_flops_ratio" in log:
+            log["val_flops_reduction"] = 1.0 - log["val_flops_ratio"]
+        if not self.trainer.sanity_checking:
+            for branch in self.BRANCHES:
+                knn = self.knn_for(branch)
+                if knn is not None:
+                    acc1, acc5 = knn.compute()
+                    prefix = f"val_{self.metric_prefix(branch)}"
+                    log.update({f"{prefix}knn_acc1": acc1, f"{prefix}knn_acc5": acc5})
+        self.log_dict(log, sync_dist=True)
+        outputs.clear()
+
+
+class VICRegDualGating(GatedMethod):
+    """VICReg-Dual-Gating (Krishna et al., BMVC 2023): view 1 -> gated branch, view 2 -> dense.
+
+    ``method_kwargs``: VICReg weights and projector dims, the budget (``target_density`` ... see
+    :data:`dualgate_solo.solo.config.BUDGET_DEFAULTS`) and ``symmetric`` (D2).
+    """
+
+    METHOD = "vicreg_dual_gating"
+    PRIMARY_BRANCH = "dense"
+    BRANCHES = ("dense", "gated")
+
+    def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
+        return dual_gating_objective(
+            self.backbone, self.projector, views, self.budget, p, self.vicreg_fn,
+            symmetric=bool(self.cfg.method_kwargs.symmetric), multiplier=self.budget_multiplier.value,
+        )
+
+
+class VICRegGating(GatedMethod):
+    """VICReg-Gating, Baseline-2 (Krishna et al., IMVIP 2022; spec §4.6): both views gated, one BN set."""
+
+    METHOD = "vicreg_gating"
+    PRIMARY_BRANCH = "gated"
+    BRANCHES = ("gated",)
+
+    def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
+        return gating_objective(
+            self.backbone, self.projector, views, self.budget, p, self.vicreg_fn, multiplier=self.budget_multiplier.value
+        )
+
+
+#: Registry name -> class, as added to ``solo.methods.METHODS``.
+METHOD_CLASSES: dict[str, type[GatedMethod]] = {cls.METHOD: cls for cls in (VICRegDualGating, VICRegGating)}
