@@ -242,7 +242,7 @@ class VICRegDualGating(GatedMethod):
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
         return dual_gating_objective(
             self.backbone, self.projector, views, self.budget, p, self.vicreg_fn,
-            symmetric=bool(self.cfg.method_kwargs.symmetric), multiplier=self.budget_multiplier.value,
+            symmetric=bool(self.cfg.method_kwargs.symmetric), multiplier=float(self.budget_multiplier.value),
         )
 
 
@@ -255,7 +255,7 @@ class VICRegGating(GatedMethod):
 
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
         return gating_objective(
-            self.backbone, self.projector, views, self.budget, p, self.vicreg_fn, multiplier=self.budget_multiplier.value
+            self.backbone, self.projector, views, self.budget, p, self.vicreg_fn, multiplier=float(self.budget_multiplier.value)
         )
 
 

@@ -1,0 +1,160 @@
+"""Training-step time and peak memory: ``vicreg_dual_gating`` vs solo-learn's ``vicreg``, same batch.
+
+Both methods are built by solo-learn from the package's CIFAR-10 configs (paper recipe: ResNet-18,
+CIFAR stem, 2048-d projector, LARS) and run the same two-view batch: forward, backward and
+optimiser step, the work of one Lightning training step without the Trainer's bookkeeping. Each
+method runs in its own process, so the peak-memory figures do not mix; on CPU the peak is the
+growth of the resident set size (ru_maxrss) over the size after building the model, on CUDA
+``torch.cuda.max_memory_allocated``. Needs solo-learn importable (``SOLO_LEARN_SRC`` works).
+
+    SOLO_LEARN_SRC=/path/to/solo-learn python scripts/bench_step.py --batch-size 64 --steps 5
+
+Writes ``<out>/bench_step.{csv,json,png}`` with the machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METHODS = ("vicreg", "vicreg_dual_gating")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _build(method: str, batch_size: int, device: str):
+    """A solo-learn method built from ``configs/pretrain/cifar10/<method>.yaml``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from solo.args.pretrain import parse_cfg
+    from solo.methods import METHODS as SOLO_METHODS
+
+    from dualgate_solo.solo import register
+
+    register()
+    with initialize_config_dir(config_dir=str(REPO / "configs" / "pretrain" / "cifar10"), version_base="1.2"):
+        cfg = compose(config_name=method, overrides=[f"optimizer.batch_size={batch_size}", "knn_eval.enabled=False"])
+    OmegaConf.set_struct(cfg, False)
+    cfg = parse_cfg(cfg)
+    model = SOLO_METHODS[method](cfg).to(device)
+    if not cfg.performance.disable_channel_last:
+        model = model.to(memory_format=__import__("torch").channels_last)
+    return model
+
+
+def _rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(method: str, batch_size: int, steps: int, warmup: int, device: str) -> dict:
+    """Time ``steps`` training steps after ``warmup``; returns one result row."""
+    import torch
+    from solo.utils.lars import LARS
+
+    torch.manual_seed(0)
+    model = _build(method, batch_size, device).train()
+    model.log_dict = model.log = lambda *args, **kwargs: None  # no Trainer attached
+    if hasattr(model, "on_train_epoch_start"):
+        model.on_train_epoch_start()
+    # the method's own parameter groups (gates at weight decay 0), solo-learn's LARS as configured
+    optimizer = LARS(model.learnable_params, lr=model.lr, weight_decay=model.weight_decay, **model.extra_optimizer_args)
+    views = [torch.rand(batch_size, 3, 32, 32, device=device) for _ in range(2)]
+    batch = [torch.arange(batch_size), views, torch.randint(0, 10, (batch_size,), device=device)]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    rss_before = _rss_mib()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for step in range(warmup + steps):
+        sync()
+        start = time.perf_counter()
+        out = model.training_step(batch, step)
+        loss = out["loss"] if isinstance(out, dict) else out
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _rss_mib() - rss_before
+    times.sort()
+    return {
+        "method": method,
+        "device": device,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "median_step_s": times[len(times) // 2],
+        "min_step_s": times[0],
+        "peak_mem_mib": peak,
+        "peak_mem_kind": "cuda max_memory_allocated" if device == "cuda" else "ru_maxrss growth after model build",
+    }
+
+
+def _plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    names = [r["method"] for r in rows]
+    for ax, key, label in zip(axes, ("median_step_s", "peak_mem_mib"), ("median step time [s]", "peak memory [MiB]")):
+        bars = ax.bar(names, [r[key] for r in rows], color=["#888888", "#3b75af"])
+        ax.bar_label(bars, fmt="%.3g")
+        ax.set_ylabel(label)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "bench_step")
+    parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.batch_size, args.steps, args.warmup, args.device)))
+        return
+
+    from dualgate_solo.provenance import provenance
+
+    rows = []
+    for method in METHODS:
+        cmd = [sys.executable, __file__, "--child", method, "--batch-size", str(args.batch_size),
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise SystemExit(f"{method} failed:\n{result.stderr[-3000:]}")
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        print(f"{method:>20}: {rows[-1]['median_step_s']:.3f} s/step, peak {rows[-1]['peak_mem_mib']:.0f} MiB")
+    base, dual = rows
+    summary = {
+        "time_ratio": dual["median_step_s"] / base["median_step_s"],
+        "memory_ratio": dual["peak_mem_mib"] / base["peak_mem_mib"],
+        "target": "<= 1.10 for both",
+    }
+    print(f"dual / vicreg: time x{summary['time_ratio']:.3f}, memory x{summary['memory_ratio']:.3f} (target <= 1.10)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = provenance()
+    (args.out / "bench_step.json").write_text(json.dumps({"provenance": meta, "rows": rows, "summary": summary}, indent=2))
+    with open(args.out / "bench_step.csv", "w") as f:
+        f.write(",".join(rows[0]) + "\n")
+        for row in rows:
+            f.write(",".join(str(v) for v in row.values()) + "\n")
+    _plot(rows, args.out / "bench_step.png",
+          f"ResNet-18 CIFAR, batch {args.batch_size}, {args.device}; {meta.get('date', '')} {meta.get('cpu', '')}")
+
+
+if __name__ == "__main__":
+    main()
