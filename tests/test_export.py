@@ -1,0 +1,308 @@
+"""Static prune export, hybrid gates, dynamic batch-1 execution and the ``export`` sub-command.
+
+Models have gates forced into known always-off / always-on / data-dependent patterns (through the
+gate's BN and last 1x1 conv), so the exported networks must reproduce the gated branch exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dualgate_solo.export import (
+    DynamicGatedResNet,
+    ExportPlan,
+    build_pruned_resnet,
+    export_pruned,
+    make_plan,
+    recalibrate_bn,
+    save_export,
+)
+from dualgate_solo.gate_stats import collect_gate_statistics
+from dualgate_solo.models import create_backbone
+
+ATOL = 1e-5
+OFF, ON, DEPENDENT = 0, 1, 2
+
+
+def images(n: int, hw: int = 32, seed: int = 0) -> torch.Tensor:
+    """Gaussian images with a per-image scale and offset, ``[n, 3, hw, hw]``."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = 0.5 + torch.rand(n, 1, 1, 1, generator=gen)
+    return torch.randn(n, 3, hw, hw, generator=gen) * scale + torch.randn(n, 1, 1, 1, generator=gen)
+
+
+@torch.no_grad()
+def calibrate(model, x: torch.Tensor) -> None:
+    """Running statistics of both branches from ``x`` (features of order 1, so ``ATOL`` is meaningful)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    for xb in x.split(32):
+        model.forward_branch(xb, "dense")
+        model.forward_branch(xb, "gated")
+    model.eval()
+
+
+@torch.no_grad()
+def force_gates(model, x: torch.Tensor, p_off: float = 0.5, p_on: float = 0.3, seed: int = 0) -> list[torch.Tensor]:
+    """Force each gate into a channel pattern; returns per block the kind of each channel.
+
+    Half of the gate's hidden units become constant 1 (BN weight 0, bias 1); the other half stay
+    data dependent. Always-off rows of ``expand`` read -10 from the constant units, always-on rows
+    +10, data-dependent rows read random weights from the data units and are centred on their median
+    logit over ``x`` (on-rate ~0.5).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    kinds = []
+    for b, (_, block) in enumerate(model.named_blocks()):
+        gate = block.gate
+        hidden = gate.reduce.out_channels
+        half = max(1, hidden // 2)
+        gate.bn.weight[:half], gate.bn.bias[:half] = 0.0, 1.0
+        gate.bn.weight[half:], gate.bn.bias[half:] = 5.0, 0.0
+        n = gate.expand.out_channels
+        r = torch.rand(n, generator=gen)
+        kind = torch.where(r < p_off, OFF, torch.where(r < p_off + p_on, ON, DEPENDENT))
+        weight = gate.expand.weight.view(n, hidden)
+        weight.zero_()
+        weight[kind == OFF, :half] = -10.0
+        weight[kind == ON, :half] = 10.0
+        dependent = kind == DEPENDENT
+        weight[dependent, half:] = torch.randn(int(dependent.sum()), hidden - half, generator=gen)
+        logits = model.forward_branch(x, "gated").logits[b]
+        weight[dependent, :half] = -logits[:, dependent].median(0).values[:, None] / half
+        kinds.append(kind)
+    return kinds
+
+
+def forced_model(name: str = "dg_resnet18", p_on: float = 0.3, p_off: float = 0.5, hw: int = 32, **kwargs):
+    torch.manual_seed(0)
+    kwargs = {"stem": "cifar", "width": 16, **kwargs}
+    model = create_backbone(name, **kwargs)
+    x = images(64, hw)
+    calibrate(model, x)
+    kinds = force_gates(model, x, p_off=p_off, p_on=p_on)
+    stats = collect_gate_statistics(model, x.split(32), progress=False)
+    return model, kinds, stats
+
+
+@pytest.fixture(scope="module")
+def r18():
+    """ResNet-18 (width 16, CIFAR stem) with always-off, always-on and data-dependent channels."""
+    return forced_model()
+
+
+@pytest.fixture(scope="module")
+def r18_static():
+    """ResNet-18 whose gates are all input-independent (no data-dependent channel)."""
+    return forced_model(p_on=0.4, p_off=0.6)
+
+
+def macs_of(model, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def test_plan_categories_follow_the_forced_pattern(r18) -> None:
+    model, kinds, stats = r18
+    static, hybrid = make_plan(model, stats, "static"), make_plan(model, stats, "hybrid")
+    for kind, sp, hp in zip(kinds, static.blocks, hybrid.blocks):
+        assert sorted(sp.kept[0]) == torch.nonzero(kind != OFF).flatten().tolist() and sp.gated == [0]
+        dependent = torch.nonzero(kind == DEPENDENT).flatten().tolist()
+        assert hp.kept[0][: hp.gated[0]] == dependent  # gated channels lead, always-on follow
+        assert sorted(hp.kept[0][hp.gated[0] :]) == torch.nonzero(kind == ON).flatten().tolist()
+    again = ExportPlan.from_dict(json.loads(json.dumps(hybrid.to_dict())))
+    assert again == hybrid and again.spec() == hybrid.spec()
+
+
+def test_static_export_matches_gated_branch_and_predicted_macs(r18_static) -> None:
+    model, kinds, stats = r18_static
+    plan = make_plan(model, stats, "static")
+    pruned = export_pruned(model, plan)
+    x = images(8, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+    assert macs_of(pruned, x[:1]) == plan.predicted_macs
+    # the gated branch's own kept-MAC count from gate statistics and the CostTable (gates excluded)
+    assert plan.predicted_macs == round(stats.mean_ratio * stats.costs.dense_macs) - stats.costs.gate_macs
+    assert plan.predicted_macs < 0.6 * plan.dense_macs
+
+
+def test_hybrid_export_matches_gated_branch_on_new_inputs(r18) -> None:
+    model, _, stats = r18
+    plan = make_plan(model, stats, "hybrid")
+    pruned = export_pruned(model, plan)
+    x = images(16, seed=2)
+    with torch.no_grad():
+        out = model.forward_branch(x, "gated")
+        torch.testing.assert_close(pruned(x), out.feats, atol=ATOL, rtol=0)
+    assert any(g[0] > 0 for g in plan.widths) and any(b.gated[0] > 0 for b in plan.blocks)
+    assert macs_of(pruned, x[:1]) == plan.predicted_macs
+
+
+def test_static_export_of_data_dependent_channels_keeps_them_on(r18) -> None:
+    """With data-dependent channels, ``static`` equals the gated branch with those gates opened."""
+    model, kinds, stats = r18
+    pruned = export_pruned(model, make_plan(model, stats, "static"))
+    opened = create_backbone("dg_resnet18", stem="cifar", width=16)
+    opened.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for kind, (_, block) in zip(kinds, opened.named_blocks()):
+            block.gate.expand.weight[kind == DEPENDENT] = 0.0  # logit 0 -> on
+    x = images(4, seed=3)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), opened.eval().forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+
+
+def test_dynamic_batch1_matches_gated_branch(r18) -> None:
+    model, _, _ = r18
+    dynamic = DynamicGatedResNet(model)
+    x = images(4, seed=4)
+    with torch.no_grad():
+        for i in range(4):
+            xi = x[i : i + 1]
+            torch.testing.assert_close(dynamic(xi), model.forward_branch(xi, "gated").feats, atol=ATOL, rtol=0)
+        with pytest.raises(ValueError, match="batch size 4 is invalid; allowed values: 1"):
+            dynamic(x)
+
+
+def test_block_with_every_channel_off_exports_an_inert_placeholder(r18_static) -> None:
+    model, _, _ = r18_static
+    model = create_backbone("dg_resnet18", stem="cifar", width=16)
+    model.load_state_dict(r18_static[0].state_dict())
+    with torch.no_grad():  # layer2.1: every channel always off
+        block = dict(model.named_blocks())["layer2.1"]
+        weight = block.gate.expand.weight.view(block.gate.expand.out_channels, -1)
+        half = max(1, block.gate.reduce.out_channels // 2)
+        weight[:, :half], weight[:, half:] = -10.0, 0.0
+    model.eval()
+    x = images(8, seed=5)
+    stats = collect_gate_statistics(model, [x], progress=False)
+    plan = make_plan(model, stats, "static")
+    assert plan.blocks[3].kept == [[]] and plan.blocks[3].widths == [1]
+    pruned = export_pruned(model, plan)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+        dyn = DynamicGatedResNet(model)
+        torch.testing.assert_close(dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=0)
+
+
+def test_saved_files_reload_torchscript_and_onnx(r18, tmp_path) -> None:
+    model, _, stats = r18
+    plan = make_plan(model, stats, "hybrid")
+    pruned = export_pruned(model, plan)
+    x = images(4, seed=6)
+    files = save_export(pruned, tmp_path, x, plan=plan)  # ONNX checked against ONNX Runtime (atol 1e-4)
+    assert files["onnx_max_abs_diff"] <= 1e-4
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    reloaded = build_pruned_resnet(spec, torch.load(tmp_path / "weights.pt", weights_only=True))
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    with torch.no_grad():
+        expected = pruned(x)
+        torch.testing.assert_close(reloaded(x), expected, atol=0, rtol=0)
+        torch.testing.assert_close(scripted(x), expected, atol=ATOL, rtol=0)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (x[:1], images(7, seed=7)):  # dynamic batch axis
+        got = session.run(None, {session.get_inputs()[0].name: batch.numpy()})[0]
+        with torch.no_grad():
+            torch.testing.assert_close(torch.from_numpy(got), pruned(batch), atol=1e-4, rtol=0)
+    assert ExportPlan.from_json(tmp_path / "plan.json") == plan
+
+
+def test_pruned_resnet_module_needs_only_torch() -> None:
+    import ast
+    from pathlib import Path
+
+    import dualgate_solo.export.pruned_resnet as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported <= {"torch", "typing", "__future__"}
+
+
+@pytest.mark.parametrize("policy", ["static", "hybrid"])
+def test_resnet50_bottleneck_export(policy) -> None:
+    model, kinds, stats = forced_model("dg_resnet50", width=8, stem="imagenet", hw=64, p_on=0.4, p_off=0.6 if policy == "static" else 0.4)
+    plan = make_plan(model, stats, policy)
+    assert all(len(w) == 2 for w in plan.widths)
+    pruned = export_pruned(model, plan)
+    x = images(4, 64, seed=8)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+        dyn = DynamicGatedResNet(model)
+        torch.testing.assert_close(dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=0)
+    assert macs_of(pruned, x[:1]) == plan.predicted_macs
+    assert pruned(x).shape == (4, model.num_features)
+
+
+def test_bn_recalibration_changes_running_stats_but_not_gates(r18) -> None:
+    model, _, stats = r18
+    pruned = export_pruned(model, make_plan(model, stats, "hybrid"))
+    before = {k: v.clone() for k, v in pruned.state_dict().items()}
+    recalibrate_bn(pruned, [images(16, seed=9), images(16, seed=10)], num_batches=2)
+    after = pruned.state_dict()
+    assert not pruned.training
+    assert not torch.equal(before["blocks.0.bn1.running_mean"], after["blocks.0.bn1.running_mean"])
+    assert not torch.equal(before["blocks.2.bn2.running_var"], after["blocks.2.bn2.running_var"])
+    for key in after:
+        if ".gate." in key or "weight" in key or "bias" in key:
+            assert torch.equal(before[key], after[key]), key
+    with pytest.raises(ValueError, match="num_batches=0 is invalid"):
+        recalibrate_bn(pruned, [images(2)], num_batches=0)
+
+
+def test_unsupported_inputs_raise_clear_errors(r18) -> None:
+    model, _, stats = r18
+    with pytest.raises(ValueError, match=r"policy='dynamic' is invalid; allowed values: 'static', 'hybrid'"):
+        make_plan(model, stats, "dynamic")
+    with pytest.raises(ValueError, match=r"off_threshold=1.5 is invalid; allowed values: a number in \[0.0, 1.0\]"):
+        make_plan(model, stats, "static", off_threshold=1.5)
+    with pytest.raises(ValueError, match="allowed values: a dualgate_solo GatedResNet"):
+        make_plan(__import__("torchvision").models.resnet18(), stats)
+    with pytest.raises(ValueError, match="allowed values: a dualgate_solo GatedResNet"):
+        DynamicGatedResNet(torch.nn.Conv2d(3, 3, 1))
+    other = create_backbone("dg_resnet18", stem="cifar", width=8)
+    with pytest.raises(ValueError, match="does not match the backbone"):
+        export_pruned(other, make_plan(model, stats))
+    with pytest.raises(ValueError, match=r"spec.depth=101 is invalid; allowed values: 18, 34, 50"):
+        build_pruned_resnet({**make_plan(model, stats).spec(), "depth": 101})
+
+
+def test_export_cli_writes_files_and_prints_macs(r18, tmp_path, capsys) -> None:
+    from dualgate_solo.cli import main
+
+    model, _, _ = r18
+    torch.save(model.state_dict(), tmp_path / "backbone.pt")
+    out = tmp_path / "export"
+    args = ["export", "--checkpoint", str(tmp_path / "backbone.pt"), "--backbone", "dg_resnet18", "--stem", "cifar",
+            "--width", "16", "--synthetic-size", "64", "--batch-size", "32", "--policy", "hybrid",
+            "--recalibrate-batches", "1", "--onnx-exporter", "torchscript", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "export_summary.json").read_text())
+    assert {"weights.pt", "spec.json", "plan.json", "model.ts", "model.onnx"} <= {p.name for p in out.iterdir()}
+    assert summary["dense_macs"] == 44_347_072 and summary["exported_macs"] < summary["dense_macs"]
+    assert len(summary["blocks"]) == 8 and summary["files"]["onnx_max_abs_diff"] <= 1e-4
+    text = capsys.readouterr().out
+    assert "layer4.1" in text and f"{summary['exported_macs']:,} MACs" in text
+
+
+def test_export_cli_refuses_a_non_gated_checkpoint(tmp_path) -> None:
+    from dualgate_solo.cli import main
+
+    run = tmp_path / "vicreg_run"
+    run.mkdir()
+    (run / "args.json").write_text(json.dumps({"method": "vicreg", "backbone": {"name": "dg_resnet18"}}))
+    torch.save({"state_dict": {}}, run / "last.ckpt")
+    with pytest.raises(ValueError, match="method='vicreg', which never trains gates"):
+        main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,96 @@
+"""The solo-learn plugin's pieces that need no solo-learn: start-up hook, branch dirs, configs, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from dualgate_solo.cli import main
+from dualgate_solo.solo.branch_dir import make_branch_dirs
+from dualgate_solo.solo.hook_install import install_hook, uninstall_hook
+from dualgate_solo.solo.import_hook import PTH_LINE, PTH_NAME
+from dualgate_solo.solo.paths import config_dir
+
+CONFIGS = config_dir()
+
+
+def test_pth_hook_registers_right_after_the_trigger_module_is_imported(tmp_path) -> None:
+    """A fake ``solo.methods`` stands in for solo-learn; the real .pth file is processed by ``site``."""
+    hook_dir = install_hook(tmp_path / "site").parent
+    fake = tmp_path / "fake" / "solo" / "methods"
+    fake.mkdir(parents=True)
+    (fake.parent / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("METHODS = {}\n")
+    script = (
+        "import site, sys; site.addsitedir(sys.argv[1]); sys.path.insert(0, sys.argv[2])\n"
+        "import dualgate_solo.solo as plugin\n"
+        "plugin.register = lambda: print('registered', 'solo.methods' in sys.modules)\n"
+        "assert 'torch' not in sys.modules, 'the hook must not import heavy modules'\n"
+        "import solo.methods\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(hook_dir), str(tmp_path / "fake")], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "registered True"
+
+
+def test_install_hook_writes_one_import_line_and_uninstalls(tmp_path, capsys) -> None:
+    main(["install-hook", "--target", str(tmp_path)])
+    assert (tmp_path / PTH_NAME).read_text() == PTH_LINE and PTH_LINE.startswith("import ")
+    uninstall_hook(tmp_path)
+    assert not (tmp_path / PTH_NAME).exists()
+
+
+def _fake_run(tmp_path: Path, method: str) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.json").write_text(json.dumps({"method": method, "backbone": {"name": "dg_resnet18", "kwargs": {"branch": "dense"}}}))
+    torch.save({"state_dict": {}}, run / "last-ep=1.ckpt")
+    return run
+
+
+def test_branch_dirs_hold_the_checkpoint_and_an_args_json_naming_the_branch(tmp_path, capsys) -> None:
+    run = _fake_run(tmp_path, "vicreg_dual_gating")
+    main(["branch-dir", str(run)])
+    assert "--pretrained_checkpoint_dir" in capsys.readouterr().out
+    for branch in ("dense", "gated"):
+        target = run / f"eval-{branch}"
+        assert [p.name for p in target.glob("*.ckpt")] == ["last-ep=1.ckpt"]
+        assert (target / "last-ep=1.ckpt").resolve() == (run / "last-ep=1.ckpt").resolve()
+        assert json.loads((target / "args.json").read_text())["backbone"]["kwargs"]["branch"] == branch
+    assert json.loads((run / "args.json").read_text())["backbone"]["kwargs"]["branch"] == "dense"  # untouched
+
+
+def test_branch_dirs_refuse_untrained_branches_and_other_methods(tmp_path) -> None:
+    run = _fake_run(tmp_path, "vicreg_gating")
+    with pytest.raises(ValueError, match="branch='dense' is invalid; allowed values: 'gated'"):
+        make_branch_dirs(run, ["dense"])
+    (run / "args.json").write_text(json.dumps({"method": "vicreg", "backbone": {"name": "resnet18"}}))
+    with pytest.raises(ValueError, match=r"method \(args.json\)='vicreg' is invalid; allowed values: 'vicreg_dual_gating', 'vicreg_gating'"):
+        make_branch_dirs(run)
+    with pytest.raises(ValueError, match="has no args.json"):
+        make_branch_dirs(tmp_path)
+
+
+PRETRAIN = sorted((CONFIGS / "pretrain").glob("*/*.yaml"))
+LINEAR = sorted((CONFIGS / "linear").glob("*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRETRAIN + LINEAR, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.stem}")
+def test_every_shipped_config_composes(path: Path) -> None:
+    with initialize_config_dir(config_dir=str(path.parent), version_base="1.2"):
+        cfg = compose(config_name=path.stem)
+    assert cfg.strategy in ("auto", "ddp") and (isinstance(cfg.devices, str) or list(cfg.devices) == [0])
+    if path.parent.parent.name == "pretrain":
+        assert len(cfg.augmentations) == 2 and all(a.num_crops == 1 for a in cfg.augmentations)
+    if cfg.backbone.name.startswith("dg_"):
+        assert cfg.backbone.kwargs.dual_bn_scope == ("none" if "vicreg_gating" in path.stem else "block")
+
+
+def test_config_dir_command_prints_the_configs(capsys) -> None:
+    main(["config-dir"])
+    assert Path(capsys.readouterr().out.strip()) == CONFIGS and (CONFIGS / "pretrain" / "cifar10" / "vicreg_dual_gating.yaml").is_file()
