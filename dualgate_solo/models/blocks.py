@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from dualgate_solo.flops import MAC_DTYPE, BlockCost, conv_macs
 from dualgate_solo.layers import ChannelGate, apply_norm, make_norm
+from dualgate_solo.layers.masked_conv import masked_conv2d
 
 
 class BlockOutput(NamedTuple):
@@ -69,9 +70,9 @@ class Shortcut(nn.Module):
         return apply_norm(self.bn, self.conv(x), branch)
 
 
-def _masked(a: Tensor, mask: Tensor) -> Tensor:
-    """``a [B, C, H, W] * mask [B, C]`` broadcast over space, in ``a``'s dtype."""
-    return a * mask.to(a.dtype)[:, :, None, None]
+def _conv_masked(conv: nn.Conv2d, a: Tensor, mask: Tensor | None) -> Tensor:
+    """``conv(a)`` (dense branch) or ``conv(a * mask)`` (gated) without storing the product."""
+    return conv(a) if mask is None else masked_conv2d(conv, a, mask)
 
 
 class GatedBasicBlock(nn.Module):
@@ -132,9 +133,7 @@ class GatedBasicBlock(nn.Module):
 
     def _residual(self, x: Tensor, mask: Tensor | None, branch: str) -> Tensor:
         a = torch.relu(apply_norm(self.bn1, self.conv1(x), branch))
-        if mask is not None:
-            a = _masked(a, mask)
-        return apply_norm(self.bn2, self.conv2(a), branch)
+        return apply_norm(self.bn2, _conv_masked(self.conv2, a, mask), branch)
 
     def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
         return _gated_forward(self, x, branch, name)
@@ -213,13 +212,10 @@ class GatedBottleneck(nn.Module):
 
     def _residual(self, x: Tensor, mask: Tensor | None, branch: str) -> Tensor:
         width = self.conv1.out_channels
+        m1, m2 = (None, None) if mask is None else (mask[:, :width], mask[:, width:])
         a = torch.relu(apply_norm(self.bn1, self.conv1(x), branch))
-        if mask is not None:
-            a = _masked(a, mask[:, :width])
-        b = torch.relu(apply_norm(self.bn2, self.conv2(a), branch))
-        if mask is not None:
-            b = _masked(b, mask[:, width:])
-        return apply_norm(self.bn3, self.conv3(b), branch)
+        b = torch.relu(apply_norm(self.bn2, _conv_masked(self.conv2, a, m1), branch))
+        return apply_norm(self.bn3, _conv_masked(self.conv3, b, m2), branch)
 
     def forward(self, x: Tensor, branch: str, name: str = "") -> BlockOutput:
         return _gated_forward(self, x, branch, name)

@@ -89,7 +89,8 @@ def apply_method_defaults(cfg: DictConfig, method: str) -> BudgetConfig:
     backbone_kwargs = cfg.backbone.kwargs
     for key, value in BACKBONE_DEFAULTS[method].items():
         backbone_kwargs.setdefault(key, value)
-    backbone_kwargs.setdefault("stem", default_stem(cfg.data.dataset))
+    if backbone_kwargs.get("stem") is None:
+        backbone_kwargs.stem = default_stem(cfg.data.dataset)
     check_choice("backbone.kwargs.dual_bn_scope", backbone_kwargs.dual_bn_scope, ALLOWED_SCOPES[method])
     check_choice("backbone.kwargs.branch", backbone_kwargs.branch, ALLOWED_BRANCHES[method])
 

@@ -69,7 +69,7 @@ def _checkpoint(run: Path) -> Path:
 def test_dual_gating_pretrain_logs_both_branches_and_saves_safe_checkpoint(dual_run) -> None:
     args = json.loads((dual_run / "args.json").read_text())
     assert args["name"] == "vicreg_dual_gating-cpu_quick-td0.1"  # interpolation resolved
-    assert args["backbone"]["kwargs"] == {"dual_bn_scope": "block", "branch": "dense", "width": 8, "stem": "imagenet"}
+    assert args["backbone"]["kwargs"] == {"stem": "imagenet", "width": 8, "dual_bn_scope": "block", "branch": "dense"}
     state = torch.load(_checkpoint(dual_run), map_location="cpu", weights_only=True)
     assert state["epoch"] == 1
     assert state["state_dict"]["backbone.trained_steps"].tolist() == [8, 8]  # 2 epochs x 4 steps
