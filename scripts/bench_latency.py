@@ -195,6 +195,18 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _images(folder: Path | None, dataset: str, calib: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``calib`` calibration images and 64 fidelity inputs: random draws of ``folder`` or synthetic."""
+    if folder is None:
+        return synthetic_shapes(calib, seed=1)[0], synthetic_shapes(64, seed=2)[0]
+    from dualgate_solo.reports.eval_data import image_folder_split
+
+    split = image_folder_split(folder, dataset)
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(1))[: calib + 64].tolist()
+    images = torch.stack([split[i][0] for i in order])
+    return images[:calib], images[calib:]
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", default=None, help="trained gated checkpoint (run dir, .ckpt or .pt); default: gates trained here")
@@ -203,6 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--target-density", type=float, default=0.1, help="t_d for the gate training (no checkpoint)")
     parser.add_argument("--train-steps", type=int, default=None, help="gate training steps (default 60, --quick 5)")
     parser.add_argument("--calib-size", type=int, default=None, help="synthetic images for the gate statistics (default 1024, --quick 128)")
+    parser.add_argument("--calib-data", type=Path, default=None, help="ImageFolder of real images for the gate statistics and fidelity inputs (default: synthetic)")
+    parser.add_argument("--dataset", default="cifar_jpg", help="evaluation transform for --calib-data (dualgate_solo.reports.eval_data)")
     parser.add_argument("--quick", action="store_true", help="few steps and repeats, no torch.compile")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results/latency"))
@@ -235,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
             "Lagrange multiplier) + cosine distillation to the dense branch; conv weights are random"
         )
     backbone.eval()
-    calib_x, _ = synthetic_shapes(calib, seed=1)
+    calib_x, test_x = _images(args.calib_data, args.dataset, calib)
+    source += f"; gate statistics on {calib} {'images of ' + str(args.calib_data) if args.calib_data else 'synthetic images'}"
     stats = collect_gate_statistics(backbone, calib_x.split(128), progress=False)
     plans = {p: make_plan(backbone, stats, p) for p in ("static", "hybrid")}
     static, hybrid = (export_pruned(backbone, plans[p]) for p in ("static", "hybrid"))
@@ -254,7 +269,6 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     # ---- fidelity and MACs -------------------------------------------------------------------
-    test_x, _ = synthetic_shapes(64, seed=2)
     singles = [test_x[i : i + 1] for i in range(16)]
     with torch.no_grad():
         ref = backbone.forward_branch(test_x, "gated").feats

@@ -5,9 +5,9 @@ VICReg-Dual-Gating (Krishna et al., "Unifying Synergies between Self-supervised 
 Dynamic Computation", BMVC 2023): channels a gate never switches on are removed from the weights,
 so the exported network is an ordinary, smaller dense ResNet.
 
-This module imports nothing but ``torch``. A saved ``state_dict`` plus the JSON ``spec`` written by
+This module needs only ``torch`` and the torch-only :mod:`dualgate_solo.stems` (no gate code). A saved ``state_dict`` plus the JSON ``spec`` written by
 :mod:`dualgate_solo.export.exporter` are enough to rebuild the network with
-:func:`build_pruned_resnet`, without this package's gate/block code (copy this file alone).
+:func:`build_pruned_resnet`, without this package's gate/block code (this file and ``stems.py`` are all it takes).
 
 Spec format (a JSON-serialisable dict)::
 
@@ -38,6 +38,8 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dualgate_solo.stems import stem_layers
 
 SPEC_FORMAT = "dualgate_solo.pruned_resnet/1"
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
@@ -166,12 +168,7 @@ class PrunedResNet(nn.Module):
         spec = validate_spec(spec)
         self.spec = spec
         depth, width, stem = spec["depth"], spec["width"], spec["stem"]
-        if stem == "cifar":
-            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=2, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.conv1, self.maxpool = stem_layers(stem, width)
         self.bn1 = nn.BatchNorm2d(width)
         expansion = EXPANSION[depth]
         blocks = []

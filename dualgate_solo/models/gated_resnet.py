@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio
 from dualgate_solo.layers import BRANCHES, apply_norm, make_norm
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
+from dualgate_solo.stems import STEMS, stem_layers
 from dualgate_solo.validation import check_choice, check_interval
 
 ARCHITECTURES = {
@@ -33,7 +34,6 @@ ARCHITECTURES = {
     34: (GatedBasicBlock, (3, 4, 6, 3)),
     50: (GatedBottleneck, (3, 4, 6, 3)),
 }
-STEMS = ("cifar", "imagenet")
 #: ``none``: one BN set (VICReg-Gating); ``block``: block-internal BNs dual (the paper);
 #: ``backbone``: also stem and shortcut BNs; ``all``: also the projector's BNs (method level).
 DUAL_BN_SCOPES = ("none", "block", "backbone", "all")
@@ -123,12 +123,7 @@ class GatedResNet(nn.Module):
         dual_block = dual_bn_scope != "none"
         dual_outer = dual_bn_scope in ("backbone", "all")
 
-        if stem == "cifar":
-            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=2, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.conv1, self.maxpool = stem_layers(stem, width)
         self.bn1 = make_norm(width, dual_outer)
 
         channels = width
