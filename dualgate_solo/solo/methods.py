@@ -71,6 +71,7 @@ class GatedMethod(BaseMethod):
             if self.knn_eval
             else {}
         )
+        self.gated_block_names = [n for n, b in self.backbone.named_blocks() if getattr(b, "gate", None) is not None]
         self.budget_multiplier = BudgetMultiplier()
         self.register_buffer("anneal_p", torch.tensor(1.0, dtype=torch.float64))
 
@@ -172,7 +173,7 @@ class GatedMethod(BaseMethod):
             knn = self.knn_for(branch_out.branch)
             if knn is not None:
                 knn(train_features=branch_out.feats.detach()[mask], train_targets=targets[mask])
-        for name, density in zip(self._gated_block_names(), out.budget.densities):
+        for name, density in zip(self.gated_block_names, out.budget.densities):
             log[f"train_density/{name}"] = density
         self.log_dict(log, on_epoch=True, sync_dist=True)
         return out.loss + class_loss
@@ -184,18 +185,16 @@ class GatedMethod(BaseMethod):
             seen.setdefault(o.branch, o)
         return [seen[b] for b in self.BRANCHES]
 
-    def _gated_block_names(self) -> list[str]:
-        return [name for name, block in self.backbone.named_blocks() if getattr(block, "gate", None) is not None]
-
     # ----------------------------------------------------------------------------- validation
     def validation_step(
         self, batch: list[Tensor], batch_idx: int, dataloader_idx: int | None = None, update_validation_step_outputs: bool = True
     ) -> dict[str, Any]:
         """Every branch of :attr:`BRANCHES` on ``batch = (X, targets)`` with deterministic gates."""
         X, targets = batch
+        X = self._layout(X)
         metrics: dict[str, Any] = {"batch_size": targets.size(0)}
         for branch in self.BRANCHES:
-            out = self.backbone.forward_branch(self._layout(X), branch)
+            out = self.backbone.forward_branch(X, branch)
             probe = self._probe(out, targets)
             prefix = f"val_{self.metric_prefix(branch)}"
             metrics.update({f"{prefix}loss": probe["loss"], f"{prefix}acc1": probe["acc1"], f"{prefix}acc5": probe["acc5"]})
@@ -204,7 +203,7 @@ class GatedMethod(BaseMethod):
                 knn(test_features=out.feats.detach(), test_targets=targets.detach())
             if branch == "gated":
                 metrics["val_flops_ratio"] = out.ratio.mean()
-                for name, mask in zip(self._gated_block_names(), out.masks):
+                for name, mask in zip(self.gated_block_names, out.masks):
                     metrics[f"val_density/{name}"] = mask.float().mean()
         if update_validation_step_outputs:
             self.validation_step_outputs.append(metrics)
