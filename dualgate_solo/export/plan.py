@@ -149,14 +149,17 @@ def check_backbone(backbone: Any) -> GatedResNet:
 
 
 def _block_macs(block: Any, cost: Any, kept_widths: list[int], n_gated: int, hidden: int) -> int:
-    """Conv MACs of one exported block (``kept_widths`` are the built widths)."""
+    """Conv MACs of one exported block (``kept_widths`` are the built widths).
+
+    The block's own :meth:`macs_for` costs a mask with ``kept_widths`` channels on per gated width,
+    so the export and the gated branch share one MAC formula; the kept gate adds its 1x1 convs.
+    """
     gate = block.conv1.in_channels * hidden + hidden * n_gated if n_gated else 0
-    if isinstance(block, GatedBottleneck):
-        c1, c2, c3, shortcut = block._conv_costs(cost.in_hw, cost.out_hw)
-        full = block.conv1.out_channels
-        w1, w2 = kept_widths
-        return (c1 * w1 + c3 * w2) // full + c2 * w1 * w2 // (full * full) + shortcut + gate
-    return cost.macs_per_active_channel * kept_widths[0] + cost.downsample_macs + gate
+    full = block.gate.expand.out_channels // len(kept_widths)
+    mask = torch.zeros(1, full * len(kept_widths))
+    for part, kept in enumerate(kept_widths):
+        mask[0, part * full : part * full + kept] = 1
+    return round(float(block.macs_for(mask, cost))) + gate
 
 
 def make_plan(
