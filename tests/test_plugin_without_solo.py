@@ -94,3 +94,15 @@ def test_every_shipped_config_composes(path: Path) -> None:
 def test_config_dir_command_prints_the_configs(capsys) -> None:
     main(["config-dir"])
     assert Path(capsys.readouterr().out.strip()) == CONFIGS and (CONFIGS / "pretrain" / "cifar10" / "vicreg_dual_gating.yaml").is_file()
+
+
+def test_custom_pipeline_variable_is_checked_by_name(monkeypatch) -> None:
+    from dualgate_solo.solo.custom_pipeline import ALLOWED, ENV_VAR, requested_pipeline
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert requested_pipeline() is None
+    monkeypatch.setenv(ENV_VAR, "cifar10")
+    assert requested_pipeline() == "cifar10"
+    monkeypatch.setenv(ENV_VAR, "cifar")
+    with pytest.raises(ValueError, match=rf"{ENV_VAR}='cifar'.*allowed: {', '.join(ALLOWED)}"):
+        requested_pipeline()

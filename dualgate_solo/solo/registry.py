@@ -35,9 +35,11 @@ def register() -> None:
     methods = importlib.import_module("solo.methods")
     from solo.methods.base import BaseMethod
 
+    from dualgate_solo.solo.custom_pipeline import install_custom_pipeline
     from dualgate_solo.solo.methods import METHOD_CLASSES
 
     for name, cls in METHOD_CLASSES.items():
         methods.METHODS.setdefault(name, cls)
     for name in BACKBONE_DEPTHS:
         BaseMethod._BACKBONES.setdefault(name, _Factory(name))
+    install_custom_pipeline()

@@ -63,10 +63,13 @@ def test_every_pretrain_config_composes_and_builds(solo, config) -> None:
         assert cfg.optimizer.lr == pytest.approx(0.6) and cfg.optimizer.kwargs.eta == 0.02 and cfg.max_epochs == 500
     blur = [aug.gaussian_blur.prob for aug in cfg.augmentations]
     assert blur == ([0.0, 0.2] if cfg.data.dataset == "cifar100" else [0.0, 0.0])
+    if config.parent.name == "cpu":  # one backbone for the three methods of the cpu protocol
+        assert (cfg.backbone.name, cfg.backbone.kwargs.width, cfg.backbone.kwargs.stem) == ("dg_resnet18", 16, "cifar")
+    explicit_stem = OmegaConf.select(cfg, "backbone.kwargs.stem")
     model = solo.methods.METHODS[cfg.method](cfg)
     if cfg.method != "vicreg":
         assert "${" not in cfg.name and f"td{cfg.method_kwargs.target_density}" in cfg.name
-        expected_stem = "cifar" if cfg.data.dataset in ("cifar10", "cifar100") else "imagenet"
+        expected_stem = explicit_stem or ("cifar" if cfg.data.dataset in ("cifar10", "cifar100") else "imagenet")
         assert model.backbone.stem == expected_stem
 
 
@@ -124,3 +127,27 @@ def test_training_step_gives_every_parameter_a_gradient(solo) -> None:
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing and torch.isfinite(loss)
     assert float(model.anneal_p) == pytest.approx(math.exp(-0.02 * model.current_epoch))
+
+
+def test_custom_pipeline_variable_gives_custom_data_the_named_datasets_transforms(solo, monkeypatch) -> None:
+    """Unset: solo-learn's 224-px custom pipeline; ``cifar10``: exactly solo-learn's CIFAR pipeline."""
+    from solo.data import classification_dataloader as loader
+
+    from dualgate_solo.solo import register
+    from dualgate_solo.solo.custom_pipeline import ENV_VAR
+
+    shipped = loader.build_custom_pipeline
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    register()
+    assert loader.build_custom_pipeline is shipped and "CenterCrop(size=(224, 224))" in repr(loader.prepare_transforms("custom")[1])
+    try:
+        monkeypatch.setenv(ENV_VAR, "cifar10")
+        register()
+        register()  # idempotent: still one level of replacement
+        assert loader.build_custom_pipeline.shipped is shipped
+        custom, cifar = loader.prepare_transforms("custom"), loader.prepare_transforms("cifar10")
+        assert [repr(t) for t in custom] == [repr(t) for t in cifar]
+        assert "Resize" not in repr(custom[1]) and "0.4914" in repr(custom[1])
+        assert loader.prepare_transforms("imagenet") is not None  # builds every pipeline without recursing
+    finally:
+        loader.build_custom_pipeline = shipped
