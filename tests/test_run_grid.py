@@ -29,6 +29,7 @@ def test_grid_has_every_method_budget_and_variant_once_with_the_budget_option_on
     assert not any(r.method == "vicreg_gating" and r.variant == "tracked" for r in runs)
     tracked = next(r for r in runs if r.variant == "tracked")
     assert tracked.overrides() == [f"method_kwargs.target_density={tracked.target_density}", *run_grid.TRACKED]
+    assert runs[0].overrides() == ["method_kwargs.target_density=0.1"]
     assert [r.branches for r in runs[-2:]] == [("gated",), ("dense",)]
 
 
