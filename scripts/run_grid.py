@@ -199,22 +199,21 @@ class Runner:
         found = dict(re.findall(r"k=(\d+), T=None\.\.\.\s*Result: acc@1=([\d.]+)", output))
         return {"knn_top1_k1": float(found["1"]), "knn_top1_k20": float(found["20"])}
 
-    def cost(self, run_dir: Path, pretrain_run_dir: str) -> dict:
-        out = run_dir / "cost"
+    def _report(self, command: str, run_dir: Path, pretrain_run_dir: str, out: Path) -> None:
+        """``dualgate-solo <command>`` (cost-report, umap) on the evaluation split, native transforms."""
         dataset = "cifar_jpg" if self.dataset == "custom" else self.dataset
-        cmd = [sys.executable, "-m", "dualgate_solo", "cost-report", "--checkpoint", pretrain_run_dir, "--data", str(self.args.cost_data or self.val),
+        cmd = [sys.executable, "-m", "dualgate_solo", command, "--checkpoint", pretrain_run_dir, "--data", str(self.args.cost_data or self.val),
                "--dataset", dataset, "--out", str(out)]
-        self._call(cmd, run_dir, run_dir / "cost.log")
-        summary = json.loads((out / "cost_report.json").read_text())["summary"]
+        self._call(cmd, run_dir, run_dir / f"{command.split('-')[0]}.log")
+
+    def cost(self, run_dir: Path, pretrain_run_dir: str) -> dict:
+        self._report("cost-report", run_dir, pretrain_run_dir, run_dir / "cost")
+        summary = json.loads((run_dir / "cost" / "cost_report.json").read_text())["summary"]
         return {"flops_ratio": summary["flops_ratio"], "flops_reduction": summary["flops_reduction"]}
 
     def umap(self, run_dir: Path, pretrain_run_dir: str) -> dict:
-        out = run_dir / "umap_branches.png"
-        dataset = "cifar_jpg" if self.dataset == "custom" else self.dataset
-        cmd = [sys.executable, "-m", "dualgate_solo", "umap", "--checkpoint", pretrain_run_dir, "--data", str(self.args.cost_data or self.val),
-               "--dataset", dataset, "--out", str(out)]
-        self._call(cmd, run_dir, run_dir / "umap.log")
-        return {"figure": str(out)}
+        self._report("umap", run_dir, pretrain_run_dir, run_dir / "umap_branches.png")
+        return {"figure": str(run_dir / "umap_branches.png")}
 
     # ------------------------------------------------------------------ driver
     def rows_for(self, run: Run) -> list[dict]:
