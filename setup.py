@@ -24,7 +24,9 @@ class BuildPyWithConfigsAndHook(build_py):
         from dualgate_solo.solo.import_hook import PTH_LINE, PTH_NAME
 
         build_lib = Path(self.build_lib)
-        shutil.copytree(ROOT / "configs", build_lib / "dualgate_solo" / "configs", dirs_exist_ok=True)
+        shutil.copytree(
+            ROOT / "configs", build_lib / "dualgate_solo" / "configs", dirs_exist_ok=True
+        )
         (build_lib / PTH_NAME).write_text(PTH_LINE)
 
 

@@ -51,7 +51,9 @@ def find_checkpoint(path: str | Path) -> Path:
     if not path.is_file():
         raise ValueError(f"checkpoint={str(path)!r} does not exist")
     if path.suffix not in CHECKPOINT_SUFFIXES:
-        raise ValueError(f"checkpoint={str(path)!r} is invalid; allowed values: a file ending in {', '.join(CHECKPOINT_SUFFIXES)}")
+        raise ValueError(
+            f"checkpoint={str(path)!r} is invalid; allowed values: a file ending in {', '.join(CHECKPOINT_SUFFIXES)}"
+        )
     return path
 
 
@@ -91,12 +93,18 @@ def load_backbone(
             f"backbone.name={name!r} (checkpoint {str(path)!r}) is invalid; allowed values: "
             f"{', '.join(repr(n) for n in BACKBONE_DEPTHS)}"
         )
-    kwargs = dict(args.get("backbone", {}).get("kwargs") or {}) if backbone_kwargs is None else dict(backbone_kwargs)
+    kwargs = (
+        dict(args.get("backbone", {}).get("kwargs") or {})
+        if backbone_kwargs is None
+        else dict(backbone_kwargs)
+    )
     raw = torch.load(path, map_location="cpu", weights_only=True)
     state = backbone_state_dict(raw.get("state_dict", raw))
     backbone = create_backbone(name, **kwargs)
     try:
         backbone.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as error:
-        raise ValueError(f"checkpoint {str(path)!r} does not hold a {name} with kwargs {kwargs}: {error}") from error
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not hold a {name} with kwargs {kwargs}: {error}"
+        ) from error
     return LoadedBackbone(backbone.eval(), method, path, args)

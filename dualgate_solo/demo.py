@@ -35,10 +35,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=100, help="optimisation steps (default 100)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--target-density", type=float, default=0.3, help="t_d: kept-MAC fraction")
-    parser.add_argument("--ratio-source", choices=RATIO_SOURCES, default="sampled", help="budget loss on sampled (paper) or eval-style masks")
-    parser.add_argument("--multiplier-lr", type=float, default=0.0, help="Lagrange multiplier step (0: fixed lambda, the paper)")
+    parser.add_argument(
+        "--ratio-source",
+        choices=RATIO_SOURCES,
+        default="sampled",
+        help="budget loss on sampled (paper) or eval-style masks",
+    )
+    parser.add_argument(
+        "--multiplier-lr",
+        type=float,
+        default=0.0,
+        help="Lagrange multiplier step (0: fixed lambda, the paper)",
+    )
     parser.add_argument("--steps-per-epoch", type=int, default=10, help="steps between p updates")
-    parser.add_argument("--lr", type=float, default=0.3, help="base lr, scaled by batch/256 (paper: 0.3)")
+    parser.add_argument(
+        "--lr", type=float, default=0.3, help="base lr, scaled by batch/256 (paper: 0.3)"
+    )
     parser.add_argument("--proj-dim", type=int, default=512, help="projector width (paper: 2048)")
     parser.add_argument("--train-size", type=int, default=2000)
     parser.add_argument("--test-size", type=int, default=500)
@@ -48,7 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _features(backbone, images: torch.Tensor, branch: str, batch_size: int = 256) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([backbone.forward_branch(x, branch).feats for x in images.split(batch_size)])
+        return torch.cat(
+            [backbone.forward_branch(x, branch).feats for x in images.split(batch_size)]
+        )
 
 
 def _plot(rows: list[dict], target: float, path: Path) -> None:
@@ -59,7 +73,9 @@ def _plot(rows: list[dict], target: float, path: Path) -> None:
 
     steps = [r["step"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot(steps, [r["train_flops_ratio"] for r in rows], label="training ratio r in the budget loss")
+    ax1.plot(
+        steps, [r["train_flops_ratio"] for r in rows], label="training ratio r in the budget loss"
+    )
     ax1.axhline(target, color="k", ls="--", label=f"target t_d = {target}")
     ax1.set_xlabel("step"), ax1.set_ylabel("kept-MAC ratio"), ax1.legend()
     ax2.plot(steps, [r["vicreg_loss"] for r in rows], label="VICReg")
@@ -75,7 +91,9 @@ def run(args: argparse.Namespace) -> dict:
     check_interval("--steps", args.steps, 1, float("inf"))
     check_interval("--batch-size", args.batch_size, 2, float("inf"))
     budget = BudgetConfig(
-        target_density=args.target_density, ratio_source=args.ratio_source, multiplier_lr=args.multiplier_lr
+        target_density=args.target_density,
+        ratio_source=args.ratio_source,
+        multiplier_lr=args.multiplier_lr,
     )
     multiplier = BudgetMultiplier()
     torch.manual_seed(args.seed)
@@ -102,7 +120,9 @@ def run(args: argparse.Namespace) -> dict:
         p = anneal_p(step // args.steps_per_epoch, budget.anneal_alpha)
         index = torch.randint(0, args.train_size, (args.batch_size,), generator=gen)
         views = (augment(train_x[index], gen), augment(train_x[index], gen))
-        out = dual_gating_objective(backbone, projector, views, budget, p, vicreg_loss, multiplier=multiplier.value)
+        out = dual_gating_objective(
+            backbone, projector, views, budget, p, vicreg_loss, multiplier=multiplier.value
+        )
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
@@ -122,12 +142,18 @@ def run(args: argparse.Namespace) -> dict:
     backbone.eval()
     stats = collect_gate_statistics(backbone, test_x.split(256), progress=False)
     accuracy = {
-        branch: knn_top1(_features(backbone, train_x, branch), train_y, _features(backbone, test_x, branch), test_y)
+        branch: knn_top1(
+            _features(backbone, train_x, branch),
+            train_y,
+            _features(backbone, test_x, branch),
+            test_y,
+        )
         for branch in ("dense", "gated")
     }
     summary = {
         **provenance(),
-        "command": "dualgate-solo demo " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "command"),
+        "command": "dualgate-solo demo "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "command"),
         "target_density": args.target_density,
         "knn20_top1_dense": accuracy["dense"],
         "knn20_top1_gated": accuracy["gated"],

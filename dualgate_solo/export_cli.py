@@ -21,22 +21,66 @@ from dualgate_solo.export import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt/.pt file or a solo-learn run directory")
-    parser.add_argument("--backbone", default=None, help="backbone name when the checkpoint has no args.json")
-    parser.add_argument("--stem", default=None, choices=("cifar", "imagenet"), help="stem when the checkpoint has no args.json")
-    parser.add_argument("--width", type=int, default=None, help="backbone width when the checkpoint has no args.json")
-    parser.add_argument("--data", type=Path, default=None, help="ImageFolder split for the gate statistics (default: embedded synthetic images)")
-    parser.add_argument("--dataset", default=None, help="transform family of --data (default: args.json's data.dataset)")
-    parser.add_argument("--synthetic-size", type=int, default=512, help="synthetic images when --data is not given")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a .ckpt/.pt file or a solo-learn run directory"
+    )
+    parser.add_argument(
+        "--backbone", default=None, help="backbone name when the checkpoint has no args.json"
+    )
+    parser.add_argument(
+        "--stem",
+        default=None,
+        choices=("cifar", "imagenet"),
+        help="stem when the checkpoint has no args.json",
+    )
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="backbone width when the checkpoint has no args.json",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="ImageFolder split for the gate statistics (default: embedded synthetic images)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="transform family of --data (default: args.json's data.dataset)",
+    )
+    parser.add_argument(
+        "--synthetic-size", type=int, default=512, help="synthetic images when --data is not given"
+    )
     parser.add_argument("--image-size", type=int, default=32, help="synthetic image size")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--max-batches", type=int, default=None, help="stop the gate statistics after this many batches")
+    parser.add_argument(
+        "--max-batches",
+        type=int,
+        default=None,
+        help="stop the gate statistics after this many batches",
+    )
     parser.add_argument("--policy", choices=POLICIES, default="static")
-    parser.add_argument("--off-threshold", type=float, default=0.0, help="drop channels with on-rate <= this")
-    parser.add_argument("--on-threshold", type=float, default=1.0, help="hybrid: channels with on-rate >= this run without a gate")
-    parser.add_argument("--recalibrate-batches", type=int, default=0, help="re-estimate BN statistics on this many batches (0: keep the gated branch's)")
-    parser.add_argument("--formats", nargs="+", choices=EXPORT_FORMATS, default=list(EXPORT_FORMATS))
+    parser.add_argument(
+        "--off-threshold", type=float, default=0.0, help="drop channels with on-rate <= this"
+    )
+    parser.add_argument(
+        "--on-threshold",
+        type=float,
+        default=1.0,
+        help="hybrid: channels with on-rate >= this run without a gate",
+    )
+    parser.add_argument(
+        "--recalibrate-batches",
+        type=int,
+        default=0,
+        help="re-estimate BN statistics on this many batches (0: keep the gated branch's)",
+    )
+    parser.add_argument(
+        "--formats", nargs="+", choices=EXPORT_FORMATS, default=list(EXPORT_FORMATS)
+    )
     parser.add_argument("--onnx-exporter", choices=ONNX_EXPORTERS, default="dynamo")
     parser.add_argument("--out", type=Path, default=Path("outputs/export"))
 
@@ -52,7 +96,11 @@ def _batches(args: argparse.Namespace, loaded) -> Iterable:
 
     data_cfg = loaded.args.get("data", {})
     dataset = args.dataset or data_cfg.get("dataset") or "custom"
-    return loader(image_folder_split(args.data, dataset, data_cfg.get("num_classes")), args.batch_size, args.num_workers)
+    return loader(
+        image_folder_split(args.data, dataset, data_cfg.get("num_classes")),
+        args.batch_size,
+        args.num_workers,
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -63,7 +111,9 @@ def run(args: argparse.Namespace) -> dict:
     from dualgate_solo.validation import check_interval
 
     check_interval("--recalibrate-batches", args.recalibrate_batches, 0, float("inf"))
-    kwargs = {k: v for k, v in (("stem", args.stem), ("width", args.width)) if v is not None} or None
+    kwargs = {
+        k: v for k, v in (("stem", args.stem), ("width", args.width)) if v is not None
+    } or None
     loaded = load_backbone(args.checkpoint, args.backbone, kwargs)
     backbone = loaded.backbone.eval()
     batches = _batches(args, loaded)
@@ -76,7 +126,9 @@ def run(args: argparse.Namespace) -> dict:
     for batch in batches:
         example = (batch[0] if isinstance(batch, (tuple, list)) else batch)[:2]
         break
-    files = save_export(model, args.out, example, args.formats, plan, onnx_exporter=args.onnx_exporter)
+    files = save_export(
+        model, args.out, example, args.formats, plan, onnx_exporter=args.onnx_exporter
+    )
     summary = {
         **provenance(),
         "checkpoint": str(loaded.path),
@@ -93,7 +145,15 @@ def run(args: argparse.Namespace) -> dict:
         "gated_branch_mean_macs": stats.mean_ratio * stats.costs.dense_macs,
         "theoretical_speedup": plan.dense_macs / plan.predicted_macs,
         "blocks": [
-            {"block": b.name, "full": b.group_sizes, "kept": [len(k) for k in b.kept], "built": b.widths, "gated": b.gated, "macs": b.macs, "dense_macs": b.dense_macs}
+            {
+                "block": b.name,
+                "full": b.group_sizes,
+                "kept": [len(k) for k in b.kept],
+                "built": b.widths,
+                "gated": b.gated,
+                "macs": b.macs,
+                "dense_macs": b.dense_macs,
+            }
             for b in plan.blocks
         ],
         "files": files,
@@ -101,7 +161,9 @@ def run(args: argparse.Namespace) -> dict:
     (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{'block':10} {'full':>10} {'kept':>10} {'gated':>8} {'MACs':>14} {'dense MACs':>14}")
     for b in summary["blocks"]:
-        print(f"{b['block']:10} {str(b['full']):>10} {str(b['kept']):>10} {str(b['gated']):>8} {b['macs']:>14,} {b['dense_macs']:>14,}")
+        print(
+            f"{b['block']:10} {str(b['full']):>10} {str(b['kept']):>10} {str(b['gated']):>8} {b['macs']:>14,} {b['dense_macs']:>14,}"
+        )
     print(
         f"{plan.policy} export at {plan.input_hw[0]}x{plan.input_hw[1]}: {plan.predicted_macs:,} MACs vs {plan.dense_macs:,} dense "
         f"({plan.dense_macs / plan.predicted_macs:.2f}x fewer; gated branch mean {summary['gated_branch_mean_macs']:,.0f}) -> {args.out}"

@@ -67,7 +67,9 @@ class GateStatistics:
         return [float(rate.mean()) for rate in self.on_rates]
 
 
-def channel_categories(on_rate: Tensor, off_below: float = 0.0, on_above: float = 1.0) -> dict[str, Tensor]:
+def channel_categories(
+    on_rate: Tensor, off_below: float = 0.0, on_above: float = 1.0
+) -> dict[str, Tensor]:
     """Split a block's channels into always-off, always-on and data-dependent (paper Fig. 1).
 
     Args:
@@ -84,7 +86,11 @@ def channel_categories(on_rate: Tensor, off_below: float = 0.0, on_above: float 
         raise ValueError(f"off_below={off_below} must be smaller than on_above={on_above}")
     always_off = on_rate <= off_below
     always_on = on_rate >= on_above
-    return {"always_off": always_off, "always_on": always_on, "data_dependent": ~(always_off | always_on)}
+    return {
+        "always_off": always_off,
+        "always_on": always_on,
+        "data_dependent": ~(always_off | always_on),
+    }
 
 
 @torch.no_grad()
@@ -138,4 +144,6 @@ def collect_gate_statistics(
         backbone.train(was_training)
     if on_counts is None:
         raise ValueError("batches is empty: no image was seen, so no gate statistics exist")
-    return GateStatistics(names, on_counts, num_samples, ratio_sum, ratio_sq_sum, block_macs_sum, costs)
+    return GateStatistics(
+        names, on_counts, num_samples, ratio_sum, ratio_sq_sum, block_macs_sum, costs
+    )

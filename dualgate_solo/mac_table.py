@@ -22,5 +22,12 @@ def run(args: argparse.Namespace) -> None:
     header = list(rows[0])
     print(" | ".join(header))
     for row in rows:
-        print(" | ".join("-" if row[k] is None else f"{row[k]:,}" if isinstance(row[k], int) else str(row[k]) for k in header))
-    print(f"stem MACs {table.stem_macs:,} | dense total {table.dense_macs:,} | gate MACs {table.gate_macs:,} | floor ratio {table.min_ratio:.4f}")
+        print(
+            " | ".join(
+                "-" if row[k] is None else f"{row[k]:,}" if isinstance(row[k], int) else str(row[k])
+                for k in header
+            )
+        )
+    print(
+        f"stem MACs {table.stem_macs:,} | dense total {table.dense_macs:,} | gate MACs {table.gate_macs:,} | floor ratio {table.min_ratio:.4f}"
+    )

@@ -45,7 +45,11 @@ class ObjectiveOutput(NamedTuple):
 
 
 def gated_budget(
-    backbone: GatedResNet, out: BranchOutput, config: BudgetConfig, p: float, multiplier: float | Tensor = 0.0
+    backbone: GatedResNet,
+    out: BranchOutput,
+    config: BudgetConfig,
+    p: float,
+    multiplier: float | Tensor = 0.0,
 ) -> BudgetTerms:
     """L_G of one gated pass, costing the sampled masks (paper) or the eval-style ones (``ratio_source``)."""
     if config.ratio_source == "deterministic":

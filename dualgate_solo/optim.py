@@ -29,7 +29,15 @@ class LARS(SGD):
         clip_lr: cap the adapted learning rate at ``lr``.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4, eta: float = 0.02, clip_lr: bool = True):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        eta: float = 0.02,
+        clip_lr: bool = True,
+    ):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         for group in self.param_groups:
             group.setdefault("eta", eta)

@@ -42,7 +42,9 @@ def synthetic_shapes(num_samples: int, seed: int = 0, size: int = 32) -> tuple[T
     cx = radius + (size - 2 * radius) * torch.rand(num_samples, generator=gen)
     cy = radius + (size - 2 * radius) * torch.rand(num_samples, generator=gen)
     masks = _shape_masks(kind, cx, cy, radius, size)
-    base = torch.where(warm[:, None] == 1, torch.tensor([0.85, 0.35, 0.15]), torch.tensor([0.15, 0.4, 0.85]))
+    base = torch.where(
+        warm[:, None] == 1, torch.tensor([0.85, 0.35, 0.15]), torch.tensor([0.15, 0.4, 0.85])
+    )
     colour = (base + 0.15 * torch.randn(num_samples, 3, generator=gen)).clamp(0, 1)
     background = 0.5 + 0.15 * torch.randn(num_samples, 3, 1, 1, generator=gen)
     images = background + 0.08 * torch.randn(num_samples, 3, size, size, generator=gen)

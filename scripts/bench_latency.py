@@ -88,7 +88,12 @@ def train_gates(backbone, steps: int, target: float, batch_size: int, seed: int 
     """
     torch.manual_seed(seed)
     images, _ = synthetic_shapes(2048, seed=seed)
-    config = BudgetConfig(target_density=target, ratio_source="deterministic", multiplier_lr=0.5, bound_target="linear")
+    config = BudgetConfig(
+        target_density=target,
+        ratio_source="deterministic",
+        multiplier_lr=0.5,
+        bound_target="linear",
+    )
     multiplier = BudgetMultiplier()
     for name, p in backbone.named_parameters():
         p.requires_grad_(".gate." in name)
@@ -108,9 +113,19 @@ def train_gates(backbone, steps: int, target: float, batch_size: int, seed: int 
         loss.backward()
         optimizer.step()
         multiplier.update(terms.ratio, config)
-        log.append({"step": step, "ratio": terms.ratio.item(), "distill": distill.item(), "budget": terms.loss.item()})
+        log.append(
+            {
+                "step": step,
+                "ratio": terms.ratio.item(),
+                "distill": distill.item(),
+                "budget": terms.loss.item(),
+            }
+        )
         if step % 10 == 0 or step == steps - 1:
-            print(f"  gate training step {step:4d}: deterministic ratio {terms.ratio.item():.3f}, distill {distill.item():.3f}", flush=True)
+            print(
+                f"  gate training step {step:4d}: deterministic ratio {terms.ratio.item():.3f}, distill {distill.item():.3f}",
+                flush=True,
+            )
     for p in backbone.parameters():
         p.requires_grad_(True)
     return log
@@ -139,14 +154,24 @@ def count_macs(module: nn.Module, inputs: list[torch.Tensor]) -> float:
     return total / len(inputs)
 
 
-def block_breakdown(model: nn.Module, blocks: list[nn.Module], names: list[str], x: torch.Tensor, repeats: int) -> dict[str, float]:
+def block_breakdown(
+    model: nn.Module, blocks: list[nn.Module], names: list[str], x: torch.Tensor, repeats: int
+) -> dict[str, float]:
     """Median ms per block (forward hooks) plus ``rest`` (stem, pooling, bookkeeping) for one forward of ``x``."""
     stamps: dict[str, list[float]] = {n: [] for n in names}
     starts: dict[str, float] = {}
     handles = []
     for name, block in zip(names, blocks):
-        handles.append(block.register_forward_pre_hook(lambda m, a, n=name: starts.__setitem__(n, time.perf_counter())))
-        handles.append(block.register_forward_hook(lambda m, a, o, n=name: stamps[n].append(1e3 * (time.perf_counter() - starts[n]))))
+        handles.append(
+            block.register_forward_pre_hook(
+                lambda m, a, n=name: starts.__setitem__(n, time.perf_counter())
+            )
+        )
+        handles.append(
+            block.register_forward_hook(
+                lambda m, a, o, n=name: stamps[n].append(1e3 * (time.perf_counter() - starts[n]))
+            )
+        )
     totals = timed(model, x, 1, repeats)
     for h in handles:
         h.remove()
@@ -170,13 +195,28 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         labelled = set()
         for v_i, variant in enumerate(variants):
             theo = next(r["theoretical_speedup"] for r in sel if r["variant"] == variant)
-            ax.bar(v_i - 1.5 * width, theo, width, color="lightgray", edgecolor="k", label=None if labelled else "theoretical (MACs)")
+            ax.bar(
+                v_i - 1.5 * width,
+                theo,
+                width,
+                color="lightgray",
+                edgecolor="k",
+                label=None if labelled else "theoretical (MACs)",
+            )
             labelled.add("theoretical")
             for k, runtime in enumerate(runtimes):
-                r = next((r for r in sel if r["variant"] == variant and r["runtime"] == runtime), None)
+                r = next(
+                    (r for r in sel if r["variant"] == variant and r["runtime"] == runtime), None
+                )
                 if r is not None:
                     label = f"realized, {runtime}"
-                    ax.bar(v_i + (k - 0.5) * width, r["realized_speedup"], width, color=f"C{k}", label=None if label in labelled else label)
+                    ax.bar(
+                        v_i + (k - 0.5) * width,
+                        r["realized_speedup"],
+                        width,
+                        color=f"C{k}",
+                        label=None if label in labelled else label,
+                    )
                     labelled.add(label)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_xticks(range(len(variants)), variants, rotation=25, ha="right")
@@ -202,22 +242,51 @@ def _images(folder: Path | None, dataset: str, calib: int) -> tuple[torch.Tensor
     from dualgate_solo.reports.eval_data import image_folder_split
 
     split = image_folder_split(folder, dataset)
-    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(1))[: calib + 64].tolist()
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(1))[
+        : calib + 64
+    ].tolist()
     images = torch.stack([split[i][0] for i in order])
     return images[:calib], images[calib:]
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=None, help="trained gated checkpoint (run dir, .ckpt or .pt); default: gates trained here")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="trained gated checkpoint (run dir, .ckpt or .pt); default: gates trained here",
+    )
     parser.add_argument("--backbone", default=None, help="backbone name for a plain state dict")
     parser.add_argument("--stem", default=None, choices=("cifar", "imagenet"))
-    parser.add_argument("--target-density", type=float, default=0.1, help="t_d for the gate training (no checkpoint)")
-    parser.add_argument("--train-steps", type=int, default=None, help="gate training steps (default 60, --quick 5)")
-    parser.add_argument("--calib-size", type=int, default=None, help="synthetic images for the gate statistics (default 1024, --quick 128)")
-    parser.add_argument("--calib-data", type=Path, default=None, help="ImageFolder of real images for the gate statistics and fidelity inputs (default: synthetic)")
-    parser.add_argument("--dataset", default="cifar_jpg", help="evaluation transform for --calib-data (dualgate_solo.reports.eval_data)")
-    parser.add_argument("--quick", action="store_true", help="few steps and repeats, no torch.compile")
+    parser.add_argument(
+        "--target-density",
+        type=float,
+        default=0.1,
+        help="t_d for the gate training (no checkpoint)",
+    )
+    parser.add_argument(
+        "--train-steps", type=int, default=None, help="gate training steps (default 60, --quick 5)"
+    )
+    parser.add_argument(
+        "--calib-size",
+        type=int,
+        default=None,
+        help="synthetic images for the gate statistics (default 1024, --quick 128)",
+    )
+    parser.add_argument(
+        "--calib-data",
+        type=Path,
+        default=None,
+        help="ImageFolder of real images for the gate statistics and fidelity inputs (default: synthetic)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="cifar_jpg",
+        help="evaluation transform for --calib-data (dualgate_solo.reports.eval_data)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="few steps and repeats, no torch.compile"
+    )
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results/latency"))
     args = parser.parse_args(argv)
@@ -225,7 +294,10 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.train_steps if args.train_steps is not None else (5 if quick else 60)
     calib = args.calib_size or (128 if quick else 1024)
     use_compile = not (quick or args.no_compile)
-    reps = {1: (3, 10) if quick else (10, 40), 64: (1, 2) if quick else (2, 9)}  # (warm-up, repeats)
+    reps = {
+        1: (3, 10) if quick else (10, 40),
+        64: (1, 2) if quick else (2, 9),
+    }  # (warm-up, repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     torch.manual_seed(0)
@@ -241,7 +313,9 @@ def main(argv: list[str] | None = None) -> dict:
         train_log = []
     else:
         backbone = create_backbone("dg_resnet18", stem="cifar")
-        print(f"no --checkpoint: training the gates of a random-init dg_resnet18 for {steps} steps toward t_d = {args.target_density}")
+        print(
+            f"no --checkpoint: training the gates of a random-init dg_resnet18 for {steps} steps toward t_d = {args.target_density}"
+        )
         train_log = train_gates(backbone, steps, args.target_density, batch_size=32)
         source = (
             f"NOT a trained SSL checkpoint: random-init dg_resnet18 (CIFAR stem) whose gates and BN statistics were "
@@ -254,8 +328,13 @@ def main(argv: list[str] | None = None) -> dict:
     stats = collect_gate_statistics(backbone, calib_x.split(128), progress=False)
     plans = {p: make_plan(backbone, stats, p) for p in ("static", "hybrid")}
     static, hybrid = (export_pruned(backbone, plans[p]) for p in ("static", "hybrid"))
-    full_spec = {**plans["static"].spec(), "blocks": [
-        {"name": b.name, "widths": b.group_sizes, "gated": [0] * len(b.group_sizes)} for b in plans["static"].blocks]}
+    full_spec = {
+        **plans["static"].spec(),
+        "blocks": [
+            {"name": b.name, "widths": b.group_sizes, "gated": [0] * len(b.group_sizes)}
+            for b in plans["static"].blocks
+        ],
+    }
     dense_plain = build_pruned_resnet(full_spec)
     dense_plain = _load_dense_plain(backbone, dense_plain)
     dynamic = DynamicGatedResNet(backbone)
@@ -277,10 +356,15 @@ def main(argv: list[str] | None = None) -> dict:
             "dense_plain_vs_dense_branch": float((dense_plain(test_x) - dense_ref).abs().max()),
             "static_vs_gated": float((static(test_x) - ref).abs().max()),
             "hybrid_vs_gated": float((hybrid(test_x) - ref).abs().max()),
-            "dynamic_vs_gated": max(float((dynamic(x) - ref[i : i + 1]).abs().max()) for i, x in enumerate(singles)),
+            "dynamic_vs_gated": max(
+                float((dynamic(x) - ref[i : i + 1]).abs().max()) for i, x in enumerate(singles)
+            ),
             "feature_scale_max_abs": float(ref.abs().max()),
         }
-    macs = {name: count_macs(m, singles if name in ("dynamic", "gated_masked") else singles[:1]) for name, m in modules.items()}
+    macs = {
+        name: count_macs(m, singles if name in ("dynamic", "gated_masked") else singles[:1])
+        for name, m in modules.items()
+    }
     dense_macs = macs["dense_branch"]
     paper_kept_macs = stats.mean_ratio * stats.costs.dense_macs
 
@@ -298,10 +382,17 @@ def main(argv: list[str] | None = None) -> dict:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         for name in ("dense_plain", "static"):
             exporter = onnx_export(modules[name], test_x[:2], onnx_dir / f"{name}.onnx")
-            onnx_sessions[name] = ort.InferenceSession(str(onnx_dir / f"{name}.onnx"), options, providers=["CPUExecutionProvider"])
+            onnx_sessions[name] = ort.InferenceSession(
+                str(onnx_dir / f"{name}.onnx"), options, providers=["CPUExecutionProvider"]
+            )
             got = onnx_sessions[name].run(None, {"images": test_x.numpy()})[0]
             with torch.no_grad():
-                onnx_info[name] = {"exporter": exporter, "max_abs_diff_vs_pytorch": float(abs(got - modules[name](test_x).numpy()).max())}
+                onnx_info[name] = {
+                    "exporter": exporter,
+                    "max_abs_diff_vs_pytorch": float(
+                        abs(got - modules[name](test_x).numpy()).max()
+                    ),
+                }
         onnx_info["onnxruntime"] = ort.__version__
     except Exception as error:  # noqa: BLE001 - record and go on
         onnx_info["error"] = f"{type(error).__name__}: {error}"
@@ -328,10 +419,25 @@ def main(argv: list[str] | None = None) -> dict:
                         compiled(x)
                     compile_seconds[f"{name}@{batch}"] = time.time() - t0
                     callables.append((name, "compile", compiled))
-                    print(f"  compiled {name} for batch {batch} in {compile_seconds[f'{name}@{batch}']:.0f} s", flush=True)
+                    print(
+                        f"  compiled {name} for batch {batch} in {compile_seconds[f'{name}@{batch}']:.0f} s",
+                        flush=True,
+                    )
                 except Exception as error:  # noqa: BLE001 - record and go on
-                    compile_errors[f"{name}@{batch}"] = f"{type(error).__name__}: {str(error)[:500]}"
-                    rows.append(_row(name, "compile", batch, None, macs[name], dense_macs, error=compile_errors[f"{name}@{batch}"]))
+                    compile_errors[f"{name}@{batch}"] = (
+                        f"{type(error).__name__}: {str(error)[:500]}"
+                    )
+                    rows.append(
+                        _row(
+                            name,
+                            "compile",
+                            batch,
+                            None,
+                            macs[name],
+                            dense_macs,
+                            error=compile_errors[f"{name}@{batch}"],
+                        )
+                    )
         for name, session in onnx_sessions.items():
             feed = {"images": x.numpy()}
             callables.append((name, "onnxruntime", lambda _x, s=session, f=feed: s.run(None, f)))
@@ -347,7 +453,10 @@ def main(argv: list[str] | None = None) -> dict:
                     times[i].append(1e3 * (time.perf_counter() - start))
         for i, (name, runtime, _) in enumerate(callables):
             rows.append(_row(name, runtime, batch, times[i], macs[name], dense_macs))
-            print(f"  batch {batch:2d} {name:13s} {runtime:11s} {statistics.median(times[i]):9.2f} ms", flush=True)
+            print(
+                f"  batch {batch:2d} {name:13s} {runtime:11s} {statistics.median(times[i]):9.2f} ms",
+                flush=True,
+            )
     load_after = os.getloadavg()
 
     # speed-ups: vs the eager dense branch, and vs the dense reference of the same runtime
@@ -355,18 +464,29 @@ def main(argv: list[str] | None = None) -> dict:
         if r["median_ms"] is None:
             continue
         base = _median(rows, "dense_branch", "eager", r["batch"])
-        same = _median(rows, "dense_plain" if r["runtime"] == "onnxruntime" else "dense_branch", r["runtime"], r["batch"])
+        same = _median(
+            rows,
+            "dense_plain" if r["runtime"] == "onnxruntime" else "dense_branch",
+            r["runtime"],
+            r["batch"],
+        )
         r["realized_speedup"] = base / r["median_ms"]
         r["realized_speedup_same_runtime"] = same / r["median_ms"] if same else None
-        r["realized_over_theoretical"] = (r["realized_speedup_same_runtime"] or r["realized_speedup"]) / r["theoretical_speedup"]
+        r["realized_over_theoretical"] = (
+            r["realized_speedup_same_runtime"] or r["realized_speedup"]
+        ) / r["theoretical_speedup"]
 
     # ---- per-layer breakdown when the static export falls short ------------------------------
     breakdown = None
-    static64 = next(r for r in rows if r["variant"] == "static" and r["runtime"] == "eager" and r["batch"] == 64)
+    static64 = next(
+        r for r in rows if r["variant"] == "static" and r["runtime"] == "eager" and r["batch"] == 64
+    )
     if static64["realized_over_theoretical"] < 0.8:
         names = [b.name for b in plans["static"].blocks]
         x64 = inputs[64]
-        dense_t = block_breakdown(modules["dense_plain"], list(dense_plain.blocks), names, x64, reps[64][1])
+        dense_t = block_breakdown(
+            modules["dense_plain"], list(dense_plain.blocks), names, x64, reps[64][1]
+        )
         static_t = block_breakdown(static, list(static.blocks), names, x64, reps[64][1])
         breakdown = []
         for i, name in enumerate(names + ["rest"]):
@@ -381,15 +501,22 @@ def main(argv: list[str] | None = None) -> dict:
                 "static_macs": bp.macs if bp else stats.costs.stem_macs,
             }
             row["mac_speedup"] = row["dense_macs"] / row["static_macs"]
-            row["time_speedup"] = row["dense_ms"] / row["static_ms"] if row["static_ms"] > 0 else None
+            row["time_speedup"] = (
+                row["dense_ms"] / row["static_ms"] if row["static_ms"] > 0 else None
+            )
             breakdown.append(row)
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof, torch.inference_mode():
+        with (
+            profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof,
+            torch.inference_mode(),
+        ):
             static(x64)
         (args.out / "profile_static_b64.txt").write_text(
             "torch.profiler, static export, batch 64, eager, one forward; ops grouped by input shape\n\n"
-            + prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=30)
+            + prof.key_averages(group_by_input_shape=True).table(
+                sort_by="self_cpu_time_total", row_limit=30
+            )
         )
 
     # ---- write -------------------------------------------------------------------------------
@@ -412,13 +539,23 @@ def main(argv: list[str] | None = None) -> dict:
             "paper_kept_macs": paper_kept_macs,
             "layer_densities": stats.layer_densities,
         },
-        "plans": {p: {"widths": plan.widths, "gated": [b.gated for b in plan.blocks], "predicted_macs": plan.predicted_macs} for p, plan in plans.items()},
+        "plans": {
+            p: {
+                "widths": plan.widths,
+                "gated": [b.gated for b in plan.blocks],
+                "predicted_macs": plan.predicted_macs,
+            }
+            for p, plan in plans.items()
+        },
         "macs_per_image_flopcounter": macs,
         "fidelity_max_abs_diff": fidelity,
         "onnx": onnx_info,
         "compile_seconds": compile_seconds,
         "compile_errors": compile_errors,
-        "timing": {"warmup_repeats": {str(b): list(v) for b, v in reps.items()}, "statistic": "median ms per forward call, variants interleaved round-robin per batch size"},
+        "timing": {
+            "warmup_repeats": {str(b): list(v) for b, v in reps.items()},
+            "statistic": "median ms per forward call, variants interleaved round-robin per batch size",
+        },
         "definitions": {
             "theoretical_speedup": "dense-branch MACs / variant MACs, both from FlopCounterMode (conv MACs per image; dynamic and gated_masked averaged over 16 images)",
             "realized_speedup": "median time of the eager dense branch at the same batch / median time of the row",
@@ -431,17 +568,36 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_seconds": time.time() - t_start,
     }
     (args.out / "latency.json").write_text(json.dumps(result, indent=2))
-    fields = ["variant", "runtime", "batch", "median_ms", "p25_ms", "p75_ms", "repeats", "ms_per_image", "macs_per_image",
-              "theoretical_speedup", "realized_speedup", "realized_speedup_same_runtime", "realized_over_theoretical", "error"]
+    fields = [
+        "variant",
+        "runtime",
+        "batch",
+        "median_ms",
+        "p25_ms",
+        "p75_ms",
+        "repeats",
+        "ms_per_image",
+        "macs_per_image",
+        "theoretical_speedup",
+        "realized_speedup",
+        "realized_speedup_same_runtime",
+        "realized_over_theoretical",
+        "error",
+    ]
     with open(args.out / "latency.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, args.out / "latency.png",
-         f"{result['machine']}, {torch.get_num_threads()} threads, torch {torch.__version__}, {result['date']}\nmodel: {source[:110]}")
+    plot(
+        rows,
+        args.out / "latency.png",
+        f"{result['machine']}, {torch.get_num_threads()} threads, torch {torch.__version__}, {result['date']}\nmodel: {source[:110]}",
+    )
     print_table(rows)
-    print(f"model: {source}\nkept ratio r = {stats.mean_ratio:.3f} (FLOPs R. {100 * stats.flops_reduction:.1f}%); "
-          f"wrote {args.out}/latency.csv, latency.json, latency.png in {time.time() - t_start:.0f} s")
+    print(
+        f"model: {source}\nkept ratio r = {stats.mean_ratio:.3f} (FLOPs R. {100 * stats.flops_reduction:.1f}%); "
+        f"wrote {args.out}/latency.csv, latency.json, latency.png in {time.time() - t_start:.0f} s"
+    )
     return result
 
 
@@ -472,28 +628,49 @@ def _row(variant, runtime, batch, ms, macs, dense_macs, error=None) -> dict:
     q = statistics.quantiles(ms, n=4) if ms and len(ms) > 1 else [None, None, None]
     med = statistics.median(ms) if ms else None
     return {
-        "variant": variant, "runtime": runtime, "batch": batch,
-        "median_ms": med, "p25_ms": q[0], "p75_ms": q[2], "repeats": len(ms) if ms else 0,
+        "variant": variant,
+        "runtime": runtime,
+        "batch": batch,
+        "median_ms": med,
+        "p25_ms": q[0],
+        "p75_ms": q[2],
+        "repeats": len(ms) if ms else 0,
         "ms_per_image": med / batch if med else None,
-        "macs_per_image": macs, "theoretical_speedup": dense_macs / macs,
-        "realized_speedup": None, "realized_speedup_same_runtime": None, "realized_over_theoretical": None,
+        "macs_per_image": macs,
+        "theoretical_speedup": dense_macs / macs,
+        "realized_speedup": None,
+        "realized_speedup_same_runtime": None,
+        "realized_over_theoretical": None,
         "error": error,
     }
 
 
 def _median(rows, variant, runtime, batch):
-    return next((r["median_ms"] for r in rows if (r["variant"], r["runtime"], r["batch"]) == (variant, runtime, batch)), None)
+    return next(
+        (
+            r["median_ms"]
+            for r in rows
+            if (r["variant"], r["runtime"], r["batch"]) == (variant, runtime, batch)
+        ),
+        None,
+    )
 
 
 def print_table(rows) -> None:
-    print(f"\n{'variant':13} {'runtime':11} {'batch':>5} {'median ms':>10} {'MACs/img':>12} {'theor.':>7} {'real.':>7} {'real.(rt)':>9} {'r/t':>6}")
+    print(
+        f"\n{'variant':13} {'runtime':11} {'batch':>5} {'median ms':>10} {'MACs/img':>12} {'theor.':>7} {'real.':>7} {'real.(rt)':>9} {'r/t':>6}"
+    )
     for r in rows:
         if r["median_ms"] is None:
-            print(f"{r['variant']:13} {r['runtime']:11} {r['batch']:>5} {'failed':>10}  {r['error'][:60]}")
+            print(
+                f"{r['variant']:13} {r['runtime']:11} {r['batch']:>5} {'failed':>10}  {r['error'][:60]}"
+            )
             continue
-        print(f"{r['variant']:13} {r['runtime']:11} {r['batch']:>5} {r['median_ms']:10.2f} {r['macs_per_image']:12,.0f} "
-              f"{r['theoretical_speedup']:7.2f} {r['realized_speedup']:7.2f} {r['realized_speedup_same_runtime'] or float('nan'):9.2f} "
-              f"{r['realized_over_theoretical']:6.2f}")
+        print(
+            f"{r['variant']:13} {r['runtime']:11} {r['batch']:>5} {r['median_ms']:10.2f} {r['macs_per_image']:12,.0f} "
+            f"{r['theoretical_speedup']:7.2f} {r['realized_speedup']:7.2f} {r['realized_speedup_same_runtime'] or float('nan'):9.2f} "
+            f"{r['realized_over_theoretical']:6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,13 @@ def _build(method: str, batch_size: int, device: str):
     from dualgate_solo.solo import register
 
     register()
-    with initialize_config_dir(config_dir=str(REPO / "configs" / "pretrain" / "cifar10"), version_base="1.2"):
-        cfg = compose(config_name=method, overrides=[f"optimizer.batch_size={batch_size}", "knn_eval.enabled=False"])
+    with initialize_config_dir(
+        config_dir=str(REPO / "configs" / "pretrain" / "cifar10"), version_base="1.2"
+    ):
+        cfg = compose(
+            config_name=method,
+            overrides=[f"optimizer.batch_size={batch_size}", "knn_eval.enabled=False"],
+        )
     OmegaConf.set_struct(cfg, False)
     cfg = parse_cfg(cfg)
     model = SOLO_METHODS[method](cfg).to(device)
@@ -81,7 +86,12 @@ def child(method: str, batch_size: int, steps: int, warmup: int, device: str) ->
     if hasattr(model, "on_train_epoch_start"):
         model.on_train_epoch_start()
     # the method's own parameter groups (gates at weight decay 0), solo-learn's LARS as configured
-    optimizer = LARS(model.learnable_params, lr=model.lr, weight_decay=model.weight_decay, **model.extra_optimizer_args)
+    optimizer = LARS(
+        model.learnable_params,
+        lr=model.lr,
+        weight_decay=model.weight_decay,
+        **model.extra_optimizer_args,
+    )
     views = [torch.rand(batch_size, 3, 32, 32, device=device) for _ in range(2)]
     batch = [torch.arange(batch_size), views, torch.randint(0, 10, (batch_size,), device=device)]
     saved = _saved_for_backward_mib(model, batch)
@@ -101,7 +111,9 @@ def child(method: str, batch_size: int, steps: int, warmup: int, device: str) ->
         sync()
         if step >= warmup:
             times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _rss_mib() - rss_before
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _rss_mib() - rss_before
+    )
     times.sort()
     return {
         "method": method,
@@ -113,7 +125,9 @@ def child(method: str, batch_size: int, steps: int, warmup: int, device: str) ->
         "min_step_s": times[0],
         "peak_mem_mib": peak,
         "saved_for_backward_mib": saved,
-        "peak_mem_kind": "cuda max_memory_allocated" if device == "cuda" else "ru_maxrss growth after model build",
+        "peak_mem_kind": "cuda max_memory_allocated"
+        if device == "cuda"
+        else "ru_maxrss growth after model build",
     }
 
 
@@ -125,7 +139,9 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
     names = [r["method"] for r in rows]
-    for ax, key, label in zip(axes, ("median_step_s", "peak_mem_mib"), ("median step time [s]", "peak memory [MiB]")):
+    for ax, key, label in zip(
+        axes, ("median_step_s", "peak_mem_mib"), ("median step time [s]", "peak memory [MiB]")
+    ):
         bars = ax.bar(names, [r[key] for r in rows], color=["#888888", "#3b75af"])
         ax.bar_label(bars, fmt="%.3g")
         ax.set_ylabel(label)
@@ -135,7 +151,9 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def _run_child(cmd: list[str], method: str, extra_env: dict[str, str]) -> dict:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env={**os.environ, **extra_env})
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, **extra_env}
+    )
     if result.returncode != 0:
         raise SystemExit(f"{method} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -146,7 +164,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+    parser.add_argument(
+        "--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench_step")
     parser.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,15 +178,31 @@ def main() -> None:
 
     rows = []
     for method in METHODS:
-        cmd = [sys.executable, __file__, "--child", method, "--batch-size", str(args.batch_size),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--batch-size",
+            str(args.batch_size),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--device",
+            args.device,
+        ]
         timed = _run_child(cmd, method, {})
         # memory pass: a fixed mmap threshold stops glibc from keeping freed large blocks in its
         # heap, so the resident-set peak follows the live tensors instead of the allocator's history
         # (it also slows allocation, so the times come from the first, default pass)
-        measured = _run_child(cmd, method, {"MALLOC_MMAP_THRESHOLD_": "131072"} if args.device == "cpu" else {})
+        measured = _run_child(
+            cmd, method, {"MALLOC_MMAP_THRESHOLD_": "131072"} if args.device == "cpu" else {}
+        )
         rows.append({**timed, "peak_mem_mib": measured["peak_mem_mib"]})
-        print(f"{method:>20}: {rows[-1]['median_step_s']:.3f} s/step, peak {rows[-1]['peak_mem_mib']:.0f} MiB")
+        print(
+            f"{method:>20}: {rows[-1]['median_step_s']:.3f} s/step, peak {rows[-1]['peak_mem_mib']:.0f} MiB"
+        )
     base, dual = rows
     summary = {
         "time_ratio": dual["median_step_s"] / base["median_step_s"],
@@ -174,17 +210,24 @@ def main() -> None:
         "saved_for_backward_ratio": dual["saved_for_backward_mib"] / base["saved_for_backward_mib"],
         "target": "<= 1.10 for both",
     }
-    print(f"dual / vicreg: time x{summary['time_ratio']:.3f}, peak memory x{summary['memory_ratio']:.3f}, "
-          f"saved for backward x{summary['saved_for_backward_ratio']:.3f} (target <= 1.10)")
+    print(
+        f"dual / vicreg: time x{summary['time_ratio']:.3f}, peak memory x{summary['memory_ratio']:.3f}, "
+        f"saved for backward x{summary['saved_for_backward_ratio']:.3f} (target <= 1.10)"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     meta = provenance()
-    (args.out / "bench_step.json").write_text(json.dumps({"provenance": meta, "rows": rows, "summary": summary}, indent=2))
+    (args.out / "bench_step.json").write_text(
+        json.dumps({"provenance": meta, "rows": rows, "summary": summary}, indent=2)
+    )
     with open(args.out / "bench_step.csv", "w") as f:
         f.write(",".join(rows[0]) + "\n")
         for row in rows:
             f.write(",".join(str(v) for v in row.values()) + "\n")
-    _plot(rows, args.out / "bench_step.png",
-          f"ResNet-18 CIFAR, batch {args.batch_size}, {args.device}; {meta.get('date', '')} {meta.get('cpu', '')}")
+    _plot(
+        rows,
+        args.out / "bench_step.png",
+        f"ResNet-18 CIFAR, batch {args.batch_size}, {args.device}; {meta.get('date', '')} {meta.get('cpu', '')}",
+    )
 
 
 if __name__ == "__main__":

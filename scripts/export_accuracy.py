@@ -34,7 +34,10 @@ def _subset(split, size: int, seed: int):
     """A fixed random subset of ``size`` images (all when ``size`` <= 0)."""
     if size <= 0 or size >= len(split):
         return split
-    return Subset(split, torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:size].tolist())
+    return Subset(
+        split,
+        torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:size].tolist(),
+    )
 
 
 @torch.no_grad()
@@ -55,13 +58,23 @@ def _macs(model: torch.nn.Module, hw: tuple[int, int]) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="solo-learn run directory or .ckpt of a gated method")
-    parser.add_argument("--train", type=Path, required=True, help="ImageFolder: k-NN bank and gate calibration")
+    parser.add_argument(
+        "--checkpoint", required=True, help="solo-learn run directory or .ckpt of a gated method"
+    )
+    parser.add_argument(
+        "--train", type=Path, required=True, help="ImageFolder: k-NN bank and gate calibration"
+    )
     parser.add_argument("--test", type=Path, required=True, help="ImageFolder: k-NN queries")
-    parser.add_argument("--dataset", default="cifar_jpg", help="evaluation transform (dualgate_solo.reports.eval_data)")
+    parser.add_argument(
+        "--dataset",
+        default="cifar_jpg",
+        help="evaluation transform (dualgate_solo.reports.eval_data)",
+    )
     parser.add_argument("--train-size", type=int, default=10000)
     parser.add_argument("--test-size", type=int, default=2000)
-    parser.add_argument("--recalibrate-batches", type=int, default=20, help="BN re-calibration batches (0: off)")
+    parser.add_argument(
+        "--recalibrate-batches", type=int, default=20, help="BN re-calibration batches (0: off)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/export_accuracy"))
     args = parser.parse_args()
 
@@ -75,7 +88,10 @@ def main() -> None:
         "dense branch": lambda x: backbone.forward_branch(x, "dense").feats,
         "gated branch": lambda x: backbone.forward_branch(x, "gated").feats,
     }
-    macs = {"dense branch": stats.costs.dense_macs, "gated branch": stats.mean_ratio * stats.costs.dense_macs}
+    macs = {
+        "dense branch": stats.costs.dense_macs,
+        "gated branch": stats.mean_ratio * stats.costs.dense_macs,
+    }
     for policy in ("static", "hybrid"):
         model = export_pruned(backbone, make_plan(backbone, stats, policy)).eval()
         networks[f"{policy} export"] = model
@@ -90,19 +106,34 @@ def main() -> None:
     for name, fn in networks.items():
         bank, bank_labels = _features(fn, loader(train, 256))
         queries, query_labels = _features(fn, loader(test, 256))
-        row = {"network": name, "knn_top1_k20": knn_top1(bank, bank_labels, queries, query_labels, k=20),
-               "knn_top1_k1": knn_top1(bank, bank_labels, queries, query_labels, k=1),
-               "macs_per_image": float(macs[name]), "kept_ratio": float(macs[name]) / stats.costs.dense_macs}
+        row = {
+            "network": name,
+            "knn_top1_k20": knn_top1(bank, bank_labels, queries, query_labels, k=20),
+            "knn_top1_k1": knn_top1(bank, bank_labels, queries, query_labels, k=1),
+            "macs_per_image": float(macs[name]),
+            "kept_ratio": float(macs[name]) / stats.costs.dense_macs,
+        }
         rows.append(row)
-        print(f"{name:>36}: k-NN top-1 {row['knn_top1_k20']:.2f} (k=20), {row['knn_top1_k1']:.2f} (k=1), kept MACs {row['kept_ratio']:.3f}")
+        print(
+            f"{name:>36}: k-NN top-1 {row['knn_top1_k20']:.2f} (k=20), {row['knn_top1_k1']:.2f} (k=1), kept MACs {row['kept_ratio']:.3f}"
+        )
     gated = next(r for r in rows if r["network"] == "gated branch")
     for row in rows:
         row["delta_vs_gated_k20"] = row["knn_top1_k20"] - gated["knn_top1_k20"]
 
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {**provenance(), "checkpoint": str(loaded.path), "method": loaded.method, "train_size": len(train),
-            "test_size": len(test), "input_hw": list(hw), "calibration": "the k-NN bank (train subset), deterministic gates"}
-    (args.out / "export_accuracy.json").write_text(json.dumps({"provenance": meta, "rows": rows}, indent=2))
+    meta = {
+        **provenance(),
+        "checkpoint": str(loaded.path),
+        "method": loaded.method,
+        "train_size": len(train),
+        "test_size": len(test),
+        "input_hw": list(hw),
+        "calibration": "the k-NN bank (train subset), deterministic gates",
+    }
+    (args.out / "export_accuracy.json").write_text(
+        json.dumps({"provenance": meta, "rows": rows}, indent=2)
+    )
     with open(args.out / "export_accuracy.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]))
         writer.writeheader()

@@ -7,11 +7,10 @@ import io
 import pytest
 import timm
 import torch
+from model_utils import copy_dense_bn_to_gated, open_all_gates
 
 from dualgate_solo.layers import DualBatchNorm
 from dualgate_solo.models import DUAL_BN_SCOPES, GatedResNet, create_backbone
-
-from model_utils import copy_dense_bn_to_gated, open_all_gates
 
 SMALL = (2, 3, 32, 32)
 
@@ -37,7 +36,9 @@ def test_all_gates_on_and_equal_bn_gives_dense_features(name: str, scope: str) -
     torch.testing.assert_close(dual.gated.feats, dual.dense.feats, rtol=0, atol=0)
     costs = dual.gated.costs
     expected_ratio = 1 + costs.gate_macs / costs.dense_macs
-    torch.testing.assert_close(dual.gated.ratio, torch.full((2,), expected_ratio, dtype=torch.float64))
+    torch.testing.assert_close(
+        dual.gated.ratio, torch.full((2,), expected_ratio, dtype=torch.float64)
+    )
     torch.testing.assert_close(dual.dense.ratio, torch.ones(2, dtype=torch.float64))
 
 
@@ -93,7 +94,9 @@ def test_both_branches_give_every_parameter_a_gradient(name: str, scope: str) ->
     model = create_backbone(name, stem="cifar", dual_bn_scope=scope)
     dual = model.forward_dual(torch.randn(*SMALL))
     (dual.dense.feats.sum() + dual.gated.feats.sum() + dual.gated.ratio.sum()).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert missing == []
 
 
@@ -106,7 +109,12 @@ def test_dual_bn_scope_controls_which_norms_are_dual() -> None:
     block = dual_names("block")
     assert len(block) == 16 and all(n.endswith(("bn1", "bn2")) and "layer" in n for n in block)
     wider = dual_names("backbone")
-    assert wider - block == {"bn1", "layer2.0.downsample.bn", "layer3.0.downsample.bn", "layer4.0.downsample.bn"}
+    assert wider - block == {
+        "bn1",
+        "layer2.0.downsample.bn",
+        "layer3.0.downsample.bn",
+        "layer4.0.downsample.bn",
+    }
     assert dual_names("all") == wider
 
 
@@ -123,11 +131,15 @@ def test_routing_survives_sync_batchnorm_conversion(r18_cifar) -> None:
     converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(r18_cifar)
     bn = converted.layer1[0].bn1
     assert isinstance(bn, DualBatchNorm)
-    assert isinstance(bn.dense, torch.nn.SyncBatchNorm) and isinstance(bn.gated, torch.nn.SyncBatchNorm)
+    assert isinstance(bn.dense, torch.nn.SyncBatchNorm) and isinstance(
+        bn.gated, torch.nn.SyncBatchNorm
+    )
 
 
 @pytest.mark.parametrize("source, target", [("dense", "gated"), ("gated", "dense")])
-def test_state_dict_loads_strictly_across_branches_with_weights_only(source: str, target: str) -> None:
+def test_state_dict_loads_strictly_across_branches_with_weights_only(
+    source: str, target: str
+) -> None:
     saved = create_backbone("dg_resnet18", branch=source)
     buffer = io.BytesIO()
     torch.save(saved.state_dict(), buffer)
@@ -197,7 +209,9 @@ def test_trained_steps_count_only_training_passes_with_grad(r18_cifar) -> None:
 def test_non_strict_load_of_another_architecture_raises(source) -> None:
     """solo-learn's main_linear loads with strict=False; that must not silently keep random weights."""
     model = create_backbone("dg_resnet18")
-    with pytest.raises((ValueError, RuntimeError), match="does not match the backbone|size mismatch"):
+    with pytest.raises(
+        (ValueError, RuntimeError), match="does not match the backbone|size mismatch"
+    ):
         model.load_state_dict(source(), strict=False)
 
 
@@ -208,7 +222,10 @@ def test_non_strict_load_under_a_prefix_checks_only_that_prefix() -> None:
     state = wrapper.state_dict()
     wrapper.load_state_dict(state, strict=False)  # the full, matching dict loads
     del state["backbone.layer4.1.conv2.weight"]
-    with pytest.raises(ValueError, match=r"1 of its \d+ keys are missing \(e.g. \['backbone.layer4.1.conv2.weight'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"1 of its \d+ keys are missing \(e.g. \['backbone.layer4.1.conv2.weight'\]\)",
+    ):
         wrapper.load_state_dict(state, strict=False)
 
 
@@ -217,5 +234,9 @@ def test_loading_an_untrained_branch_raises_naming_the_trained_one() -> None:
     trained.forward_branch(torch.randn(*SMALL), "gated")  # a VICReg-Gating run: gated passes only
     state = trained.state_dict()
     create_backbone("dg_resnet18", dual_bn_scope="none", branch="gated").load_state_dict(state)
-    with pytest.raises(ValueError, match="branch='dense' was never trained .*allowed values: gated"):
-        create_backbone("dg_resnet18", dual_bn_scope="none", branch="dense").load_state_dict(state, strict=False)
+    with pytest.raises(
+        ValueError, match="branch='dense' was never trained .*allowed values: gated"
+    ):
+        create_backbone("dg_resnet18", dual_bn_scope="none", branch="dense").load_state_dict(
+            state, strict=False
+        )

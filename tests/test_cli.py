@@ -12,8 +12,23 @@ from dualgate_solo.cli import main
 
 def test_demo_runs_end_to_end_and_writes_consistent_outputs(tmp_path, capsys) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--steps", "3", "--batch-size", "8", "--train-size", "40", "--test-size", "20",
-            "--proj-dim", "32", "--target-density", "0.1", "--out", str(out)]
+    args = [
+        "demo",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--train-size",
+        "40",
+        "--test-size",
+        "20",
+        "--proj-dim",
+        "32",
+        "--target-density",
+        "0.1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     rows = list(csv.DictReader(open(out / "metrics.csv")))
@@ -25,7 +40,9 @@ def test_demo_runs_end_to_end_and_writes_consistent_outputs(tmp_path, capsys) ->
     assert 0 <= summary["knn20_top1_dense"] <= 100 and 0 <= summary["knn20_top1_gated"] <= 100
     assert len(summary["layer_densities"]) == 8
     for row in rows:
-        assert float(row["loss"]) == pytest.approx(float(row["vicreg_loss"]) + float(row["budget_loss"]), rel=1e-5)
+        assert float(row["loss"]) == pytest.approx(
+            float(row["vicreg_loss"]) + float(row["budget_loss"]), rel=1e-5
+        )
     assert "FLOPs R." in capsys.readouterr().out
 
 

@@ -50,7 +50,9 @@ def calibrate(model, x: torch.Tensor) -> None:
 
 
 @torch.no_grad()
-def force_gates(model, x: torch.Tensor, p_off: float = 0.5, p_on: float = 0.3, seed: int = 0) -> list[torch.Tensor]:
+def force_gates(
+    model, x: torch.Tensor, p_off: float = 0.5, p_on: float = 0.3, seed: int = 0
+) -> list[torch.Tensor]:
     """Force each gate into a channel pattern; returns per block the kind of each channel.
 
     Half of the gate's hidden units become constant 1 (BN weight 0, bias 1); the other half stay
@@ -81,7 +83,9 @@ def force_gates(model, x: torch.Tensor, p_off: float = 0.5, p_on: float = 0.3, s
     return kinds
 
 
-def forced_model(name: str = "dg_resnet18", p_on: float = 0.3, p_off: float = 0.5, hw: int = 32, **kwargs):
+def forced_model(
+    name: str = "dg_resnet18", p_on: float = 0.3, p_off: float = 0.5, hw: int = 32, **kwargs
+):
     torch.manual_seed(0)
     kwargs = {"stem": "cifar", "width": 16, **kwargs}
     model = create_backbone(name, **kwargs)
@@ -114,7 +118,9 @@ def test_plan_categories_follow_the_forced_pattern(r18) -> None:
     model, kinds, stats = r18
     static, hybrid = make_plan(model, stats, "static"), make_plan(model, stats, "hybrid")
     for kind, sp, hp in zip(kinds, static.blocks, hybrid.blocks):
-        assert sorted(sp.kept[0]) == torch.nonzero(kind != OFF).flatten().tolist() and sp.gated == [0]
+        assert sorted(sp.kept[0]) == torch.nonzero(kind != OFF).flatten().tolist() and sp.gated == [
+            0
+        ]
         dependent = torch.nonzero(kind == DEPENDENT).flatten().tolist()
         assert hp.kept[0][: hp.gated[0]] == dependent  # gated channels lead, always-on follow
         assert sorted(hp.kept[0][hp.gated[0] :]) == torch.nonzero(kind == ON).flatten().tolist()
@@ -128,10 +134,15 @@ def test_static_export_matches_gated_branch_and_predicted_macs(r18_static) -> No
     pruned = export_pruned(model, plan)
     x = images(8, seed=1)
     with torch.no_grad():
-        torch.testing.assert_close(pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0
+        )
     assert macs_of(pruned, x[:1]) == plan.predicted_macs
     # the gated branch's own kept-MAC count from gate statistics and the CostTable (gates excluded)
-    assert plan.predicted_macs == round(stats.mean_ratio * stats.costs.dense_macs) - stats.costs.gate_macs
+    assert (
+        plan.predicted_macs
+        == round(stats.mean_ratio * stats.costs.dense_macs) - stats.costs.gate_macs
+    )
     assert plan.predicted_macs < 0.6 * plan.dense_macs
 
 
@@ -158,7 +169,9 @@ def test_static_export_of_data_dependent_channels_keeps_them_on(r18) -> None:
             block.gate.expand.weight[kind == DEPENDENT] = 0.0  # logit 0 -> on
     x = images(4, seed=3)
     with torch.no_grad():
-        torch.testing.assert_close(pruned(x), opened.eval().forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            pruned(x), opened.eval().forward_branch(x, "gated").feats, atol=ATOL, rtol=0
+        )
 
 
 def test_dynamic_batch1_matches_gated_branch(r18) -> None:
@@ -168,7 +181,9 @@ def test_dynamic_batch1_matches_gated_branch(r18) -> None:
     with torch.no_grad():
         for i in range(4):
             xi = x[i : i + 1]
-            torch.testing.assert_close(dynamic(xi), model.forward_branch(xi, "gated").feats, atol=ATOL, rtol=0)
+            torch.testing.assert_close(
+                dynamic(xi), model.forward_branch(xi, "gated").feats, atol=ATOL, rtol=0
+            )
         with pytest.raises(ValueError, match="batch size 4 is invalid; allowed values: 1"):
             dynamic(x)
 
@@ -189,9 +204,13 @@ def test_block_with_every_channel_off_exports_an_inert_placeholder(r18_static) -
     assert plan.blocks[3].kept == [[]] and plan.blocks[3].widths == [1]
     pruned = export_pruned(model, plan)
     with torch.no_grad():
-        torch.testing.assert_close(pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0
+        )
         dyn = DynamicGatedResNet(model)
-        torch.testing.assert_close(dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=0
+        )
 
 
 def test_saved_files_reload_torchscript_and_onnx(r18, tmp_path) -> None:
@@ -199,7 +218,9 @@ def test_saved_files_reload_torchscript_and_onnx(r18, tmp_path) -> None:
     plan = make_plan(model, stats, "hybrid")
     pruned = export_pruned(model, plan)
     x = images(4, seed=6)
-    files = save_export(pruned, tmp_path, x, plan=plan)  # ONNX checked against ONNX Runtime (atol 1e-4)
+    files = save_export(
+        pruned, tmp_path, x, plan=plan
+    )  # ONNX checked against ONNX Runtime (atol 1e-4)
     assert files["onnx_max_abs_diff"] <= 1e-4
     spec = json.loads((tmp_path / "spec.json").read_text())
     reloaded = build_pruned_resnet(spec, torch.load(tmp_path / "weights.pt", weights_only=True))
@@ -229,7 +250,9 @@ def test_pruned_resnet_needs_only_torch_and_the_torch_only_stems() -> None:
     def imports(path: str) -> set[str]:
         tree = ast.parse(Path(path).read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        return names | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        return names | {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+        }
 
     allowed = {"torch", "torch.nn", "torch.nn.functional", "typing", "__future__"}
     assert imports(module.__file__) <= allowed | {"dualgate_solo.stems"}
@@ -238,15 +261,26 @@ def test_pruned_resnet_needs_only_torch_and_the_torch_only_stems() -> None:
 
 @pytest.mark.parametrize("policy", ["static", "hybrid"])
 def test_resnet50_bottleneck_export(policy) -> None:
-    model, kinds, stats = forced_model("dg_resnet50", width=8, stem="imagenet", hw=64, p_on=0.4, p_off=0.6 if policy == "static" else 0.4)
+    model, kinds, stats = forced_model(
+        "dg_resnet50",
+        width=8,
+        stem="imagenet",
+        hw=64,
+        p_on=0.4,
+        p_off=0.6 if policy == "static" else 0.4,
+    )
     plan = make_plan(model, stats, policy)
     assert all(len(w) == 2 for w in plan.widths)
     pruned = export_pruned(model, plan)
     x = images(4, 64, seed=8)
     with torch.no_grad():
-        torch.testing.assert_close(pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0
+        )
         dyn = DynamicGatedResNet(model)
-        torch.testing.assert_close(dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=0
+        )
     assert macs_of(pruned, x[:1]) == plan.predicted_macs
     assert pruned(x).shape == (4, model.num_features)
 
@@ -269,9 +303,13 @@ def test_bn_recalibration_changes_running_stats_but_not_gates(r18) -> None:
 
 def test_unsupported_inputs_raise_clear_errors(r18) -> None:
     model, _, stats = r18
-    with pytest.raises(ValueError, match=r"policy='dynamic' is invalid; allowed values: 'static', 'hybrid'"):
+    with pytest.raises(
+        ValueError, match=r"policy='dynamic' is invalid; allowed values: 'static', 'hybrid'"
+    ):
         make_plan(model, stats, "dynamic")
-    with pytest.raises(ValueError, match=r"off_threshold=1.5 is invalid; allowed values: a number in \[0.0, 1.0\]"):
+    with pytest.raises(
+        ValueError, match=r"off_threshold=1.5 is invalid; allowed values: a number in \[0.0, 1.0\]"
+    ):
         make_plan(model, stats, "static", off_threshold=1.5)
     with pytest.raises(ValueError, match="allowed values: a dualgate_solo GatedResNet"):
         make_plan(__import__("torchvision").models.resnet18(), stats)
@@ -290,12 +328,34 @@ def test_export_cli_writes_files_and_prints_macs(r18, tmp_path, capsys) -> None:
     model, _, _ = r18
     torch.save(model.state_dict(), tmp_path / "backbone.pt")
     out = tmp_path / "export"
-    args = ["export", "--checkpoint", str(tmp_path / "backbone.pt"), "--backbone", "dg_resnet18", "--stem", "cifar",
-            "--width", "16", "--synthetic-size", "64", "--batch-size", "32", "--policy", "hybrid",
-            "--recalibrate-batches", "1", "--onnx-exporter", "torchscript", "--out", str(out)]
+    args = [
+        "export",
+        "--checkpoint",
+        str(tmp_path / "backbone.pt"),
+        "--backbone",
+        "dg_resnet18",
+        "--stem",
+        "cifar",
+        "--width",
+        "16",
+        "--synthetic-size",
+        "64",
+        "--batch-size",
+        "32",
+        "--policy",
+        "hybrid",
+        "--recalibrate-batches",
+        "1",
+        "--onnx-exporter",
+        "torchscript",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     summary = json.loads((out / "export_summary.json").read_text())
-    assert {"weights.pt", "spec.json", "plan.json", "model.ts", "model.onnx"} <= {p.name for p in out.iterdir()}
+    assert {"weights.pt", "spec.json", "plan.json", "model.ts", "model.onnx"} <= {
+        p.name for p in out.iterdir()
+    }
     assert summary["dense_macs"] == 44_347_072 and summary["exported_macs"] < summary["dense_macs"]
     assert len(summary["blocks"]) == 8 and summary["files"]["onnx_max_abs_diff"] <= 1e-4
     text = capsys.readouterr().out
@@ -307,7 +367,9 @@ def test_export_cli_refuses_a_non_gated_checkpoint(tmp_path) -> None:
 
     run = tmp_path / "vicreg_run"
     run.mkdir()
-    (run / "args.json").write_text(json.dumps({"method": "vicreg", "backbone": {"name": "dg_resnet18"}}))
+    (run / "args.json").write_text(
+        json.dumps({"method": "vicreg", "backbone": {"name": "dg_resnet18"}})
+    )
     torch.save({"state_dict": {}}, run / "last.ckpt")
     with pytest.raises(ValueError, match="method='vicreg', which never trains gates"):
         main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "out")])

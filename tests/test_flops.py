@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_utils import open_all_gates
 from torch.utils.flop_counter import FlopCounterMode
 
 from dualgate_solo.models import create_backbone
-
-from model_utils import open_all_gates
 
 # Spec §5.2 per-block table for CIFAR (34x34 after the stem):
 # (block, C_in, C_out, H_b, dense MACs, MACs per active channel, downsample, gate MACs)
@@ -51,8 +50,16 @@ def test_dense_totals_match_paper(stem: str, size: int, dense_total: int, stem_m
 def test_per_block_table_matches_spec(r18_cifar) -> None:
     rows = r18_cifar.cost_table((32, 32)).as_rows()
     got = [
-        (r["block"], r["c_in"], r["c_out"], r["h_out"], r["dense_macs"], r["macs_per_active_channel"],
-         r["downsample_macs"], r["gate_macs"])
+        (
+            r["block"],
+            r["c_in"],
+            r["c_out"],
+            r["h_out"],
+            r["dense_macs"],
+            r["macs_per_active_channel"],
+            r["downsample_macs"],
+            r["gate_macs"],
+        )
         for r in rows
     ]
     assert got == CIFAR_R18_TABLE
@@ -78,7 +85,9 @@ def test_floor_ratio_cifar(r18_cifar) -> None:
 def test_dense_macs_agree_with_flop_counter(name: str, stem: str, size: int, width: int) -> None:
     model = create_backbone(name, stem=stem, width=width).eval()
     x = torch.zeros(1, 3, size, size)
-    assert flop_counter_macs(model.set_branch("dense"), x) == model.cost_table((size, size)).dense_macs
+    assert (
+        flop_counter_macs(model.set_branch("dense"), x) == model.cost_table((size, size)).dense_macs
+    )
 
 
 @pytest.mark.parametrize("name", ["dg_resnet18", "dg_resnet50"])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_utils import open_all_gates
 
 from dualgate_solo.gate_stats import channel_categories, collect_gate_statistics
-
-from model_utils import open_all_gates
 
 
 def test_all_on_gates_give_rate_one_and_ratio_one_plus_gates(r18_cifar) -> None:
@@ -49,7 +48,9 @@ def test_empty_or_mixed_size_splits_fail_clearly(r18_cifar) -> None:
     with pytest.raises(ValueError, match="empty"):
         collect_gate_statistics(r18_cifar, [], progress=False)
     with pytest.raises(ValueError, match="one image size"):
-        collect_gate_statistics(r18_cifar, [torch.randn(1, 3, 32, 32), torch.randn(1, 3, 40, 40)], progress=False)
+        collect_gate_statistics(
+            r18_cifar, [torch.randn(1, 3, 32, 32), torch.randn(1, 3, 40, 40)], progress=False
+        )
 
 
 def test_knn_top1_hand_computed() -> None:

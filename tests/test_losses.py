@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from dualgate_solo.layers import binary_concrete_ste
-from dualgate_solo.losses import BudgetConfig, anneal_p, bound_loss, budget_loss, flops_loss, layer_densities
+from dualgate_solo.losses import (
+    BudgetConfig,
+    anneal_p,
+    bound_loss,
+    budget_loss,
+    flops_loss,
+    layer_densities,
+)
 from dualgate_solo.losses.vicreg import vicreg_loss
 
 # Toy batch: two samples, two gated blocks of 4 and 2 channels.

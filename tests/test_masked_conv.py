@@ -35,7 +35,9 @@ def test_gradcheck() -> None:
     conv = nn.Conv2d(3, 2, 3, padding=1, bias=False).double()
     a = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
     mask = torch.rand(2, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, m, w: masked_conv2d(conv, a, m), (a, mask, conv.weight))
+    assert torch.autograd.gradcheck(
+        lambda a, m, w: masked_conv2d(conv, a, m), (a, mask, conv.weight)
+    )
 
 
 def test_saves_the_input_and_mask_not_the_product() -> None:

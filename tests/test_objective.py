@@ -38,14 +38,20 @@ def test_dense_branch_sees_view_two(parts) -> None:
     backbone, projector, views = parts
     backbone.eval()
     out = dual_gating_objective(backbone, projector, views, BudgetConfig(0.1), 1.0, vicreg_loss)
-    torch.testing.assert_close(out.outputs[1].feats, backbone.forward_branch(views[1], "dense").feats)
-    torch.testing.assert_close(out.outputs[0].feats, backbone.forward_branch(views[0], "gated").feats)
+    torch.testing.assert_close(
+        out.outputs[1].feats, backbone.forward_branch(views[1], "dense").feats
+    )
+    torch.testing.assert_close(
+        out.outputs[0].feats, backbone.forward_branch(views[0], "gated").feats
+    )
 
 
 def test_symmetric_objective_averages_both_pairings(parts) -> None:
     backbone, projector, views = parts
     backbone.eval(), projector.eval()
-    out = dual_gating_objective(backbone, projector, views, BudgetConfig(0.3), 1.0, vicreg_loss, symmetric=True)
+    out = dual_gating_objective(
+        backbone, projector, views, BudgetConfig(0.3), 1.0, vicreg_loss, symmetric=True
+    )
     assert [o.branch for o in out.outputs] == ["gated", "dense", "gated", "dense"]
     z = out.embeddings
     torch.testing.assert_close(out.vicreg, (vicreg_loss(z[0], z[1]) + vicreg_loss(z[2], z[3])) / 2)
@@ -95,5 +101,9 @@ def test_multiplier_enters_the_flops_term(parts) -> None:
     backbone.eval(), projector.eval()
     cfg = BudgetConfig(0.1)
     plain = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss)
-    shifted = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss, multiplier=3.0)
-    torch.testing.assert_close(shifted.budget.flops - plain.budget.flops, 3.0 * (plain.budget.ratio - 0.1))
+    shifted = dual_gating_objective(
+        backbone, projector, views, cfg, 1.0, vicreg_loss, multiplier=3.0
+    )
+    torch.testing.assert_close(
+        shifted.budget.flops - plain.budget.flops, 3.0 * (plain.budget.ratio - 0.1)
+    )

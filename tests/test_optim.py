@@ -17,7 +17,9 @@ def test_lars_single_step_matches_hand_computation() -> None:
     LARS([w, b], lr=lr, momentum=0.9, weight_decay=wd, eta=eta).step()
     trust = eta * 5 / (1 + wd * 5 + 1e-8)  # 0.0995...
     factor = min(trust / lr, 1.0)
-    expected_w = torch.tensor([[3.0, 4.0]]) - lr * factor * (torch.tensor([[0.6, 0.8]]) + wd * torch.tensor([[3.0, 4.0]]))
+    expected_w = torch.tensor([[3.0, 4.0]]) - lr * factor * (
+        torch.tensor([[0.6, 0.8]]) + wd * torch.tensor([[3.0, 4.0]])
+    )
     torch.testing.assert_close(w.detach(), expected_w)
     torch.testing.assert_close(b.detach(), torch.tensor([1.0, 2.0]) - lr * torch.tensor([0.5, 0.5]))
 

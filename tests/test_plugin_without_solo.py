@@ -34,7 +34,12 @@ def test_pth_hook_registers_right_after_the_trigger_module_is_imported(tmp_path)
         "assert 'torch' not in sys.modules, 'the hook must not import heavy modules'\n"
         "import solo.methods\n"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(hook_dir), str(tmp_path / "fake")], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(hook_dir), str(tmp_path / "fake")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "registered True"
 
 
@@ -48,12 +53,18 @@ def test_install_hook_writes_one_import_line_and_uninstalls(tmp_path, capsys) ->
 def _fake_run(tmp_path: Path, method: str) -> Path:
     run = tmp_path / "run"
     run.mkdir()
-    (run / "args.json").write_text(json.dumps({"method": method, "backbone": {"name": "dg_resnet18", "kwargs": {"branch": "dense"}}}))
+    (run / "args.json").write_text(
+        json.dumps(
+            {"method": method, "backbone": {"name": "dg_resnet18", "kwargs": {"branch": "dense"}}}
+        )
+    )
     torch.save({"state_dict": {}}, run / "last-ep=1.ckpt")
     return run
 
 
-def test_branch_dirs_hold_the_checkpoint_and_an_args_json_naming_the_branch(tmp_path, capsys) -> None:
+def test_branch_dirs_hold_the_checkpoint_and_an_args_json_naming_the_branch(
+    tmp_path, capsys
+) -> None:
     run = _fake_run(tmp_path, "vicreg_dual_gating")
     main(["branch-dir", str(run)])
     assert "--pretrained_checkpoint_dir" in capsys.readouterr().out
@@ -61,16 +72,25 @@ def test_branch_dirs_hold_the_checkpoint_and_an_args_json_naming_the_branch(tmp_
         target = run / f"eval-{branch}"
         assert [p.name for p in target.glob("*.ckpt")] == ["last-ep=1.ckpt"]
         assert (target / "last-ep=1.ckpt").resolve() == (run / "last-ep=1.ckpt").resolve()
-        assert json.loads((target / "args.json").read_text())["backbone"]["kwargs"]["branch"] == branch
-    assert json.loads((run / "args.json").read_text())["backbone"]["kwargs"]["branch"] == "dense"  # untouched
+        assert (
+            json.loads((target / "args.json").read_text())["backbone"]["kwargs"]["branch"] == branch
+        )
+    assert (
+        json.loads((run / "args.json").read_text())["backbone"]["kwargs"]["branch"] == "dense"
+    )  # untouched
 
 
 def test_branch_dirs_refuse_untrained_branches_and_other_methods(tmp_path) -> None:
     run = _fake_run(tmp_path, "vicreg_gating")
     with pytest.raises(ValueError, match="branch='dense' is invalid; allowed values: 'gated'"):
         make_branch_dirs(run, ["dense"])
-    (run / "args.json").write_text(json.dumps({"method": "vicreg", "backbone": {"name": "resnet18"}}))
-    with pytest.raises(ValueError, match=r"method \(args.json\)='vicreg' is invalid; allowed values: 'vicreg_dual_gating', 'vicreg_gating'"):
+    (run / "args.json").write_text(
+        json.dumps({"method": "vicreg", "backbone": {"name": "resnet18"}})
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"method \(args.json\)='vicreg' is invalid; allowed values: 'vicreg_dual_gating', 'vicreg_gating'",
+    ):
         make_branch_dirs(run)
     with pytest.raises(ValueError, match="has no args.json"):
         make_branch_dirs(tmp_path)
@@ -80,20 +100,31 @@ PRETRAIN = sorted((CONFIGS / "pretrain").glob("*/*.yaml"))
 LINEAR = sorted((CONFIGS / "linear").glob("*/*.yaml"))
 
 
-@pytest.mark.parametrize("path", PRETRAIN + LINEAR, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize(
+    "path", PRETRAIN + LINEAR, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.stem}"
+)
 def test_every_shipped_config_composes(path: Path) -> None:
     with initialize_config_dir(config_dir=str(path.parent), version_base="1.2"):
         cfg = compose(config_name=path.stem)
-    assert cfg.strategy in ("auto", "ddp") and (isinstance(cfg.devices, str) or list(cfg.devices) == [0])
+    assert cfg.strategy in ("auto", "ddp") and (
+        isinstance(cfg.devices, str) or list(cfg.devices) == [0]
+    )
     if path.parent.parent.name == "pretrain":
         assert len(cfg.augmentations) == 2 and all(a.num_crops == 1 for a in cfg.augmentations)
-    if cfg.backbone.name.startswith("dg_"):  # dual BNs for Dual-Gating only (VICReg on dg_resnet18: one set)
-        assert cfg.backbone.kwargs.dual_bn_scope == ("block" if path.stem == "vicreg_dual_gating" else "none")
+    if cfg.backbone.name.startswith(
+        "dg_"
+    ):  # dual BNs for Dual-Gating only (VICReg on dg_resnet18: one set)
+        assert cfg.backbone.kwargs.dual_bn_scope == (
+            "block" if path.stem == "vicreg_dual_gating" else "none"
+        )
 
 
 def test_config_dir_command_prints_the_configs(capsys) -> None:
     main(["config-dir"])
-    assert Path(capsys.readouterr().out.strip()) == CONFIGS and (CONFIGS / "pretrain" / "cifar10" / "vicreg_dual_gating.yaml").is_file()
+    assert (
+        Path(capsys.readouterr().out.strip()) == CONFIGS
+        and (CONFIGS / "pretrain" / "cifar10" / "vicreg_dual_gating.yaml").is_file()
+    )
 
 
 def test_custom_pipeline_variable_is_checked_by_name(monkeypatch) -> None:

@@ -53,8 +53,23 @@ def gated_run(tmp_path):
 def test_cost_report_cli_matches_direct_statistics(gated_run, split_dir, tmp_path) -> None:
     run, backbone = gated_run
     out = tmp_path / "report"
-    main(["cost-report", "--checkpoint", str(run), "--data", str(split_dir), "--dataset", "cifar_jpg",
-          "--batch-size", "7", "--num-workers", "0", "--out", str(out)])
+    main(
+        [
+            "cost-report",
+            "--checkpoint",
+            str(run),
+            "--data",
+            str(split_dir),
+            "--dataset",
+            "cifar_jpg",
+            "--batch-size",
+            "7",
+            "--num-workers",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
     report = json.loads((out / "cost_report.json").read_text())
     split = image_folder_split(split_dir, "cifar_jpg")
     images = torch.stack([split[i][0] for i in range(len(split))])
@@ -66,7 +81,9 @@ def test_cost_report_cli_matches_direct_statistics(gated_run, split_dir, tmp_pat
     assert summary["dense_macs"] == 703_560_448
     usage = report["channel_usage"]
     assert [u["block"] for u in usage][:2] == ["layer1.0", "layer1.1"]
-    assert all(u["always_off"] + u["data_dependent"] + u["always_on"] == u["channels"] for u in usage)
+    assert all(
+        u["always_off"] + u["data_dependent"] + u["always_on"] == u["channels"] for u in usage
+    )
     kept = sum(r["mean_kept_macs"] for r in report["layers"])
     total = kept + 1_997_568 + 240_640
     assert total / 703_560_448 == pytest.approx(summary["flops_ratio"], rel=1e-9)
@@ -76,7 +93,9 @@ def test_cost_report_cli_matches_direct_statistics(gated_run, split_dir, tmp_pat
 
 def test_dense_only_trained_checkpoint_is_refused(tmp_path) -> None:
     backbone = create_backbone("dg_resnet18", stem="cifar")
-    run = _save_run(tmp_path, "vicreg", {f"backbone.{k}": v for k, v in backbone.state_dict().items()})
+    run = _save_run(
+        tmp_path, "vicreg", {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+    )
     with pytest.raises(ValueError, match=r"method='vicreg', which never trains gates"):
         load_backbone(run)
 
@@ -84,15 +103,29 @@ def test_dense_only_trained_checkpoint_is_refused(tmp_path) -> None:
 def test_wrong_architecture_checkpoint_is_refused(tmp_path) -> None:
     from torchvision.models import resnet18
 
-    run = _save_run(tmp_path, "vicreg_dual_gating", {f"backbone.{k}": v for k, v in resnet18().state_dict().items()})
+    run = _save_run(
+        tmp_path,
+        "vicreg_dual_gating",
+        {f"backbone.{k}": v for k, v in resnet18().state_dict().items()},
+    )
     with pytest.raises(ValueError, match="does not hold a dg_resnet18"):
         load_backbone(run)
 
 
 def test_wrong_split_is_refused(gated_run, split_dir, tmp_path) -> None:
     run, _ = gated_run
-    args = ["cost-report", "--checkpoint", str(run), "--dataset", "cifar_jpg", "--out", str(tmp_path / "r")]
-    with pytest.raises(ValueError, match=r"has 4 classes, but the checkpoint was trained with data.num_classes=5"):
+    args = [
+        "cost-report",
+        "--checkpoint",
+        str(run),
+        "--dataset",
+        "cifar_jpg",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    with pytest.raises(
+        ValueError, match=r"has 4 classes, but the checkpoint was trained with data.num_classes=5"
+    ):
         (split_dir / "class4").rename(tmp_path / "moved")
         main(args + ["--data", str(split_dir)])
     with pytest.raises(ValueError, match="is not a directory"):
@@ -112,5 +145,17 @@ def test_eval_transforms_mirror_solo_learn() -> None:
 def test_umap_of_both_branches(gated_run, split_dir, tmp_path) -> None:
     run, _ = gated_run
     png = tmp_path / "umap.png"
-    main(["umap", "--checkpoint", str(run), "--data", str(split_dir), "--dataset", "cifar_jpg", "--out", str(png)])
+    main(
+        [
+            "umap",
+            "--checkpoint",
+            str(run),
+            "--data",
+            str(split_dir),
+            "--dataset",
+            "cifar_jpg",
+            "--out",
+            str(png),
+        ]
+    )
     assert png.stat().st_size > 0

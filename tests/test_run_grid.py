@@ -21,14 +21,21 @@ sys.modules["run_grid"] = run_grid  # dataclasses look their module up
 spec.loader.exec_module(run_grid)
 
 
-def test_grid_has_every_method_budget_and_variant_once_with_the_budget_option_on_dual_only() -> None:
-    runs = run_grid.grid(["vicreg", "vicreg_gating", "vicreg_dual_gating"], [0.1, 0.3, 0.5], ["paper", "tracked"])
+def test_grid_has_every_method_budget_and_variant_once_with_the_budget_option_on_dual_only() -> (
+    None
+):
+    runs = run_grid.grid(
+        ["vicreg", "vicreg_gating", "vicreg_dual_gating"], [0.1, 0.3, 0.5], ["paper", "tracked"]
+    )
     names = [r.name for r in runs]
     assert len(names) == len(set(names)) == 1 + 3 + 6
     assert names[0] == "vicreg_dual_gating-td0.1-paper" and names[-1] == "vicreg-paper"
     assert not any(r.method == "vicreg_gating" and r.variant == "tracked" for r in runs)
     tracked = next(r for r in runs if r.variant == "tracked")
-    assert tracked.overrides() == [f"method_kwargs.target_density={tracked.target_density}", *run_grid.TRACKED]
+    assert tracked.overrides() == [
+        f"method_kwargs.target_density={tracked.target_density}",
+        *run_grid.TRACKED,
+    ]
     assert runs[0].overrides() == ["method_kwargs.target_density=0.1"]
     assert [r.branches for r in runs[-2:]] == [("gated",), ("dense",)]
 
@@ -56,10 +63,26 @@ def test_subset_folder_is_seeded_per_class_and_idempotent(tmp_path) -> None:
 
 def test_table_plot_and_publish(tmp_path) -> None:
     rows = [
-        {"method": "vicreg_dual_gating", "variant": "paper", "t_d": 0.1, "branch": "gated", "linear_top1": 41.0,
-         "knn_top1_k1": 30.5, "knn_top1_k20": 35.25, "flops_reduction_pct": 81.5},
-        {"method": "vicreg", "variant": "paper", "t_d": "", "branch": "dense", "linear_top1": 44.0,
-         "knn_top1_k1": 33.0, "knn_top1_k20": 38.0, "flops_reduction_pct": 0.0},
+        {
+            "method": "vicreg_dual_gating",
+            "variant": "paper",
+            "t_d": 0.1,
+            "branch": "gated",
+            "linear_top1": 41.0,
+            "knn_top1_k1": 30.5,
+            "knn_top1_k20": 35.25,
+            "flops_reduction_pct": 81.5,
+        },
+        {
+            "method": "vicreg",
+            "variant": "paper",
+            "t_d": "",
+            "branch": "dense",
+            "linear_top1": 44.0,
+            "knn_top1_k1": 33.0,
+            "knn_top1_k20": 38.0,
+            "flops_reduction_pct": 0.0,
+        },
     ]
     out = tmp_path / "out"
     run_dir = out / "runs" / "vicreg_dual_gating-td0.1-paper"
@@ -70,14 +93,21 @@ def test_table_plot_and_publish(tmp_path) -> None:
     (run_dir / "pretrain" / "trained_models" / "x.ckpt").write_bytes(b"ckpt")
     (out / "provenance.json").write_text("{}")
     run_grid.write_table(rows, out, "title")
-    assert "| vicreg_dual_gating | paper | 0.1 | gated | 41.00 | 30.50 | 35.25 | 81.50 % |" in (out / "table.md").read_text()
+    assert (
+        "| vicreg_dual_gating | paper | 0.1 | gated | 41.00 | 30.50 | 35.25 | 81.50 % |"
+        in (out / "table.md").read_text()
+    )
     assert list(csv.DictReader((out / "table.csv").open()))[1]["linear_top1"] == "44.0"
     assert (out / "accuracy_vs_flops.png").stat().st_size > 1000
     run_grid.publish(out, tmp_path / "pub")
-    published = sorted(str(p.relative_to(tmp_path / "pub")) for p in (tmp_path / "pub").rglob("*") if p.is_file())
+    published = sorted(
+        str(p.relative_to(tmp_path / "pub")) for p in (tmp_path / "pub").rglob("*") if p.is_file()
+    )
     assert published == [
-        "accuracy_vs_flops.png", "provenance.json",
+        "accuracy_vs_flops.png",
+        "provenance.json",
         "runs/vicreg_dual_gating-td0.1-paper/cost/channel_usage.png",
         "runs/vicreg_dual_gating-td0.1-paper/linear-gated.json",
-        "table.csv", "table.md",
+        "table.csv",
+        "table.md",
     ]

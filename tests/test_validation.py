@@ -14,7 +14,10 @@ from dualgate_solo.models import create_backbone
     "kwargs, pattern",
     [
         ({"branch": "sparse"}, r"branch='sparse' is invalid; allowed values: 'dense', 'gated'"),
-        ({"dual_bn_scope": "stem"}, r"dual_bn_scope='stem' is invalid; allowed values: 'none', 'block', 'backbone', 'all'"),
+        (
+            {"dual_bn_scope": "stem"},
+            r"dual_bn_scope='stem' is invalid; allowed values: 'none', 'block', 'backbone', 'all'",
+        ),
         ({"stem": "tiny"}, r"stem='tiny' is invalid; allowed values: 'cifar', 'imagenet'"),
         ({"gate_tau": 0.0}, r"gate_tau=0.0 is invalid; allowed values: a number in \(0.0, inf\]"),
         ({"gate_tau": -1}, r"gate_tau=-1 is invalid"),
@@ -32,7 +35,9 @@ def test_bad_depth_and_name() -> None:
 
     with pytest.raises(ValueError, match=r"depth=20 is invalid; allowed values: 18, 34, 50"):
         GatedResNet(depth=20)
-    with pytest.raises(ValueError, match=r"backbone.name='resnet18' is invalid; allowed values: 'dg_resnet18'"):
+    with pytest.raises(
+        ValueError, match=r"backbone.name='resnet18' is invalid; allowed values: 'dg_resnet18'"
+    ):
         create_backbone("resnet18")
 
 
@@ -47,7 +52,9 @@ def test_bad_branch_at_call_time(r18_cifar) -> None:
 
 @pytest.mark.parametrize("target", [0.0, -0.1, 1.5, float("nan"), "abc"])
 def test_target_density_outside_unit_interval(target) -> None:
-    with pytest.raises(ValueError, match=r"target_density=.* is invalid; allowed values: a number in \(0.0, 1.0\]"):
+    with pytest.raises(
+        ValueError, match=r"target_density=.* is invalid; allowed values: a number in \(0.0, 1.0\]"
+    ):
         BudgetConfig(target_density=target)
 
 
@@ -58,7 +65,10 @@ def test_target_density_one_is_allowed() -> None:
 @pytest.mark.parametrize(
     "kwargs, key",
     [
-        ({"bound_target": "log"}, "bound_target='log' is invalid; allowed values: 'sqrt', 'linear'"),
+        (
+            {"bound_target": "log"},
+            "bound_target='log' is invalid; allowed values: 'sqrt', 'linear'",
+        ),
         ({"lambda_flops": -1.0}, "lambda_flops=-1.0 is invalid"),
         ({"l1_count": "yes"}, "l1_count='yes' is invalid; allowed values: True, False"),
     ],

@@ -36,7 +36,9 @@ def _bn_buffers(module: nn.Module, prefix: str, bn: nn.BatchNorm2d) -> None:
 
 def _bn(module: nn.Module, prefix: str, x: Tensor, idx: Tensor | None) -> Tensor:
     """Eval-mode BN of ``x [1, k, H, W]`` with the buffered parameters of channels ``idx``."""
-    params = [getattr(module, f"{prefix}_{k}") for k in ("running_mean", "running_var", "weight", "bias")]
+    params = [
+        getattr(module, f"{prefix}_{k}") for k in ("running_mean", "running_var", "weight", "bias")
+    ]
     if idx is not None:
         params = [p.index_select(0, idx) for p in params]
     mean, var, weight, bias = params
@@ -45,7 +47,9 @@ def _bn(module: nn.Module, prefix: str, x: Tensor, idx: Tensor | None) -> Tensor
 
 def _bn_of_zeros(module: nn.Module, prefix: str) -> Tensor:
     """BN output ``[C]`` for an all-zero input (the residual when no channel is active)."""
-    mean, var, weight, bias = (getattr(module, f"{prefix}_{k}") for k in ("running_mean", "running_var", "weight", "bias"))
+    mean, var, weight, bias = (
+        getattr(module, f"{prefix}_{k}") for k in ("running_mean", "running_var", "weight", "bias")
+    )
     return bias - mean * weight / torch.sqrt(var + getattr(module, f"{prefix}_eps"))
 
 
@@ -132,8 +136,14 @@ class DynamicGatedResNet(nn.Module):
     def __init__(self, backbone: GatedResNet):
         super().__init__()
         check_backbone(backbone)
-        self.conv1 = nn.Conv2d(3, backbone.conv1.out_channels, backbone.conv1.kernel_size,
-                               stride=backbone.conv1.stride, padding=backbone.conv1.padding, bias=False)
+        self.conv1 = nn.Conv2d(
+            3,
+            backbone.conv1.out_channels,
+            backbone.conv1.kernel_size,
+            stride=backbone.conv1.stride,
+            padding=backbone.conv1.padding,
+            bias=False,
+        )
         self.conv1.load_state_dict(backbone.conv1.state_dict())
         src_bn = gated_norm(backbone.bn1)
         self.bn1 = nn.BatchNorm2d(src_bn.num_features, eps=src_bn.eps)
@@ -148,7 +158,9 @@ class DynamicGatedResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[0] != 1:
-            raise ValueError(f"batch size {x.shape[0]} is invalid; allowed values: 1 (dynamic execution gathers one sample's active channels)")
+            raise ValueError(
+                f"batch size {x.shape[0]} is invalid; allowed values: 1 (dynamic execution gathers one sample's active channels)"
+            )
         h = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
         for block in self.blocks:
             h = block(h)

@@ -88,7 +88,11 @@ def _copy_gate(dst: PrunedGate | None, src: nn.Module, rows: list[int]) -> None:
         return
     dst.reduce.weight.copy_(src.reduce.weight)
     _copy_bn(dst.bn, src.bn)
-    dst.expand.weight.copy_(src.expand.weight.index_select(0, torch.tensor(rows, dtype=torch.long, device=src.expand.weight.device)))
+    dst.expand.weight.copy_(
+        src.expand.weight.index_select(
+            0, torch.tensor(rows, dtype=torch.long, device=src.expand.weight.device)
+        )
+    )
 
 
 @torch.no_grad()
@@ -105,10 +109,15 @@ def export_pruned(backbone: GatedResNet, plan: ExportPlan) -> PrunedResNet:
     """
     check_backbone(backbone)
     if not isinstance(plan, ExportPlan):
-        raise ValueError(f"plan={type(plan).__name__} is invalid; allowed values: an ExportPlan from make_plan")
+        raise ValueError(
+            f"plan={type(plan).__name__} is invalid; allowed values: an ExportPlan from make_plan"
+        )
     blocks = list(backbone.named_blocks())
     if (plan.depth, plan.stem, plan.width, len(plan.blocks)) != (
-        backbone.depth, backbone.stem, backbone.conv1.out_channels, len(blocks)
+        backbone.depth,
+        backbone.stem,
+        backbone.conv1.out_channels,
+        len(blocks),
     ):
         raise ValueError(
             f"plan (depth {plan.depth}, stem {plan.stem!r}, width {plan.width}) does not match the backbone "
@@ -150,7 +159,9 @@ def export_pruned(backbone: GatedResNet, plan: ExportPlan) -> PrunedResNet:
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable, num_batches: int = 10, device: str | torch.device = "cpu") -> nn.Module:
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable, num_batches: int = 10, device: str | torch.device = "cpu"
+) -> nn.Module:
     """Re-estimate the running statistics of every BatchNorm of ``model`` on ``num_batches`` batches.
 
     Statistics are reset and accumulated as a cumulative average (``momentum=None``) in train
@@ -160,7 +171,11 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, num_batches: int = 10, d
     """
     check_interval("num_batches", num_batches, 1, float("inf"))
     gate_bns = {id(m) for g in model.modules() if isinstance(g, PrunedGate) for m in g.modules()}
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in gate_bns]
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in gate_bns
+    ]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -185,7 +200,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, num_batches: int = 10, d
     return model
 
 
-def onnx_export(model: nn.Module, example: Tensor, path: str | Path, exporter: str = "dynamo") -> str:
+def onnx_export(
+    model: nn.Module, example: Tensor, path: str | Path, exporter: str = "dynamo"
+) -> str:
     """Export ``model`` to ONNX with a dynamic batch axis (input ``images [B, 3, H, W]``, output ``features``).
 
     Returns the exporter that produced the file: ``dynamo`` falls back to ``torchscript`` (and
@@ -199,18 +216,34 @@ def onnx_export(model: nn.Module, example: Tensor, path: str | Path, exporter: s
         if exporter == "dynamo":
             try:
                 batch = torch.export.Dim("batch", min=1, max=4096)
-                torch.onnx.export(model, (example,), str(path), dynamic_shapes={"x": {0: batch}}, dynamo=True, verbose=False, **names)
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(path),
+                    dynamic_shapes={"x": {0: batch}},
+                    dynamo=True,
+                    verbose=False,
+                    **names,
+                )
                 return "dynamo"
             except Exception as error:  # pragma: no cover - depends on the torch version
-                exporter = f"torchscript (dynamo failed: {type(error).__name__}: {str(error)[:200]})"
+                exporter = (
+                    f"torchscript (dynamo failed: {type(error).__name__}: {str(error)[:200]})"
+                )
         torch.onnx.export(
-            model, (example,), str(path), dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
-            dynamo=False, **names,
+            model,
+            (example,),
+            str(path),
+            dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+            dynamo=False,
+            **names,
         )
     return exporter
 
 
-def verify_onnx(path: str | Path, model: nn.Module, inputs: Iterable[Tensor], atol: float = 1e-4) -> float:
+def verify_onnx(
+    path: str | Path, model: nn.Module, inputs: Iterable[Tensor], atol: float = 1e-4
+) -> float:
     """Run the ONNX file in ONNX Runtime (CPU) on each input and return the max abs difference to ``model``.
 
     Raises ``ValueError`` when a difference exceeds ``atol``.
@@ -269,5 +302,7 @@ def save_export(
         result["onnx_exporter"] = onnx_export(model, example, out / "model.onnx", onnx_exporter)
         result["onnx"] = str(out / "model.onnx")
         if verify:
-            result["onnx_max_abs_diff"] = verify_onnx(out / "model.onnx", model, [example, example[:1]])
+            result["onnx_max_abs_diff"] = verify_onnx(
+                out / "model.onnx", model, [example, example[:1]]
+            )
     return result

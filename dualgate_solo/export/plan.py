@@ -115,7 +115,12 @@ class ExportPlan:
             "stem": self.stem,
             "width": self.width,
             "blocks": [
-                {"name": b.name, "widths": b.widths, "gated": list(b.gated), "gate_hidden": b.gate_hidden}
+                {
+                    "name": b.name,
+                    "widths": b.widths,
+                    "gated": list(b.gated),
+                    "gate_hidden": b.gate_hidden,
+                }
                 for b in self.blocks
             ],
         }
@@ -192,7 +197,9 @@ def make_plan(
     plans = []
     for (name, block), rate, cost in zip(blocks, stats.on_rates, stats.costs.blocks):
         if rate.numel() != block.gate.expand.out_channels:
-            raise ValueError(f"stats for block {name} have {rate.numel()} channels; the backbone's gate has {block.gate.expand.out_channels}")
+            raise ValueError(
+                f"stats for block {name} have {rate.numel()} channels; the backbone's gate has {block.gate.expand.out_channels}"
+            )
         n_groups = 2 if isinstance(block, GatedBottleneck) else 1
         size = rate.numel() // n_groups
         kept, gated = [], []

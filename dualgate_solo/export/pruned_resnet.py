@@ -33,7 +33,7 @@ pooled features ``[B, num_features]`` (512 for ResNet-18/34, 2048 for ResNet-50,
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +66,7 @@ class PrunedGate(nn.Module):
         return (logits >= 0).to(x.dtype)
 
 
-def _gate_or_none(in_channels: int, hidden: int, n_gated: int) -> Optional[PrunedGate]:
+def _gate_or_none(in_channels: int, hidden: int, n_gated: int) -> PrunedGate | None:
     return PrunedGate(in_channels, hidden, n_gated) if n_gated > 0 else None
 
 
@@ -96,7 +96,15 @@ class PrunedBasicBlock(nn.Module):
     The first ``gated`` inner channels are masked by a :class:`PrunedGate` reading ``x``.
     """
 
-    def __init__(self, in_channels: int, planes: int, width: int, stride: int, gated: int = 0, gate_hidden: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        width: int,
+        stride: int,
+        gated: int = 0,
+        gate_hidden: int = 1,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -125,8 +133,13 @@ class PrunedBottleneck(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, planes: int, widths: tuple[int, int], stride: int,
-        gated: tuple[int, int] = (0, 0), gate_hidden: int = 1,
+        self,
+        in_channels: int,
+        planes: int,
+        widths: tuple[int, int],
+        stride: int,
+        gated: tuple[int, int] = (0, 0),
+        gate_hidden: int = 1,
     ):
         super().__init__()
         w1, w2 = widths
@@ -142,7 +155,9 @@ class PrunedBottleneck(nn.Module):
         self.n_static1 = w1 - gated[0]
         self.n_static2 = w2 - gated[1]
         needs_projection = stride != 1 or in_channels != out_channels
-        self.downsample = Downsample(in_channels, out_channels, stride) if needs_projection else None
+        self.downsample = (
+            Downsample(in_channels, out_channels, stride) if needs_projection else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         a = torch.relu(self.bn1(self.conv1(x)))
@@ -181,9 +196,18 @@ class PrunedResNet(nn.Module):
                 stride = 2 if stage > 0 and i == 0 else 1
                 hidden = int(entry.get("gate_hidden", 1))
                 if expansion == 1:
-                    block = PrunedBasicBlock(channels, planes, entry["widths"][0], stride, entry["gated"][0], hidden)
+                    block = PrunedBasicBlock(
+                        channels, planes, entry["widths"][0], stride, entry["gated"][0], hidden
+                    )
                 else:
-                    block = PrunedBottleneck(channels, planes, tuple(entry["widths"]), stride, tuple(entry["gated"]), hidden)
+                    block = PrunedBottleneck(
+                        channels,
+                        planes,
+                        tuple(entry["widths"]),
+                        stride,
+                        tuple(entry["gated"]),
+                        hidden,
+                    )
                 blocks.append(block)
                 channels = planes * expansion
         self.blocks = nn.Sequential(*blocks)
@@ -200,12 +224,18 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise ValueError(f"spec={type(spec).__name__} is invalid; allowed values: a dict")
     if spec.get("format", SPEC_FORMAT) != SPEC_FORMAT:
-        raise ValueError(f"spec.format={spec.get('format')!r} is invalid; allowed values: {SPEC_FORMAT!r}")
+        raise ValueError(
+            f"spec.format={spec.get('format')!r} is invalid; allowed values: {SPEC_FORMAT!r}"
+        )
     depth = spec.get("depth")
     if depth not in STAGE_BLOCKS:
-        raise ValueError(f"spec.depth={depth!r} is invalid; allowed values: {', '.join(map(str, STAGE_BLOCKS))}")
+        raise ValueError(
+            f"spec.depth={depth!r} is invalid; allowed values: {', '.join(map(str, STAGE_BLOCKS))}"
+        )
     if spec.get("stem") not in STEMS:
-        raise ValueError(f"spec.stem={spec.get('stem')!r} is invalid; allowed values: {', '.join(map(repr, STEMS))}")
+        raise ValueError(
+            f"spec.stem={spec.get('stem')!r} is invalid; allowed values: {', '.join(map(repr, STEMS))}"
+        )
     width = spec.get("width")
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"spec.width={width!r} is invalid; allowed values: a positive int")
@@ -213,17 +243,33 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
     n_blocks = sum(STAGE_BLOCKS[depth])
     n_groups = 1 if EXPANSION[depth] == 1 else 2
     if not isinstance(blocks, list) or len(blocks) != n_blocks:
-        raise ValueError(f"spec.blocks has {len(blocks) if isinstance(blocks, list) else blocks!r} entries; allowed values: a list of {n_blocks} (depth {depth})")
+        raise ValueError(
+            f"spec.blocks has {len(blocks) if isinstance(blocks, list) else blocks!r} entries; allowed values: a list of {n_blocks} (depth {depth})"
+        )
     for b, entry in enumerate(blocks):
         widths, gated = entry.get("widths"), entry.get("gated", [0] * n_groups)
-        if not (isinstance(widths, list) and len(widths) == n_groups and all(isinstance(w, int) and w >= 1 for w in widths)):
-            raise ValueError(f"spec.blocks[{b}].widths={widths!r} is invalid; allowed values: {n_groups} int(s) >= 1")
-        if not (isinstance(gated, list) and len(gated) == n_groups and all(isinstance(g, int) and 0 <= g <= w for g, w in zip(gated, widths))):
-            raise ValueError(f"spec.blocks[{b}].gated={gated!r} is invalid; allowed values: {n_groups} int(s) in [0, width]")
+        if not (
+            isinstance(widths, list)
+            and len(widths) == n_groups
+            and all(isinstance(w, int) and w >= 1 for w in widths)
+        ):
+            raise ValueError(
+                f"spec.blocks[{b}].widths={widths!r} is invalid; allowed values: {n_groups} int(s) >= 1"
+            )
+        if not (
+            isinstance(gated, list)
+            and len(gated) == n_groups
+            and all(isinstance(g, int) and 0 <= g <= w for g, w in zip(gated, widths))
+        ):
+            raise ValueError(
+                f"spec.blocks[{b}].gated={gated!r} is invalid; allowed values: {n_groups} int(s) in [0, width]"
+            )
     return spec
 
 
-def build_pruned_resnet(spec: dict[str, Any], state_dict: Optional[dict[str, Tensor]] = None) -> PrunedResNet:
+def build_pruned_resnet(
+    spec: dict[str, Any], state_dict: dict[str, Tensor] | None = None
+) -> PrunedResNet:
     """Build the pruned ResNet described by ``spec``; load ``state_dict`` strictly when given.
 
     Returns the module in eval mode. Needs only ``torch``: e.g.

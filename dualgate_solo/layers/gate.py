@@ -60,7 +60,9 @@ class ChannelGate(nn.Module):
         ``forward(u)``: ``u [B, C_in, H, W]`` -> mask ``[B, gated_channels]`` in float32.
     """
 
-    def __init__(self, in_channels: int, gated_channels: int, reduction: int = 4, tau: float = 2 / 3):
+    def __init__(
+        self, in_channels: int, gated_channels: int, reduction: int = 4, tau: float = 2 / 3
+    ):
         super().__init__()
         check_interval("gate_reduction", reduction, 1, float("inf"))
         self.tau = check_interval("gate_tau", tau, 0.0, float("inf"), low_inclusive=False)

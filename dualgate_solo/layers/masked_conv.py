@@ -15,8 +15,14 @@ from torch import Tensor, nn
 
 class _MaskThenConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: Tensor, mask: Tensor, weight: Tensor, stride, padding, dilation, groups: int) -> Tensor:
-        dtype = torch.get_autocast_dtype(a.device.type) if torch.is_autocast_enabled(a.device.type) else a.dtype
+    def forward(
+        ctx, a: Tensor, mask: Tensor, weight: Tensor, stride, padding, dilation, groups: int
+    ) -> Tensor:
+        dtype = (
+            torch.get_autocast_dtype(a.device.type)
+            if torch.is_autocast_enabled(a.device.type)
+            else a.dtype
+        )
         ctx.dtypes = (a.dtype, mask.dtype, weight.dtype)
         ctx.conf = (stride, padding, dilation, groups)
         a_c, m_c, w_c = a.to(dtype), mask.to(dtype)[:, :, None, None], weight.to(dtype)
@@ -30,7 +36,16 @@ class _MaskThenConv(torch.autograd.Function):
         stride, padding, dilation, groups = ctx.conf
         need_a, need_m, need_w = ctx.needs_input_grad[:3]
         grad_z, grad_w, _ = torch.ops.aten.convolution_backward(
-            grad.to(a.dtype), a * m, weight, None, stride, padding, dilation, False, [0, 0], groups,
+            grad.to(a.dtype),
+            a * m,
+            weight,
+            None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            groups,
             [need_a or need_m, need_w, False],
         )
         grad_a = (grad_z * m).to(ctx.dtypes[0]) if need_a else None
@@ -42,5 +57,9 @@ class _MaskThenConv(torch.autograd.Function):
 def masked_conv2d(conv: nn.Conv2d, a: Tensor, mask: Tensor) -> Tensor:
     """``conv(a * mask[:, :, None, None])`` for ``a [B, C, H, W]``, ``mask [B, C]`` (bias-free convs)."""
     if conv.bias is not None or conv.padding_mode != "zeros":
-        raise ValueError("masked_conv2d supports bias-free, zero-padded convolutions (the ResNet convs)")
-    return _MaskThenConv.apply(a, mask, conv.weight, conv.stride, conv.padding, conv.dilation, conv.groups)
+        raise ValueError(
+            "masked_conv2d supports bias-free, zero-padded convolutions (the ResNet convs)"
+        )
+    return _MaskThenConv.apply(
+        a, mask, conv.weight, conv.stride, conv.padding, conv.dilation, conv.groups
+    )

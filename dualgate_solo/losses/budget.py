@@ -75,7 +75,9 @@ class BudgetConfig:
     @property
     def layer_target(self) -> float:
         """q: the per-layer density the bound interval starts from."""
-        return math.sqrt(self.target_density) if self.bound_target == "sqrt" else self.target_density
+        return (
+            math.sqrt(self.target_density) if self.bound_target == "sqrt" else self.target_density
+        )
 
 
 class BudgetTerms(NamedTuple):
@@ -101,7 +103,9 @@ def anneal_p(epoch: int, alpha: float) -> float:
     return math.exp(-alpha * epoch)
 
 
-def flops_loss(ratio: Tensor, target_density: float, weight: float, multiplier: float | Tensor = 0.0) -> Tensor:
+def flops_loss(
+    ratio: Tensor, target_density: float, weight: float, multiplier: float | Tensor = 0.0
+) -> Tensor:
     """L_flops = weight * (r - t_d)^2 + multiplier * (r - t_d) for a scalar batch-mean ratio r."""
     error = ratio - target_density
     return weight * error**2 + multiplier * error
@@ -155,7 +159,11 @@ def layer_densities(masks: tuple[Tensor, ...], l1_count: bool) -> Tensor:
 
 
 def budget_loss(
-    ratio: Tensor, masks: tuple[Tensor, ...], config: BudgetConfig, p: float, multiplier: float | Tensor = 0.0
+    ratio: Tensor,
+    masks: tuple[Tensor, ...],
+    config: BudgetConfig,
+    p: float,
+    multiplier: float | Tensor = 0.0,
 ) -> BudgetTerms:
     """L_G for one gated pass.
 

@@ -174,10 +174,14 @@ class GatedBottleneck(nn.Module):
         self.gate = ChannelGate(in_channels, 2 * planes, gate_reduction, gate_tau)
         needs_projection = stride != 1 or in_channels != out_channels
         self.downsample = (
-            Shortcut(in_channels, out_channels, stride, dual_shortcut_bn) if needs_projection else None
+            Shortcut(in_channels, out_channels, stride, dual_shortcut_bn)
+            if needs_projection
+            else None
         )
 
-    def _conv_costs(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    def _conv_costs(
+        self, in_hw: tuple[int, int], out_hw: tuple[int, int]
+    ) -> tuple[int, int, int, int]:
         shortcut = conv_macs(self.downsample.conv, out_hw) if self.downsample is not None else 0
         return (
             conv_macs(self.conv1, in_hw),

@@ -128,7 +128,9 @@ class GatedResNet(nn.Module):
 
         channels = width
         stages = []
-        for stage, (planes, n_blocks) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), counts)):
+        for stage, (planes, n_blocks) in enumerate(
+            zip((width, 2 * width, 4 * width, 8 * width), counts)
+        ):
             blocks = []
             for i in range(n_blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
@@ -193,7 +195,9 @@ class GatedResNet(nn.Module):
         forward; differentiable through ``masks``.
         """
         blocks = [block for _, block in self.named_blocks()]
-        block_macs = torch.stack([b.macs_for(m, c) for b, m, c in zip(blocks, masks, out.costs.blocks)], 1)
+        block_macs = torch.stack(
+            [b.macs_for(m, c) for b, m, c in zip(blocks, masks, out.costs.blocks)], 1
+        )
         return out._replace(block_macs=block_macs, masks=masks).ratio
 
     def forward_dual(self, x: Tensor) -> DualOutput:
@@ -205,7 +209,9 @@ class GatedResNet(nn.Module):
         return self.forward_branch(x, self.branch).feats
 
     @staticmethod
-    def _check_checkpoint_keys(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
+    def _check_checkpoint_keys(
+        module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
+    ) -> None:
         """Load-state-dict pre-hook: refuse a checkpoint of another architecture or an untrained branch.
 
         Raises:
@@ -251,5 +257,3 @@ class GatedResNet(nn.Module):
             f"depth={self.depth}, stem={self.stem!r}, branch={self.branch!r}, "
             f"dual_bn_scope={self.dual_bn_scope!r}, width={self.conv1.out_channels}"
         )
-
-

@@ -16,18 +16,27 @@ CATEGORIES = ("always_off", "data_dependent", "always_on")
 COLOURS = {"always_off": "#bbbbbb", "data_dependent": "#e6862a", "always_on": "#2a6fb0"}
 
 
-def channel_usage_rows(stats: GateStatistics, off_below: float = 0.0, on_above: float = 1.0) -> list[dict[str, object]]:
+def channel_usage_rows(
+    stats: GateStatistics, off_below: float = 0.0, on_above: float = 1.0
+) -> list[dict[str, object]]:
     """Per block: channel counts per category and the block's mean on-rate."""
     rows = []
     for name, rate in zip(stats.block_names, stats.on_rates):
         cats = channel_categories(rate, off_below, on_above)
         rows.append(
-            {"block": name, "channels": rate.numel(), **{c: int(cats[c].sum()) for c in CATEGORIES}, "mean_on_rate": float(rate.mean())}
+            {
+                "block": name,
+                "channels": rate.numel(),
+                **{c: int(cats[c].sum()) for c in CATEGORIES},
+                "mean_on_rate": float(rate.mean()),
+            }
         )
     return rows
 
 
-def write_channel_usage(rows: list[dict[str, object]], csv_path: Path, png_path: Path, title: str = "") -> None:
+def write_channel_usage(
+    rows: list[dict[str, object]], csv_path: Path, png_path: Path, title: str = ""
+) -> None:
     """Write the rows as CSV and as a stacked-bar PNG (fractions of each block's channels)."""
     import matplotlib
 

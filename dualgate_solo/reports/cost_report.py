@@ -23,7 +23,9 @@ from dualgate_solo.reports.eval_data import DATASETS
 def layer_rows(stats: GateStatistics) -> list[dict[str, object]]:
     """Per gated block: dense MACs, mean kept MACs, per-layer FLOPs R. and channel density."""
     rows = []
-    for cost, macs_sum, density in zip(stats.costs.blocks, stats.block_macs_sum.tolist(), stats.layer_densities):
+    for cost, macs_sum, density in zip(
+        stats.costs.blocks, stats.block_macs_sum.tolist(), stats.layer_densities
+    ):
         kept = macs_sum / stats.num_samples
         rows.append(
             {
@@ -75,20 +77,48 @@ def write_report(report: dict[str, object], out: Path, title: str = "") -> None:
         writer = csv.DictWriter(f, fieldnames=list(report["layers"][0]))
         writer.writeheader()
         writer.writerows(report["layers"])
-    write_channel_usage(report["channel_usage"], out / "channel_usage.csv", out / "channel_usage.png", title)
+    write_channel_usage(
+        report["channel_usage"], out / "channel_usage.csv", out / "channel_usage.png", title
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt/.pt file or a solo-learn run directory")
-    parser.add_argument("--data", required=True, type=Path, help="ImageFolder split, e.g. cifar10_jpg/test")
-    parser.add_argument("--dataset", choices=DATASETS, default=None, help="transform family (default: args.json's data.dataset)")
-    parser.add_argument("--backbone", default=None, help="backbone name when the checkpoint has no args.json")
-    parser.add_argument("--stem", default=None, choices=("cifar", "imagenet"), help="stem when the checkpoint has no args.json")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a .ckpt/.pt file or a solo-learn run directory"
+    )
+    parser.add_argument(
+        "--data", required=True, type=Path, help="ImageFolder split, e.g. cifar10_jpg/test"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=None,
+        help="transform family (default: args.json's data.dataset)",
+    )
+    parser.add_argument(
+        "--backbone", default=None, help="backbone name when the checkpoint has no args.json"
+    )
+    parser.add_argument(
+        "--stem",
+        default=None,
+        choices=("cifar", "imagenet"),
+        help="stem when the checkpoint has no args.json",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--max-batches", type=int, default=None)
-    parser.add_argument("--off-below", type=float, default=0.0, help="on-rate at or below which a channel is 'always off'")
-    parser.add_argument("--on-above", type=float, default=1.0, help="on-rate at or above which a channel is 'always on'")
+    parser.add_argument(
+        "--off-below",
+        type=float,
+        default=0.0,
+        help="on-rate at or below which a channel is 'always off'",
+    )
+    parser.add_argument(
+        "--on-above",
+        type=float,
+        default=1.0,
+        help="on-rate at or above which a channel is 'always on'",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("outputs/cost_report"))
 
@@ -103,9 +133,23 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     dataset = args.dataset or data_cfg.get("dataset") or "custom"
     split = image_folder_split(args.data, dataset, data_cfg.get("num_classes"))
     batches = loader(split, args.batch_size, args.num_workers)
-    report = cost_report(loaded.backbone.to(args.device), batches, args.device, args.max_batches, args.off_below, args.on_above)
-    report["provenance"] = {**provenance(), "checkpoint": str(loaded.path), "method": loaded.method, "data": str(args.data)}
-    write_report(report, args.out, title=f"{loaded.method or 'checkpoint'}: {Path(loaded.path).name}")
+    report = cost_report(
+        loaded.backbone.to(args.device),
+        batches,
+        args.device,
+        args.max_batches,
+        args.off_below,
+        args.on_above,
+    )
+    report["provenance"] = {
+        **provenance(),
+        "checkpoint": str(loaded.path),
+        "method": loaded.method,
+        "data": str(args.data),
+    }
+    write_report(
+        report, args.out, title=f"{loaded.method or 'checkpoint'}: {Path(loaded.path).name}"
+    )
     s = report["summary"]
     print(
         f"{s['num_samples']} images: kept MACs r = {s['flops_ratio']:.4f} +- {s['flops_ratio_std']:.4f}, "

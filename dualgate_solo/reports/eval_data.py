@@ -30,11 +30,18 @@ def eval_transform(dataset: str) -> transforms.Compose:
             [transforms.Resize((96, 96)), transforms.ToTensor(), transforms.Normalize(*CIFAR_STATS)]
         )
     return transforms.Compose(
-        [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize(*IMAGENET_STATS)]
+        [
+            transforms.Resize(256),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(*IMAGENET_STATS),
+        ]
     )
 
 
-def image_folder_split(path: str | Path, dataset: str, expected_classes: int | None = None) -> Dataset:
+def image_folder_split(
+    path: str | Path, dataset: str, expected_classes: int | None = None
+) -> Dataset:
     """An ImageFolder split with ``dataset``'s validation transform.
 
     Raises ``ValueError`` when ``path`` is not an ImageFolder tree or its class count differs from
@@ -42,7 +49,9 @@ def image_folder_split(path: str | Path, dataset: str, expected_classes: int | N
     """
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(f"data={str(path)!r} is not a directory; expected an ImageFolder split (one sub-folder per class)")
+        raise ValueError(
+            f"data={str(path)!r} is not a directory; expected an ImageFolder split (one sub-folder per class)"
+        )
     try:
         split = datasets.ImageFolder(str(path), transform=eval_transform(dataset))
     except (FileNotFoundError, RuntimeError) as error:

@@ -19,7 +19,9 @@ from dualgate_solo.reports.eval_data import DATASETS
 
 
 @torch.no_grad()
-def branch_features(backbone: GatedResNet, batches, max_samples: int | None = None, device: str = "cpu"):
+def branch_features(
+    backbone: GatedResNet, batches, max_samples: int | None = None, device: str = "cpu"
+):
     """Features ``{branch: [N, D]}`` of both branches and labels ``[N]`` for the same images."""
     backbone.eval()
     feats, labels, seen = {"dense": [], "gated": []}, [], 0
@@ -36,7 +38,13 @@ def branch_features(backbone: GatedResNet, batches, max_samples: int | None = No
     return stacked, torch.cat(labels)[:max_samples].numpy()
 
 
-def plot_umap_branches(features: dict[str, np.ndarray], labels: np.ndarray, png_path: Path, seed: int = 0, class_names=None) -> dict[str, np.ndarray]:
+def plot_umap_branches(
+    features: dict[str, np.ndarray],
+    labels: np.ndarray,
+    png_path: Path,
+    seed: int = 0,
+    class_names=None,
+) -> dict[str, np.ndarray]:
     """Fit one 2-D UMAP per branch and save the side-by-side scatter; returns the embeddings."""
     import matplotlib
 
@@ -62,7 +70,9 @@ def plot_umap_branches(features: dict[str, np.ndarray], labels: np.ndarray, png_
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt/.pt file or a solo-learn run directory")
+    parser.add_argument(
+        "--checkpoint", required=True, help="a .ckpt/.pt file or a solo-learn run directory"
+    )
     parser.add_argument("--data", required=True, type=Path, help="ImageFolder split")
     parser.add_argument("--dataset", choices=DATASETS, default=None)
     parser.add_argument("--max-samples", type=int, default=5000)
@@ -77,11 +87,20 @@ def run(args: argparse.Namespace) -> None:
 
     loaded = load_backbone(args.checkpoint)
     data_cfg = loaded.args.get("data", {})
-    split = image_folder_split(args.data, args.dataset or data_cfg.get("dataset") or "custom", data_cfg.get("num_classes"))
+    split = image_folder_split(
+        args.data, args.dataset or data_cfg.get("dataset") or "custom", data_cfg.get("num_classes")
+    )
     # a fixed-seed subset spread over all classes rather than the first classes of the folder
-    index = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[: args.max_samples]
+    index = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[
+        : args.max_samples
+    ]
     subset = torch.utils.data.Subset(split, index.tolist())
-    features, labels = branch_features(loaded.backbone.to(args.device), loader(subset, args.batch_size), args.max_samples, args.device)
+    features, labels = branch_features(
+        loaded.backbone.to(args.device),
+        loader(subset, args.batch_size),
+        args.max_samples,
+        args.device,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot_umap_branches(features, labels, args.out, class_names=split.classes)
     print(f"UMAP of both branches ({len(labels)} images) -> {args.out}")

@@ -17,7 +17,9 @@ from dualgate_solo.solo.config import ALLOWED_BRANCHES
 from dualgate_solo.validation import check_choice
 
 
-def make_branch_dirs(run_dir: Path, branches: list[str] | None = None, out: Path | None = None) -> dict[str, Path]:
+def make_branch_dirs(
+    run_dir: Path, branches: list[str] | None = None, out: Path | None = None
+) -> dict[str, Path]:
     """Create one evaluation directory per branch; returns ``{branch: directory}``.
 
     Raises:
@@ -27,7 +29,9 @@ def make_branch_dirs(run_dir: Path, branches: list[str] | None = None, out: Path
     run_dir = Path(run_dir)
     args_file = run_dir / "args.json"
     if not args_file.is_file():
-        raise ValueError(f"run_dir={str(run_dir)!r} has no args.json; pass a solo-learn pre-training run directory")
+        raise ValueError(
+            f"run_dir={str(run_dir)!r} has no args.json; pass a solo-learn pre-training run directory"
+        )
     checkpoint = find_checkpoint(run_dir)
     args = json.loads(args_file.read_text())
     method = check_choice("method (args.json)", args.get("method"), ALLOWED_BRANCHES)
@@ -49,9 +53,21 @@ def make_branch_dirs(run_dir: Path, branches: list[str] | None = None, out: Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, help="solo-learn pre-training run directory (args.json + *.ckpt)")
-    parser.add_argument("--branch", action="append", default=None, help="dense or gated (repeatable; default: every trained branch)")
-    parser.add_argument("--out", type=Path, default=None, help="parent of the eval-<branch> directories (default: RUN_DIR)")
+    parser.add_argument(
+        "run_dir", type=Path, help="solo-learn pre-training run directory (args.json + *.ckpt)"
+    )
+    parser.add_argument(
+        "--branch",
+        action="append",
+        default=None,
+        help="dense or gated (repeatable; default: every trained branch)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="parent of the eval-<branch> directories (default: RUN_DIR)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:

@@ -91,7 +91,9 @@ def apply_method_defaults(cfg: DictConfig, method: str) -> BudgetConfig:
         backbone_kwargs.setdefault(key, value)
     if backbone_kwargs.get("stem") is None:
         backbone_kwargs.stem = default_stem(cfg.data.dataset)
-    check_choice("backbone.kwargs.dual_bn_scope", backbone_kwargs.dual_bn_scope, ALLOWED_SCOPES[method])
+    check_choice(
+        "backbone.kwargs.dual_bn_scope", backbone_kwargs.dual_bn_scope, ALLOWED_SCOPES[method]
+    )
     check_choice("backbone.kwargs.branch", backbone_kwargs.branch, ALLOWED_BRANCHES[method])
 
     if OmegaConf.select(cfg, "data.num_small_crops", default=0):

@@ -25,7 +25,9 @@ def requested_pipeline() -> str | None:
     if not name:
         return None
     if name not in ALLOWED:
-        raise ValueError(f"{ENV_VAR}={name!r} is not a solo-learn dataset pipeline; allowed: {', '.join(ALLOWED)} (or unset)")
+        raise ValueError(
+            f"{ENV_VAR}={name!r} is not a solo-learn dataset pipeline; allowed: {', '.join(ALLOWED)} (or unset)"
+        )
     return name
 
 
@@ -49,5 +51,7 @@ def install_custom_pipeline() -> None:
         return {"T_train": train, "T_val": val}
 
     build_custom_pipeline.shipped = original
-    build_custom_pipeline.__doc__ = f"solo-learn's {name!r} pipeline for custom data (set by ${ENV_VAR})."
+    build_custom_pipeline.__doc__ = (
+        f"solo-learn's {name!r} pipeline for custom data (set by ${ENV_VAR})."
+    )
     loader.build_custom_pipeline = build_custom_pipeline

@@ -35,7 +35,12 @@ def uninstall_hook(target: Path | None = None) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", type=Path, default=None, help="directory to write to (default: this interpreter's site-packages)")
+    parser.add_argument(
+        "--target",
+        type=Path,
+        default=None,
+        help="directory to write to (default: this interpreter's site-packages)",
+    )
     parser.add_argument("--uninstall", action="store_true", help="remove the hook instead")
 
 
@@ -43,4 +48,6 @@ def run(args: argparse.Namespace) -> None:
     if args.uninstall:
         print(f"removed {uninstall_hook(args.target)}")
     else:
-        print(f"wrote {install_hook(args.target)}: main_knn.py / main_umap.py now find vicreg_dual_gating")
+        print(
+            f"wrote {install_hook(args.target)}: main_knn.py / main_umap.py now find vicreg_dual_gating"
+        )

@@ -41,7 +41,9 @@ class _RegisteringLoader(importlib.abc.Loader):
 class RegisterOnImport(importlib.abc.MetaPathFinder):
     """Meta-path finder that wraps the loader of :data:`TRIGGER` only."""
 
-    def find_spec(self, fullname: str, path: Any, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != TRIGGER:
             return None
         for finder in sys.meta_path:

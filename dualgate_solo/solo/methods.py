@@ -62,16 +62,27 @@ class GatedMethod(BaseMethod):
             cov_loss_weight=kwargs.cov_loss_weight,
         )
         dual_projector = cfg.backbone.kwargs.dual_bn_scope == "all"
-        self.projector = Projector(self.features_dim, kwargs.proj_hidden_dim, kwargs.proj_output_dim, dual_projector)
+        self.projector = Projector(
+            self.features_dim, kwargs.proj_hidden_dim, kwargs.proj_output_dim, dual_projector
+        )
         self.extra_classifiers = nn.ModuleDict(
-            {b: nn.Linear(self.features_dim, self.num_classes) for b in self.BRANCHES if b != self.PRIMARY_BRANCH}
+            {
+                b: nn.Linear(self.features_dim, self.num_classes)
+                for b in self.BRANCHES
+                if b != self.PRIMARY_BRANCH
+            }
         )
         self.extra_knns = nn.ModuleDict(
-            {b: WeightedKNNClassifier(k=self.knn_k, distance_fx=cfg.knn_eval.distance_func) for b in self.extra_classifiers}
+            {
+                b: WeightedKNNClassifier(k=self.knn_k, distance_fx=cfg.knn_eval.distance_func)
+                for b in self.extra_classifiers
+            }
             if self.knn_eval
             else {}
         )
-        self.gated_block_names = [n for n, b in self.backbone.named_blocks() if getattr(b, "gate", None) is not None]
+        self.gated_block_names = [
+            n for n, b in self.backbone.named_blocks() if getattr(b, "gate", None) is not None
+        ]
         self.budget_multiplier = BudgetMultiplier()
         self.register_buffer("anneal_p", torch.tensor(1.0, dtype=torch.float64))
 
@@ -100,18 +111,38 @@ class GatedMethod(BaseMethod):
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
         """solo-learn's groups with the gates split off at weight decay 0 (D11), plus heads."""
-        gate_ids = {id(p) for m in self.backbone.modules() if isinstance(m, ChannelGate) for p in m.parameters()}
+        gate_ids = {
+            id(p)
+            for m in self.backbone.modules()
+            if isinstance(m, ChannelGate)
+            for p in m.parameters()
+        }
         groups = []
         for group in super().learnable_params:
             if group["name"] == "backbone":
                 params = list(self.backbone.parameters())
-                groups.append({"name": "backbone", "params": [p for p in params if id(p) not in gate_ids]})
-                groups.append({"name": "gates", "params": [p for p in params if id(p) in gate_ids], "weight_decay": 0.0})
+                groups.append(
+                    {"name": "backbone", "params": [p for p in params if id(p) not in gate_ids]}
+                )
+                groups.append(
+                    {
+                        "name": "gates",
+                        "params": [p for p in params if id(p) in gate_ids],
+                        "weight_decay": 0.0,
+                    }
+                )
             else:
                 groups.append(group)
         groups.append({"name": "projector", "params": self.projector.parameters()})
         for branch, head in self.extra_classifiers.items():
-            groups.append({"name": f"{branch}_classifier", "params": head.parameters(), "lr": self.classifier_lr, "weight_decay": 0})
+            groups.append(
+                {
+                    "name": f"{branch}_classifier",
+                    "params": head.parameters(),
+                    "lr": self.classifier_lr,
+                    "weight_decay": 0,
+                }
+            )
         return groups
 
     # ----------------------------------------------------------------------------- forward
@@ -149,7 +180,9 @@ class GatedMethod(BaseMethod):
         """``batch = [indexes, [view_1, view_2], targets]`` -> SSL loss + L_G + online-probe losses."""
         _, views, targets = batch
         if isinstance(views, Tensor) or len(views) != 2:
-            raise ValueError(f"{self.METHOD} needs exactly 2 views per sample (data.num_large_crops=2)")
+            raise ValueError(
+                f"{self.METHOD} needs exactly 2 views per sample (data.num_large_crops=2)"
+            )
         out = self.objective(tuple(self._layout(v) for v in views), float(self.anneal_p))
         if self.budget.multiplier_lr > 0:
             ratio = self.trainer.strategy.reduce(out.budget.ratio.detach(), reduce_op="mean")
@@ -169,7 +202,13 @@ class GatedMethod(BaseMethod):
             probe = self._probe(branch_out, targets)
             class_loss = class_loss + probe["loss"]
             prefix = f"train_{self.metric_prefix(branch_out.branch)}"
-            log.update({f"{prefix}class_loss": probe["loss"], f"{prefix}acc1": probe["acc1"], f"{prefix}acc5": probe["acc5"]})
+            log.update(
+                {
+                    f"{prefix}class_loss": probe["loss"],
+                    f"{prefix}acc1": probe["acc1"],
+                    f"{prefix}acc5": probe["acc5"],
+                }
+            )
             knn = self.knn_for(branch_out.branch)
             if knn is not None:
                 knn(train_features=branch_out.feats.detach()[mask], train_targets=targets[mask])
@@ -187,7 +226,11 @@ class GatedMethod(BaseMethod):
 
     # ----------------------------------------------------------------------------- validation
     def validation_step(
-        self, batch: list[Tensor], batch_idx: int, dataloader_idx: int | None = None, update_validation_step_outputs: bool = True
+        self,
+        batch: list[Tensor],
+        batch_idx: int,
+        dataloader_idx: int | None = None,
+        update_validation_step_outputs: bool = True,
     ) -> dict[str, Any]:
         """Every branch of :attr:`BRANCHES` on ``batch = (X, targets)`` with deterministic gates."""
         X, targets = batch
@@ -197,7 +240,13 @@ class GatedMethod(BaseMethod):
             out = self.backbone.forward_branch(X, branch)
             probe = self._probe(out, targets)
             prefix = f"val_{self.metric_prefix(branch)}"
-            metrics.update({f"{prefix}loss": probe["loss"], f"{prefix}acc1": probe["acc1"], f"{prefix}acc5": probe["acc5"]})
+            metrics.update(
+                {
+                    f"{prefix}loss": probe["loss"],
+                    f"{prefix}acc1": probe["acc1"],
+                    f"{prefix}acc5": probe["acc5"],
+                }
+            )
             knn = self.knn_for(branch)
             if knn is not None and not self.trainer.sanity_checking:
                 knn(test_features=out.feats.detach(), test_targets=targets.detach())
@@ -240,8 +289,14 @@ class VICRegDualGating(GatedMethod):
 
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
         return dual_gating_objective(
-            self.backbone, self.projector, views, self.budget, p, self.vicreg_fn,
-            symmetric=bool(self.cfg.method_kwargs.symmetric), multiplier=float(self.budget_multiplier.value),
+            self.backbone,
+            self.projector,
+            views,
+            self.budget,
+            p,
+            self.vicreg_fn,
+            symmetric=bool(self.cfg.method_kwargs.symmetric),
+            multiplier=float(self.budget_multiplier.value),
         )
 
 
@@ -254,9 +309,17 @@ class VICRegGating(GatedMethod):
 
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
         return gating_objective(
-            self.backbone, self.projector, views, self.budget, p, self.vicreg_fn, multiplier=float(self.budget_multiplier.value)
+            self.backbone,
+            self.projector,
+            views,
+            self.budget,
+            p,
+            self.vicreg_fn,
+            multiplier=float(self.budget_multiplier.value),
         )
 
 
 #: Registry name -> class, as added to ``solo.methods.METHODS``.
-METHOD_CLASSES: dict[str, type[GatedMethod]] = {cls.METHOD: cls for cls in (VICRegDualGating, VICRegGating)}
+METHOD_CLASSES: dict[str, type[GatedMethod]] = {
+    cls.METHOD: cls for cls in (VICRegDualGating, VICRegGating)
+}

@@ -14,7 +14,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("script", type=Path, help="e.g. /path/to/solo-learn/main_knn.py")
-    parser.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to SCRIPT unchanged")
+    parser.add_argument(
+        "script_args", nargs=argparse.REMAINDER, help="arguments passed to SCRIPT unchanged"
+    )
 
 
 def run(args: argparse.Namespace) -> None:

@@ -54,7 +54,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 def solo_src() -> Path:
     src = solo_source()
     if src is None or not (src / "main_pretrain.py").is_file():
-        pytest.skip("solo-learn's scripts are not installed with its package: set SOLO_LEARN_SRC=<checkout>")
+        pytest.skip(
+            "solo-learn's scripts are not installed with its package: set SOLO_LEARN_SRC=<checkout>"
+        )
     return src
 
 
@@ -80,15 +82,33 @@ def image_folders(tmp_path_factory) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
-def run_script(script: Path, args: list[str], cwd: Path, shim: bool = False, hook_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run_script(
+    script: Path,
+    args: list[str],
+    cwd: Path,
+    shim: bool = False,
+    hook_dir: Path | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     """Run a solo-learn script unchanged in a fresh interpreter; ``shim`` maps CUDA to the CPU."""
-    paths = ([str(SHIM_DIR)] if shim else []) + [str(script.parent), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "HYDRA_FULL_ERROR": "1"}
+    paths = ([str(SHIM_DIR)] if shim else []) + [
+        str(script.parent),
+        os.environ.get("PYTHONPATH", ""),
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+        "HYDRA_FULL_ERROR": "1",
+    }
     env.pop("DUALGATE_HOOK_DIR", None)
     if hook_dir is not None:
         env["DUALGATE_HOOK_DIR"] = str(hook_dir)
-    result = subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
     if check and result.returncode != 0:
-        tail = "\n".join(line for line in result.stderr.splitlines() if not any(n in line for n in NOISE))[-4000:]
+        tail = "\n".join(
+            line for line in result.stderr.splitlines() if not any(n in line for n in NOISE)
+        )[-4000:]
         raise AssertionError(f"{script.name} failed (rc={result.returncode}):\n{tail}")
     return result

@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, run_script
 
 from dualgate_solo.checkpoint import load_backbone
@@ -33,8 +32,15 @@ def _data_overrides(image_folders) -> list[str]:
 def pretrain(solo_src: Path, workdir: Path, image_folders, method: str, *extra: str) -> Path:
     """Run main_pretrain.py on the cpu_quick config; returns the run directory."""
     workdir.mkdir(parents=True, exist_ok=True)
-    args = ["--config-path", str(CONFIGS / "pretrain" / "cpu_quick"), "--config-name", method,
-            *_data_overrides(image_folders), f"checkpoint.dir={workdir / 'trained_models'}", *extra]
+    args = [
+        "--config-path",
+        str(CONFIGS / "pretrain" / "cpu_quick"),
+        "--config-name",
+        method,
+        *_data_overrides(image_folders),
+        f"checkpoint.dir={workdir / 'trained_models'}",
+        *extra,
+    ]
     run_script(solo_src / "main_pretrain.py", args, cwd=workdir)
     runs = sorted((workdir / "trained_models" / method).iterdir())
     return runs[-1]
@@ -69,17 +75,34 @@ def _checkpoint(run: Path) -> Path:
 def test_dual_gating_pretrain_logs_both_branches_and_saves_safe_checkpoint(dual_run) -> None:
     args = json.loads((dual_run / "args.json").read_text())
     assert args["name"] == "vicreg_dual_gating-cpu_quick-td0.1"  # interpolation resolved
-    assert args["backbone"]["kwargs"] == {"stem": "imagenet", "width": 8, "dual_bn_scope": "block", "branch": "dense"}
+    assert args["backbone"]["kwargs"] == {
+        "stem": "imagenet",
+        "width": 8,
+        "dual_bn_scope": "block",
+        "branch": "dense",
+    }
     state = torch.load(_checkpoint(dual_run), map_location="cpu", weights_only=True)
     assert state["epoch"] == 1
     assert state["state_dict"]["backbone.trained_steps"].tolist() == [8, 8]  # 2 epochs x 4 steps
     log = metrics(dual_run.parents[2])
-    for key in ("val_acc1", "val_gated_acc1", "val_knn_acc1", "val_gated_knn_acc1", "val_flops_ratio",
-                "val_flops_reduction", "val_density/layer1.0", "train_flops_ratio_epoch", "p_epoch"):
+    for key in (
+        "val_acc1",
+        "val_gated_acc1",
+        "val_knn_acc1",
+        "val_gated_knn_acc1",
+        "val_flops_ratio",
+        "val_flops_reduction",
+        "val_density/layer1.0",
+        "train_flops_ratio_epoch",
+        "p_epoch",
+    ):
         assert log[key].notna().any(), key
     val = log.dropna(subset=["val_flops_ratio"])
     assert ((val.val_flops_ratio + val.val_flops_reduction - 1).abs() < 1e-6).all()
-    assert sorted(log.dropna(subset=["p_epoch"]).p_epoch.round(6)) == [round(math.exp(-0.02), 6), 1.0]
+    assert sorted(log.dropna(subset=["p_epoch"]).p_epoch.round(6)) == [
+        round(math.exp(-0.02), 6),
+        1.0,
+    ]
     loaded = load_backbone(dual_run)
     assert loaded.method == "vicreg_dual_gating"
 
@@ -93,35 +116,87 @@ def test_gating_pretrain_trains_only_the_gated_branch(gating_run) -> None:
     assert "val_gated_acc1" not in log
 
 
-def _linear(solo_src: Path, run: Path, config: str, image_folders, workdir: Path, *extra: str, check: bool = True):
+def _linear(
+    solo_src: Path,
+    run: Path,
+    config: str,
+    image_folders,
+    workdir: Path,
+    *extra: str,
+    check: bool = True,
+):
     workdir.mkdir(parents=True, exist_ok=True)
-    args = ["--config-path", str(CONFIGS / "linear" / "cpu_quick"), "--config-name", config,
-            *_data_overrides(image_folders), f"checkpoint.dir={workdir / 'trained_models'}",
-            f"pretrained_feature_extractor='{_checkpoint(run)}'", *extra]
+    args = [
+        "--config-path",
+        str(CONFIGS / "linear" / "cpu_quick"),
+        "--config-name",
+        config,
+        *_data_overrides(image_folders),
+        f"checkpoint.dir={workdir / 'trained_models'}",
+        f"pretrained_feature_extractor='{_checkpoint(run)}'",
+        *extra,
+    ]
     return run_script(solo_src / "main_linear.py", args, cwd=workdir, check=check)
 
 
 @pytest.mark.parametrize("branch", ["dense", "gated"])
-def test_main_linear_probes_each_branch_with_the_pretrained_weights(solo_src, dual_run, image_folders, tmp_path, branch) -> None:
-    _linear(solo_src, dual_run, "vicreg_dual_gating", image_folders, tmp_path, f"backbone.kwargs.branch={branch}")
+def test_main_linear_probes_each_branch_with_the_pretrained_weights(
+    solo_src, dual_run, image_folders, tmp_path, branch
+) -> None:
+    _linear(
+        solo_src,
+        dual_run,
+        "vicreg_dual_gating",
+        image_folders,
+        tmp_path,
+        f"backbone.kwargs.branch={branch}",
+    )
     linear_ckpt = next((tmp_path / "trained_models" / "linear").rglob("*.ckpt"))
     probe = torch.load(linear_ckpt, map_location="cpu", weights_only=True)["state_dict"]
     pre = torch.load(_checkpoint(dual_run), map_location="cpu", weights_only=True)["state_dict"]
-    backbone_keys = [k for k in pre if k.startswith("backbone.") and "running" not in k and "num_batches" not in k]
+    backbone_keys = [
+        k
+        for k in pre
+        if k.startswith("backbone.") and "running" not in k and "num_batches" not in k
+    ]
     assert backbone_keys and all(torch.equal(probe[k], pre[k]) for k in backbone_keys)
-    assert json.loads(next((tmp_path / "trained_models" / "linear").rglob("args.json")).read_text())["backbone"]["kwargs"]["branch"] == branch
+    assert (
+        json.loads(next((tmp_path / "trained_models" / "linear").rglob("args.json")).read_text())[
+            "backbone"
+        ]["kwargs"]["branch"]
+        == branch
+    )
 
 
-def test_main_linear_probes_the_gating_baseline(solo_src, gating_run, image_folders, tmp_path) -> None:
+def test_main_linear_probes_the_gating_baseline(
+    solo_src, gating_run, image_folders, tmp_path
+) -> None:
     _linear(solo_src, gating_run, "vicreg_gating", image_folders, tmp_path)
     assert list((tmp_path / "trained_models" / "linear").rglob("*.ckpt"))
 
 
-def test_main_linear_refuses_wrong_architecture_and_untrained_branch(solo_src, dual_run, gating_run, image_folders, tmp_path) -> None:
-    wrong_scope = _linear(solo_src, dual_run, "vicreg_gating", image_folders, tmp_path / "a", check=False)
-    assert wrong_scope.returncode != 0 and "checkpoint does not match the backbone" in wrong_scope.stderr
-    wrong_branch = _linear(solo_src, gating_run, "vicreg_gating", image_folders, tmp_path / "b", "backbone.kwargs.branch=dense", check=False)
-    assert wrong_branch.returncode != 0 and "branch='dense' was never trained" in wrong_branch.stderr
+def test_main_linear_refuses_wrong_architecture_and_untrained_branch(
+    solo_src, dual_run, gating_run, image_folders, tmp_path
+) -> None:
+    wrong_scope = _linear(
+        solo_src, dual_run, "vicreg_gating", image_folders, tmp_path / "a", check=False
+    )
+    assert (
+        wrong_scope.returncode != 0
+        and "checkpoint does not match the backbone" in wrong_scope.stderr
+    )
+    wrong_branch = _linear(
+        solo_src,
+        gating_run,
+        "vicreg_gating",
+        image_folders,
+        tmp_path / "b",
+        "backbone.kwargs.branch=dense",
+        check=False,
+    )
+    assert (
+        wrong_branch.returncode != 0 and "branch='dense' was never trained" in wrong_branch.stderr
+    )
     assert not (tmp_path / "a" / "trained_models" / "linear").exists()
 
 
@@ -129,20 +204,44 @@ def _knn_accuracies(output: str) -> list[float]:
     return [float(x) for x in re.findall(r"Result: acc@1=([\d.]+)", output)]
 
 
-def test_main_knn_runs_on_each_branch(solo_src, dual_run, image_folders, hook_dir, tmp_path) -> None:
+def test_main_knn_runs_on_each_branch(
+    solo_src, dual_run, image_folders, hook_dir, tmp_path
+) -> None:
     train, val = image_folders
     results = {}
     for branch, directory in make_branch_dirs(dual_run, out=tmp_path).items():
-        args = ["--dataset", "custom", "--train_data_path", str(train), "--val_data_path", str(val),
-                "--batch_size", "16", "--num_workers", "0", "--pretrained_checkpoint_dir", str(directory),
-                "--k", "1", "20", "--feature_type", "backbone", "--distance_function", "euclidean"]
-        output = run_script(solo_src / "main_knn.py", args, cwd=tmp_path, shim=True, hook_dir=hook_dir).stdout
+        args = [
+            "--dataset",
+            "custom",
+            "--train_data_path",
+            str(train),
+            "--val_data_path",
+            str(val),
+            "--batch_size",
+            "16",
+            "--num_workers",
+            "0",
+            "--pretrained_checkpoint_dir",
+            str(directory),
+            "--k",
+            "1",
+            "20",
+            "--feature_type",
+            "backbone",
+            "--distance_function",
+            "euclidean",
+        ]
+        output = run_script(
+            solo_src / "main_knn.py", args, cwd=tmp_path, shim=True, hook_dir=hook_dir
+        ).stdout
         results[branch] = _knn_accuracies(output)
         assert len(results[branch]) == 2 and all(0 <= a <= 100 for a in results[branch])
     assert set(results) == {"dense", "gated"}
 
 
-def test_main_knn_without_the_hook_does_not_know_the_method(solo_src, dual_run, image_folders, tmp_path) -> None:
+def test_main_knn_without_the_hook_does_not_know_the_method(
+    solo_src, dual_run, image_folders, tmp_path
+) -> None:
     """Documents why the start-up hook exists: argparse scripts never run the Hydra plugin."""
     from dualgate_solo.solo.hook_install import site_packages
     from dualgate_solo.solo.import_hook import PTH_NAME
@@ -150,43 +249,87 @@ def test_main_knn_without_the_hook_does_not_know_the_method(solo_src, dual_run, 
     if (site_packages() / PTH_NAME).exists():
         pytest.skip("the start-up hook is installed in this environment")
     train, val = image_folders
-    args = ["--dataset", "custom", "--train_data_path", str(train), "--val_data_path", str(val),
-            "--pretrained_checkpoint_dir", str(dual_run)]
+    args = [
+        "--dataset",
+        "custom",
+        "--train_data_path",
+        str(train),
+        "--val_data_path",
+        str(val),
+        "--pretrained_checkpoint_dir",
+        str(dual_run),
+    ]
     result = run_script(solo_src / "main_knn.py", args, cwd=tmp_path, shim=True, check=False)
     assert result.returncode != 0 and "KeyError: 'vicreg_dual_gating'" in result.stderr
 
 
 @pytest.mark.slow
-def test_main_umap_runs_on_each_branch(solo_src, dual_run, image_folders, hook_dir, tmp_path) -> None:
+def test_main_umap_runs_on_each_branch(
+    solo_src, dual_run, image_folders, hook_dir, tmp_path
+) -> None:
     train, val = image_folders
     for branch, directory in make_branch_dirs(dual_run, out=tmp_path).items():
-        args = ["--dataset", "custom", "--train_data_path", str(train), "--val_data_path", str(val),
-                "--batch_size", "16", "--num_workers", "0", "--pretrained_checkpoint_dir", "."]
+        args = [
+            "--dataset",
+            "custom",
+            "--train_data_path",
+            str(train),
+            "--val_data_path",
+            str(val),
+            "--batch_size",
+            "16",
+            "--num_workers",
+            "0",
+            "--pretrained_checkpoint_dir",
+            ".",
+        ]
         run_script(solo_src / "main_umap.py", args, cwd=directory, shim=True, hook_dir=hook_dir)
         assert (directory / "im100_val_umap.pdf").stat().st_size > 0, branch
 
 
-def test_resume_continues_annealing_budget_state_and_step_counts(solo_src, image_folders, tmp_path) -> None:
-    first = pretrain(solo_src, tmp_path, image_folders, "vicreg_dual_gating", "method_kwargs.multiplier_lr=0.5")
+def test_resume_continues_annealing_budget_state_and_step_counts(
+    solo_src, image_folders, tmp_path
+) -> None:
+    first = pretrain(
+        solo_src, tmp_path, image_folders, "vicreg_dual_gating", "method_kwargs.multiplier_lr=0.5"
+    )
     saved = torch.load(_checkpoint(first), map_location="cpu", weights_only=True)["state_dict"]
     assert saved["budget_multiplier.value"].item() != 0.0
-    resumed = pretrain(solo_src, tmp_path / "resume", image_folders, "vicreg_dual_gating", "method_kwargs.multiplier_lr=0.5",
-                       "max_epochs=3", f"resume_from_checkpoint='{_checkpoint(first)}'")
+    resumed = pretrain(
+        solo_src,
+        tmp_path / "resume",
+        image_folders,
+        "vicreg_dual_gating",
+        "method_kwargs.multiplier_lr=0.5",
+        "max_epochs=3",
+        f"resume_from_checkpoint='{_checkpoint(first)}'",
+    )
     final = torch.load(_checkpoint(resumed), map_location="cpu", weights_only=True)
     assert final["epoch"] == 2
     assert final["state_dict"]["backbone.trained_steps"].tolist() == [12, 12]  # 8 before + 4 after
     assert final["state_dict"]["anneal_p"].item() == pytest.approx(math.exp(-0.02 * 2))
     # the multiplier moved on from the saved value (4 updates of size <= 0.5), it did not restart at 0
-    assert abs(final["state_dict"]["budget_multiplier.value"].item() - saved["budget_multiplier.value"].item()) <= 2.0 + 1e-6
+    assert (
+        abs(
+            final["state_dict"]["budget_multiplier.value"].item()
+            - saved["budget_multiplier.value"].item()
+        )
+        <= 2.0 + 1e-6
+    )
     p = metrics(tmp_path / "resume").dropna(subset=["p_epoch"]).p_epoch.tolist()
     assert p == pytest.approx([math.exp(-0.04)])
 
 
 @pytest.mark.slow
 def test_two_process_cpu_ddp_pretrain(solo_src, image_folders, tmp_path) -> None:
-    run = pretrain(solo_src, tmp_path, image_folders, "vicreg_dual_gating", "strategy=ddp", "devices='2'")
+    run = pretrain(
+        solo_src, tmp_path, image_folders, "vicreg_dual_gating", "strategy=ddp", "devices='2'"
+    )
     state = torch.load(_checkpoint(run), map_location="cpu", weights_only=True)["state_dict"]
-    assert state["backbone.trained_steps"].tolist() == [6, 6]  # 48 images per rank / batch 16 = 3 steps x 2 epochs
+    assert state["backbone.trained_steps"].tolist() == [
+        6,
+        6,
+    ]  # 48 images per rank / batch 16 = 3 steps x 2 epochs
 
 
 @pytest.mark.slow
@@ -197,9 +340,18 @@ def test_solo_learns_own_tests_still_pass_with_the_package_registered(solo_src, 
 
     from conftest import SHIM_DIR
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SHIM_DIR), str(solo_src)]), "DUALGATE_HOOK_DIR": str(hook_dir)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SHIM_DIR), str(solo_src)]),
+        "DUALGATE_HOOK_DIR": str(hook_dir),
+    }
     tests = ["tests/methods/test_vicreg.py", "tests/utils/test_auto_umap.py"]
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-                            cwd=solo_src, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=solo_src,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 passed" in result.stdout
