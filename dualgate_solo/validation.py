@@ -1,4 +1,4 @@
-"""Argument checks that raise ``ValueError`` naming the offending option and the allowed values.
+"""Argument checks that raise ``UsageError`` (a ``ValueError``) naming the option and the allowed values.
 
 Every public constructor and config reader of the package goes through these helpers, so a typo
 in a YAML file or a keyword argument fails before any computation starts, with a message of the
@@ -11,12 +11,20 @@ from collections.abc import Iterable
 from typing import Any
 
 
+class UsageError(ValueError):
+    """A user-facing input error: bad option, config key or file. Its message is one line.
+
+    The command line prints ``dualgate-solo: error: <message>`` and exits 2 for it, without a
+    traceback; every other exception is a bug and keeps its traceback.
+    """
+
+
 def check_choice(option: str, value: Any, allowed: Iterable[Any]) -> Any:
-    """Return ``value`` if it is one of ``allowed``, else raise ``ValueError`` naming ``option``."""
+    """``value`` if it is one of ``allowed``, else ``UsageError`` naming ``option``."""
     allowed = tuple(allowed)
     if value not in allowed:
         names = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{option}={value!r} is invalid; allowed values: {names}")
+        raise UsageError(f"{option}={value!r} is invalid; allowed values: {names}")
     return value
 
 
@@ -29,7 +37,7 @@ def check_interval(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> float:
-    """Return ``float(value)`` if it lies in the interval, else raise ``ValueError`` naming ``option``.
+    """``float(value)`` if it lies in the interval, else ``UsageError`` naming ``option``.
 
     Args:
         option: the config key or keyword shown in the message, e.g. ``"gating.target_density"``.
@@ -43,9 +51,11 @@ def check_interval(
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{option}={value!r} is invalid; allowed values: a number in {interval}")
+        raise UsageError(
+            f"{option}={value!r} is invalid; allowed values: a number in {interval}"
+        ) from None
     above = number >= low if low_inclusive else number > low
     below = number <= high if high_inclusive else number < high
     if not (above and below) or number != number:  # the last test rejects NaN
-        raise ValueError(f"{option}={value!r} is invalid; allowed values: a number in {interval}")
+        raise UsageError(f"{option}={value!r} is invalid; allowed values: a number in {interval}")
     return number

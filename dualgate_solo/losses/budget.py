@@ -53,7 +53,7 @@ class BudgetConfig:
         multiplier_lr: step size of the Lagrange multiplier nu (0: fixed lambda, the paper).
     """
 
-    target_density: float
+    target_density: float = 0.1
     lambda_flops: float = 5.0
     gamma_bound: float = 1.0
     anneal_alpha: float = 0.02

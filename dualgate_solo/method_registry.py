@@ -1,0 +1,169 @@
+"""The one registry of this package's pre-training methods.
+
+Each method is one :class:`MethodSpec`: its registry name, the solo-learn class that trains it,
+the branches it trains (primary first), the ``backbone.kwargs.dual_bn_scope`` values it accepts
+and the dataclasses whose fields are its ``method_kwargs``. Config checks, solo-learn
+registration, checkpoint loading, the grid runner and the reports all read :data:`METHODS`;
+adding a method is adding one entry.
+
+``method_kwargs`` defaults are the dataclasses' field defaults (the paper's recipe), so there is
+exactly one place per default. Importing this module needs torch but not solo-learn: the
+solo-learn class is named by an import path and loaded only by :meth:`MethodSpec.solo_class`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dualgate_solo.losses.budget import BudgetConfig
+from dualgate_solo.validation import UsageError, check_choice, check_interval
+
+#: the backbone branches a gated ResNet can run
+BRANCHES = ("dense", "gated")
+
+
+@dataclass(frozen=True)
+class VICRegConfig:
+    """VICReg part of the objective (Bardes et al., ICLR 2022), solo-learn's conventions.
+
+    ``L = sim * MSE(z1, z2) + var * (v(z1) + v(z2)) + cov * (c(z1) + c(z2))`` on projector
+    outputs ``z [N, proj_output_dim]``.
+    """
+
+    proj_hidden_dim: int = 2048
+    proj_output_dim: int = 2048
+    sim_loss_weight: float = 25.0
+    var_loss_weight: float = 25.0
+    cov_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("proj_hidden_dim", "proj_output_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name}={value!r} is invalid; allowed values: an integer >= 1")
+        for name in ("sim_loss_weight", "var_loss_weight", "cov_loss_weight"):
+            check_interval(name, getattr(self, name), 0.0, math.inf)
+
+
+@dataclass(frozen=True)
+class DualGatingOptions:
+    """Options of VICReg-Dual-Gating beyond VICReg and the budget.
+
+    Attributes:
+        symmetric: also pair gated(view 2) with dense(view 1) and average the two VICReg terms
+            and the two budget losses (both views through both branches; twice the forward cost).
+    """
+
+    symmetric: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("symmetric", self.symmetric, (True, False))
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything the package knows about one pre-training method.
+
+    Attributes:
+        name: the registry name (solo-learn's ``method:``).
+        summary: one line for help texts and tables.
+        solo_class: ``"module:Class"`` of the solo-learn ``BaseMethod`` subclass (needs solo-learn).
+        branches: the backbone branches it trains, the primary one (solo-learn's own ``val_acc1``,
+            ``val_knn_acc1``) first.
+        dual_bn_scopes: the ``backbone.kwargs.dual_bn_scope`` values it accepts; the first is
+            the default.
+        kwargs_types: the dataclasses whose fields together are its ``method_kwargs``.
+    """
+
+    name: str
+    summary: str
+    solo_class: str
+    branches: tuple[str, ...]
+    dual_bn_scopes: tuple[str, ...]
+    kwargs_types: tuple[type, ...]
+
+    @property
+    def primary_branch(self) -> str:
+        return self.branches[0]
+
+    @property
+    def trains_gates(self) -> bool:
+        return "gated" in self.branches
+
+    def method_defaults(self) -> dict[str, Any]:
+        """``method_kwargs`` defaults: the field defaults of :attr:`kwargs_types`, in order."""
+        return {f.name: f.default for kind in self.kwargs_types for f in dataclasses.fields(kind)}
+
+    def backbone_defaults(self) -> dict[str, Any]:
+        """``backbone.kwargs`` defaults: the primary branch and the first allowed scope."""
+        return {"branch": self.primary_branch, "dual_bn_scope": self.dual_bn_scopes[0]}
+
+    def parse_method_kwargs(self, method_kwargs: Mapping[str, Any]) -> dict[type, Any]:
+        """Validated dataclass instances from ``method_kwargs`` (missing keys take the defaults).
+
+        Raises:
+            UsageError: an unknown key, a ``null`` value, or a value its dataclass refuses; the
+                message names ``method_kwargs.<key>`` and the allowed values.
+        """
+        defaults = self.method_defaults()
+        for key, value in method_kwargs.items():
+            check_choice(f"method_kwargs key of {self.name}", key, defaults)
+            if value is None:
+                raise UsageError(
+                    f"method_kwargs.{key}=None is invalid; allowed values: a value like the "
+                    f"default {defaults[key]!r} (omit the key for the default)"
+                )
+        values = {**defaults, **method_kwargs}
+        parsed = {}
+        for kind in self.kwargs_types:
+            fields = {f.name: values[f.name] for f in dataclasses.fields(kind)}
+            try:
+                parsed[kind] = kind(**fields)
+            except UsageError as error:
+                raise UsageError(f"method_kwargs.{error}") from None
+        return parsed
+
+    def solo_class_object(self) -> type:
+        """The solo-learn class (imports solo-learn)."""
+        module, _, attr = self.solo_class.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+#: name -> spec, for every method this package adds to solo-learn.
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec(
+            name="vicreg_dual_gating",
+            summary="VICReg-Dual-Gating (BMVC 2023): a dense and a gated branch over shared convs",
+            solo_class="dualgate_solo.solo.methods:VICRegDualGating",
+            branches=("dense", "gated"),
+            dual_bn_scopes=("block", "backbone", "all"),
+            kwargs_types=(VICRegConfig, BudgetConfig, DualGatingOptions),
+        ),
+        MethodSpec(
+            name="vicreg_gating",
+            summary="VICReg-Gating (IMVIP 2022): both views through the gated network",
+            solo_class="dualgate_solo.solo.methods:VICRegGating",
+            branches=("gated",),
+            dual_bn_scopes=("none",),
+            kwargs_types=(VICRegConfig, BudgetConfig),
+        ),
+    )
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec of ``name``; :class:`UsageError` naming the registered methods otherwise."""
+    return METHODS[check_choice("method", name, METHODS)]
+
+
+def trained_branches(method: str) -> tuple[str, ...]:
+    """Branches a run of ``method`` trained: the spec's, or ``("dense",)`` for any method of
+    solo-learn's own (e.g. ``vicreg`` on a ``dg_resnet*`` backbone trains the dense network)."""
+    return METHODS[method].branches if method in METHODS else ("dense",)
