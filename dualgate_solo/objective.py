@@ -51,7 +51,7 @@ def gated_budget(
     p: float,
     multiplier: float | Tensor = 0.0,
 ) -> BudgetTerms:
-    """L_G of one gated pass, costing the sampled masks (paper) or the eval-style ones (``ratio_source``)."""
+    """L_G of one gated pass on the sampled masks (paper) or eval-style ones (``ratio_source``)."""
     if config.ratio_source == "deterministic":
         masks = deterministic_masks(out.logits, backbone.gate_tau)
         return budget_loss(backbone.ratio_for_masks(out, masks), masks, config, p, multiplier)

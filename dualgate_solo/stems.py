@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-#: ``cifar``: 3x3 conv, stride 1, padding 2 (32 -> 34 px, D8), no max-pool; ``imagenet``: 7x7/2 + max-pool.
+#: ``cifar``: 3x3 conv, stride 1, padding 2 (32 -> 34 px, as the authors' code), no max-pool;
+#: ``imagenet``: 7x7/2 conv + max-pool.
 STEMS = ("cifar", "imagenet")
 
 
 def stem_layers(stem: str, width: int) -> tuple[nn.Conv2d, nn.Module]:
-    """``(conv1, maxpool)`` of a ResNet stem with ``width`` output channels (BN/ReLU are the caller's)."""
+    """``(conv1, maxpool)`` of a ResNet stem with ``width`` output channels (BN/ReLU: the caller)."""
     if stem == "cifar":
         return nn.Conv2d(3, width, kernel_size=3, stride=1, padding=2, bias=False), nn.Identity()
     return nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False), nn.MaxPool2d(

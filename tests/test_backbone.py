@@ -207,7 +207,7 @@ def test_trained_steps_count_only_training_passes_with_grad(r18_cifar) -> None:
     ids=["torchvision-resnet18", "other-dual-bn-scope", "other-depth"],
 )
 def test_non_strict_load_of_another_architecture_raises(source) -> None:
-    """solo-learn's main_linear loads with strict=False; that must not silently keep random weights."""
+    """solo-learn's main_linear loads with strict=False: that must not keep random weights."""
     model = create_backbone("dg_resnet18")
     with pytest.raises(
         (ValueError, RuntimeError), match="does not match the backbone|size mismatch"

@@ -48,7 +48,8 @@ def test_budget_loss_hand_computed_sqrt_target() -> None:
 
 
 def test_budget_loss_hand_computed_linear_target_and_annealing() -> None:
-    # linear: q = 0.25, p = 1 -> [0.25, 0.25]: only block 1 is out, (0.75 - 0.25)^2 = 0.25 -> mean 0.125
+    # linear: q = 0.25, p = 1 -> [0.25, 0.25]: only block 1 is out,
+    # (0.75 - 0.25)^2 = 0.25 -> mean 0.125
     linear = BudgetConfig(target_density=0.25, bound_target="linear", gamma_bound=2.0)
     assert float(budget_loss(RATIOS, MASKS, linear, p=1.0).bound) == pytest.approx(2 * 0.125)
     # sqrt, p = 0.5: interval [0.25, 0.75] holds both densities -> no bound loss
@@ -63,7 +64,7 @@ def test_flops_and_bound_primitives() -> None:
 
 
 def test_l1_count_gives_no_bound_gradient_to_closed_gates() -> None:
-    """D6: the active count as an L1 norm has zero gradient at closed gates; a plain sum does not."""
+    """The active count as an L1 norm has zero gradient at closed gates; a plain sum does not."""
     logits = torch.tensor([[2.0, -2.0, 0.5, -0.5, 0.0, 1.0]], requires_grad=True)
     grads, masks = {}, {}
     for l1 in (True, False):
@@ -97,7 +98,7 @@ def test_ste_sampling_is_bernoulli_of_sigmoid_logit() -> None:
 
 
 def _reference_vicreg(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """VICReg with solo-learn 1.0.6's conventions written out by hand (variance summed over views)."""
+    """VICReg with solo-learn 1.0.6's conventions by hand (variance summed over the views)."""
     n, d = z1.shape
     sim = ((z1 - z2) ** 2).mean()
     var = sum(torch.clamp(1 - torch.sqrt(z.var(0) + 1e-4), min=0).mean() for z in (z1, z2))

@@ -86,7 +86,10 @@ class ChannelGate(nn.Module):
             return self.expand(hidden).flatten(1)
 
     def sample(self, logits: Tensor) -> Tensor:
-        """0/1 mask ``[B, gated_channels]`` from float32 ``logits``: stochastic STE in training, threshold in eval."""
+        """0/1 mask ``[B, gated_channels]`` from float32 ``logits``.
+
+        Stochastic straight-through sample in training, ``logit >= 0`` in eval.
+        """
         with torch.autocast(device_type=logits.device.type, enabled=False):
             return binary_concrete_ste(logits, self.tau, self.training)
 

@@ -1,6 +1,6 @@
-"""``conv(a * mask)`` that keeps the memory of a dense block: the product is recomputed in backward.
+"""``conv(a * mask)`` with a dense block's memory: the product is recomputed in backward.
 
-In a gated block (spec §2.2) the post-ReLU activation ``a`` is needed anyway (ReLU's backward and the
+In a gated block the post-ReLU activation ``a`` is needed anyway (ReLU's backward and the
 gate's straight-through gradient ``dL/dm = sum_hw dL/dz * a`` read it), and autograd would also keep
 the masked product ``z = a * m`` for the convolution's weight gradient: one extra activation per
 gated conv. :func:`masked_conv2d` saves ``a`` and ``m`` only and rebuilds ``z`` in backward (one
@@ -55,7 +55,7 @@ class _MaskThenConv(torch.autograd.Function):
 
 
 def masked_conv2d(conv: nn.Conv2d, a: Tensor, mask: Tensor) -> Tensor:
-    """``conv(a * mask[:, :, None, None])`` for ``a [B, C, H, W]``, ``mask [B, C]`` (bias-free convs)."""
+    """``conv(a * mask[:, :, None, None])``; ``a [B, C, H, W]``, ``mask [B, C]``, bias-free convs."""
     if conv.bias is not None or conv.padding_mode != "zeros":
         raise ValueError(
             "masked_conv2d supports bias-free, zero-padded convolutions (the ResNet convs)"

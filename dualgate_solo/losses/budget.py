@@ -112,7 +112,7 @@ def flops_loss(
 
 
 def deterministic_masks(logits: tuple[Tensor, ...], tau: float) -> tuple[Tensor, ...]:
-    """Eval-style masks ``1[logit >= 0]`` with the gradient of ``sigmoid(logit / tau)``; ``[B, C_b]`` each."""
+    """Eval-style masks ``1[logit >= 0]`` with the gradient of ``sigmoid(logit / tau)``."""
     masks = []
     for block_logits in logits:
         soft = torch.sigmoid(block_logits / tau)
@@ -153,7 +153,10 @@ def bound_loss(densities: Tensor, layer_target: float, p: float, weight: float) 
 
 
 def layer_densities(masks: tuple[Tensor, ...], l1_count: bool) -> Tensor:
-    """rho: per-block batch-mean fraction of active gated channels, ``[B, C_b]``-list -> ``[n_blocks]``."""
+    """rho: per-block batch-mean fraction of active gated channels.
+
+    ``masks``: one ``[B, C_b]`` tensor per gated block -> ``[n_blocks]``.
+    """
     counts = [(m.abs() if l1_count else m).sum(1) / m.shape[1] for m in masks]
     return torch.stack([c.mean() for c in counts])
 
