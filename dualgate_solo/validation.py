@@ -1,4 +1,4 @@
-"""Argument checks raising ``UsageError`` (a ``ValueError``) that name the option and allowed values.
+"""Argument checks raising ``UsageError`` (a ``ValueError``) naming the option and allowed values.
 
 Every public constructor and config reader of the package goes through these helpers, so a typo
 in a YAML file or a keyword argument fails before any computation starts, with a message of the

@@ -1,4 +1,4 @@
-"""masked_conv2d == conv(a * mask) in value and every gradient; stores less; works under autocast."""
+"""masked_conv2d == conv(a * mask) in value and gradients; stores less; works under autocast."""
 
 from __future__ import annotations
 

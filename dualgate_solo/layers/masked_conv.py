@@ -55,7 +55,7 @@ class _MaskThenConv(torch.autograd.Function):
 
 
 def masked_conv2d(conv: nn.Conv2d, a: Tensor, mask: Tensor) -> Tensor:
-    """``conv(a * mask[:, :, None, None])``; ``a [B, C, H, W]``, ``mask [B, C]``, bias-free convs."""
+    """``conv(a * mask[:, :, None, None])``; ``a [B, C, H, W]``, ``mask [B, C]``; bias-free."""
     if conv.bias is not None or conv.padding_mode != "zeros":
         raise ValueError(
             "masked_conv2d supports bias-free, zero-padded convolutions (the ResNet convs)"
