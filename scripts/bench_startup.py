@@ -146,6 +146,7 @@ def machine() -> dict:
         "python": sys.version.split()[0],
         "python_executable": sys.executable,
         "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "niceness": os.nice(0) if hasattr(os, "nice") else None,
     }
 
 
