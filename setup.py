@@ -1,18 +1,30 @@
-"""Build step pyproject.toml cannot express: the wheel carries ``configs/`` as ``dualgate_solo/configs``
-and the start-up hook ``dualgate_solo_hook.pth`` (see ``dualgate_solo/solo/import_hook.py``).
+"""Build step pyproject.toml cannot express: the wheel carries ``configs/`` as
+``dualgate_solo/configs`` and the start-up hook at the top of site-packages:
+``dualgate_solo_hook.pth`` plus ``dualgate_solo_hook.py``, a copy of
+``dualgate_solo/solo/import_hook.py``. Being in the wheel, they are listed in its ``RECORD``, so
+``pip uninstall dualgate-solo`` removes them.
 
-Editable installs skip both: they read ``configs/`` in place, and the README tells editable users
-to run ``dualgate-solo install-hook`` once.
+Editable installs skip both: they read ``configs/`` in place, and ``dualgate-solo install-hook``
+writes the hook (see ``dualgate_solo/solo/hook_install.py``).
 """
 
+import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
+HOOK_SOURCE = ROOT / "dualgate_solo" / "solo" / "import_hook.py"
+
+
+def _hook_module():
+    """``import_hook`` loaded from its file alone (standalone; the package is not built yet)."""
+    spec = importlib.util.spec_from_file_location("_dualgate_solo_hook_build", HOOK_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class BuildPyWithConfigsAndHook(build_py):
@@ -20,14 +32,13 @@ class BuildPyWithConfigsAndHook(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
-        sys.path.insert(0, str(ROOT))
-        from dualgate_solo.solo.import_hook import PTH_LINE, PTH_NAME
-
+        hook = _hook_module()
         build_lib = Path(self.build_lib)
         shutil.copytree(
             ROOT / "configs", build_lib / "dualgate_solo" / "configs", dirs_exist_ok=True
         )
-        (build_lib / PTH_NAME).write_text(PTH_LINE)
+        shutil.copyfile(HOOK_SOURCE, build_lib / f"{hook.MODULE_NAME}.py")
+        (build_lib / hook.PTH_NAME).write_text(hook.PTH_LINE)
 
 
 setup(cmdclass={"build_py": BuildPyWithConfigsAndHook})

@@ -1,10 +1,11 @@
 """VICReg loss (Bardes et al., ICLR 2022) with solo-learn 1.0.6's exact conventions.
 
 Used by the stand-alone training loop (:mod:`dualgate_solo.demo`) where solo-learn is absent.
-Inside solo-learn the methods call ``solo.losses.vicreg.vicreg_loss_func`` itself, and the
-integration tests check that both agree. As in solo-learn, the variance term is the *sum* over
-the two views (the reference implementation averages them, i.e. half of this at equal weight),
-and there is no cross-device gather here (single process).
+Inside solo-learn the methods call ``solo.losses.vicreg.vicreg_loss_func`` itself;
+``tests/test_crosscheck.py`` checks that both agree (loss and gradients). As in solo-learn, the
+variance term is the *sum* over the two views, where the authors' code (facebookresearch/vicreg)
+averages them: this loss at variance weight ``w`` equals theirs at ``2 w``, which the same test
+asserts. There is no cross-device gather here (single process).
 
 Shapes: ``z1, z2 [N, D]`` -> scalar.
 """

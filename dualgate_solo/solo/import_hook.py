@@ -1,57 +1,71 @@
 """Start-up hook: register with solo-learn as soon as ``solo.methods`` is imported.
 
-``main_knn.py`` and ``main_umap.py`` use argparse, not Hydra, so the Hydra plugin never runs there
-(contract §5). A one-line ``.pth`` file in site-packages (``dualgate-solo install-hook`` writes it;
-editable installs need that step, see the README) calls :func:`install` in every interpreter; it
-costs one entry in ``sys.meta_path`` and imports nothing heavy until solo-learn itself is imported.
+solo-learn's ``main_knn.py`` and ``main_umap.py`` use argparse, not Hydra, so the Hydra plugin
+never runs there. A one-line ``.pth`` file in site-packages (:data:`PTH_LINE`) imports this file
+at every interpreter start as the top-level module ``dualgate_solo_hook`` (a copy of this file: a
+wheel ships it, ``dualgate-solo install-hook`` writes it for editable installs) and calls
+:func:`install`.
+
+The file is standalone on purpose: it imports only :mod:`sys`, never ``dualgate_solo``, so start-up
+stays as fast as without it, and ``dualgate_solo`` is found later through ``sys.path`` like any
+other import (a checkout on ``sys.path`` wins over an installed copy). :func:`install` adds one
+finder to ``sys.meta_path`` that answers for :data:`TRIGGER` only; when solo-learn imports it, the
+real module runs first, then :func:`dualgate_solo.solo.register`. If ``dualgate_solo`` is no longer
+importable (uninstalled with the hook left behind), the hook does nothing.
 """
 
-from __future__ import annotations
-
-import importlib.abc
-import importlib.machinery
-import sys
-from types import ModuleType
-from typing import Any
+import sys  # the only import: see the module docstring
 
 TRIGGER = "solo.methods"
+MODULE_NAME = "dualgate_solo_hook"
 PTH_NAME = "dualgate_solo_hook.pth"
-PTH_LINE = "import dualgate_solo.solo.import_hook as _dualgate_hook; _dualgate_hook.install()\n"
+PTH_LINE = f"import {MODULE_NAME}; {MODULE_NAME}.install()\n"
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader of ``solo.methods``, then :func:`dualgate_solo.solo.register`."""
+def _register() -> None:
+    """:func:`dualgate_solo.solo.register`, or nothing when the package is gone."""
+    try:
+        from dualgate_solo.solo import register
+    except ModuleNotFoundError as error:
+        if error.name != "dualgate_solo":
+            raise
+        return
+    register()
 
-    def __init__(self, inner: importlib.abc.Loader):
+
+class _RegisteringLoader:
+    """Runs the real loader of :data:`TRIGGER`, then :func:`_register`."""
+
+    def __init__(self, inner):
         self.inner = inner
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+    def create_module(self, spec):
         return self.inner.create_module(spec)
 
-    def exec_module(self, module: ModuleType) -> None:
+    def exec_module(self, module) -> None:
         self.inner.exec_module(module)
-        from dualgate_solo.solo import register
+        _register()
 
-        register()
-
-    def __getattr__(self, name: str) -> Any:  # get_data, get_filename, ... of the real loader
+    def __getattr__(self, name: str):  # get_data, get_filename, ... of the real loader
         return getattr(self.inner, name)
 
 
-class RegisterOnImport(importlib.abc.MetaPathFinder):
-    """Meta-path finder that wraps the loader of :data:`TRIGGER` only."""
+class RegisterOnImport:
+    """Meta-path finder that wraps the loader of :data:`TRIGGER` and finds nothing else."""
 
-    def find_spec(
-        self, fullname: str, path: Any, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
+    #: marks the finder whichever copy of this file defined it (``install`` stays idempotent)
+    dualgate_solo_hook = True
+
+    def find_spec(self, fullname: str, path=None, target=None):
         if fullname != TRIGGER:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                spec.loader = _RegisteringLoader(spec.loader)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _RegisteringLoader(spec.loader)
                 return spec
         return None
 
@@ -59,9 +73,6 @@ class RegisterOnImport(importlib.abc.MetaPathFinder):
 def install() -> None:
     """Activate the hook (idempotent); registers at once if ``solo.methods`` is already imported."""
     if TRIGGER in sys.modules:
-        from dualgate_solo.solo import register
-
-        register()
-        return
-    if not any(isinstance(finder, RegisterOnImport) for finder in sys.meta_path):
+        _register()
+    elif not any(getattr(finder, "dualgate_solo_hook", False) for finder in sys.meta_path):
         sys.meta_path.insert(0, RegisterOnImport())
