@@ -9,6 +9,7 @@ this puts both in one picture. Command line: ``dualgate-solo umap``
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,9 @@ def plot_umap_branches(
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, branch in zip(axes, ("dense", "gated")):
         reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(labels) - 1))
-        embeddings[branch] = reducer.fit_transform(features[branch])
+        with warnings.catch_warnings():  # "n_jobs overridden by random_state": seeded on purpose
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            embeddings[branch] = reducer.fit_transform(features[branch])
         scatter = ax.scatter(*embeddings[branch].T, c=labels, cmap="tab10", s=4, alpha=0.8)
         ax.set_title(f"{branch} branch")
         ax.set_xticks([]), ax.set_yticks([])
