@@ -247,6 +247,22 @@ def test_evaluation_dataset_refuses_to_guess(run_args, message) -> None:
         evaluation_dataset(None, run_args, "ckpt")
 
 
+def test_cost_report_reads_the_input_size_from_args_json(gated_run, split_dir, tmp_path) -> None:
+    run, _ = gated_run  # data.dataset custom, as the cpu protocol's runs
+    args = json.loads((run / "args.json").read_text())
+    args["augmentations"] = [{"crop_size": 32, "num_crops": 2}]
+    (run / "args.json").write_text(json.dumps(args))
+    argv = ["cost-report", "--checkpoint", str(run), "--data", str(split_dir)]
+    assert main([*argv, "--num-workers", "0", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "cost_report.json").read_text())
+    assert report["summary"]["input_hw"] == [32, 32]
+    assert report["provenance"]["dataset"] == "cifar_jpg"
+    assert (
+        report["provenance"]["dataset_source"]
+        == "args.json data.dataset='custom' with crop_size=32"
+    )
+
+
 def test_cost_report_of_a_plain_state_dict_costs_the_dataset_input_size(
     split_dir, tmp_path
 ) -> None:
