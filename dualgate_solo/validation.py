@@ -1,4 +1,4 @@
-"""Argument checks that raise ``UsageError`` naming the option, the value and what is allowed.
+"""Argument checks that raise ``UsageError`` (a ``ValueError``) naming the option and the allowed values.
 
 Every public constructor and config reader of the package goes through these helpers, so a typo
 in a YAML file or a keyword argument fails before any computation starts, with a message of the

@@ -80,3 +80,13 @@ def test_help_shows_zero_defaults(capsys) -> None:
     assert main(["cost-report", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "always off (default: 0.0)" in text and "always on (default: 1.0)" in text
+
+
+def test_install_hook_writes_and_removes_the_pth(tmp_path, capsys) -> None:
+    from dualgate_solo.cli import main
+    from dualgate_solo.solo.import_hook import PTH_NAME
+
+    assert main(["install-hook", "--target", str(tmp_path)]) == 0
+    assert (tmp_path / PTH_NAME).is_file() and str(tmp_path / PTH_NAME) in capsys.readouterr().out
+    assert main(["install-hook", "--uninstall", "--target", str(tmp_path)]) == 0
+    assert not (tmp_path / PTH_NAME).exists()

@@ -23,13 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dualgate_solo.solo.hook_install import install_hook, uninstall_hook
+    from dualgate_solo.solo.hook_install import install_hook, site_packages, uninstall_hook
     from dualgate_solo.validation import UsageError
 
-    if args.target is not None and args.target.exists() and not args.target.is_dir():
-        raise UsageError(f"--target={str(args.target)!r} is a file; allowed values: a directory")
+    target = args.target or site_packages()
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--target={str(target)!r} is a file; allowed values: a directory")
     if args.uninstall:
-        print(f"removed {uninstall_hook(args.target)}")
+        uninstall_hook(target)
+        print(f"removed the start-up hook from {target}")
     else:
-        path = install_hook(args.target)
+        path = install_hook(target)
         print(f"wrote {path}: main_knn.py / main_umap.py now find this package's methods")
