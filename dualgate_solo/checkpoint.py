@@ -2,25 +2,44 @@
 
 Accepts a solo-learn pre-training checkpoint (Lightning ``.ckpt`` whose ``state_dict`` keys start
 with ``backbone.``, with the run's ``args.json`` beside it), a solo-learn run directory, or a plain
-backbone state dict (``.pt``/``.pth``) plus explicit backbone name and kwargs. Loads with
-``weights_only=True`` and ``strict=True``: a checkpoint of another architecture, or a run that
-never trained gates, raises ``ValueError`` instead of silently giving random weights.
+backbone state dict (``.pt``/``.pth``) plus the backbone name and the ``stem``/``width`` it was
+built with. Loads with ``weights_only=True`` and ``strict=True``.
+
+Every refusal is a :class:`~dualgate_solo.validation.UsageError` of one line that names the
+command-line option to change (``--checkpoint``, ``--backbone``, ``--stem``, ``--width``): a file
+that is not a checkpoint, a plain state dict without ``--backbone``, a run that never trained
+gates, or a backbone built differently from the one the checkpoint holds (the message names the
+first differing constructor argument and both values, read off the checkpoint's tensors).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dualgate_solo.method_registry import METHODS, trained_branches
 from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, create_backbone
+from dualgate_solo.models.gated_resnet import ARCHITECTURES
+from dualgate_solo.validation import UsageError, check_choice
 
-#: Methods whose checkpoints have trained gates.
-GATED_METHODS = ("vicreg_dual_gating", "vicreg_gating")
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+#: stem conv kernel size -> stem name
+STEM_KERNELS = {3: "cifar", 7: "imagenet"}
+#: constructor argument -> where a user sets it
+OPTIONS = {
+    "backbone": "--backbone",
+    "stem": "--stem",
+    "width": "--width",
+    "dual_bn_scope": "backbone.kwargs.dual_bn_scope",
+}
+NOT_A_CHECKPOINT = "allowed values: a Lightning .ckpt or a state dict saved with torch.save"
 
 
 @dataclass
@@ -41,26 +60,147 @@ class LoadedBackbone:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file for ``path``: the file itself, or the single newest ``*.ckpt`` of a run dir."""
+    """The checkpoint file for ``path``: the file itself, or the newest ``*.ckpt`` of a run dir."""
     path = Path(path)
     if path.is_dir():
         candidates = sorted(path.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
         if not candidates:
-            raise ValueError(f"checkpoint={str(path)!r} is a directory without any *.ckpt file")
+            raise UsageError(
+                f"--checkpoint={str(path)!r} is a directory without any *.ckpt file; allowed "
+                "values: a checkpoint file or a solo-learn run directory"
+            )
         return candidates[-1]
     if not path.is_file():
-        raise ValueError(f"checkpoint={str(path)!r} does not exist")
+        raise UsageError(f"--checkpoint={str(path)!r} does not exist")
     if path.suffix not in CHECKPOINT_SUFFIXES:
-        raise ValueError(
-            f"checkpoint={str(path)!r} is invalid; allowed values: a file ending in {', '.join(CHECKPOINT_SUFFIXES)}"
+        raise UsageError(
+            f"--checkpoint={str(path)!r} is invalid; allowed values: a file ending in "
+            f"{', '.join(CHECKPOINT_SUFFIXES)}"
         )
     return path
 
 
+def run_args(path: Path) -> dict[str, Any]:
+    """The ``args.json`` beside checkpoint ``path`` (solo-learn writes it), ``{}`` when absent."""
+    args_file = path.parent / "args.json"
+    if not args_file.is_file():
+        return {}
+    try:
+        return json.loads(args_file.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{str(args_file)!r} beside --checkpoint is not JSON ({error})") from None
+
+
 def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip the ``backbone.`` prefix of a Lightning state dict; plain backbone dicts pass through."""
+    """Strip the ``backbone.`` prefix of a Lightning state dict; plain backbone dicts pass as is."""
     prefixed = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     return prefixed or state
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The backbone tensors of checkpoint file ``path`` (``weights_only`` load, no code runs).
+
+    Raises:
+        UsageError: the file is not a torch checkpoint, holds Python objects a weights-only load
+            refuses, or holds no tensors.
+    """
+    where = f"--checkpoint={str(path)!r}"
+    try:
+        with warnings.catch_warnings():  # e.g. torch's note on the pickle protocol of the file
+            warnings.simplefilter("ignore")
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found:
+            raise UsageError(
+                f"{where} holds a pickled {found.group(1)}, which a weights-only load refuses to "
+                f"run, so it is not a state dict or a Lightning checkpoint; {NOT_A_CHECKPOINT}"
+            ) from None
+        raise UsageError(f"{where} is not a PyTorch checkpoint file; {NOT_A_CHECKPOINT}") from None
+    except Exception:  # torch.load fails on foreign bytes with any of a dozen exception types
+        raise UsageError(f"{where} is not a PyTorch checkpoint file; {NOT_A_CHECKPOINT}") from None
+    state = raw.get("state_dict", raw) if isinstance(raw, dict) else None
+    if not isinstance(state, dict) or not state:
+        kind = f"a {type(raw).__name__}" if state is None else "no tensors"
+        raise UsageError(f"{where} holds {kind}, not a state dict; {NOT_A_CHECKPOINT}")
+    tensors = {k: v for k, v in state.items() if isinstance(k, str) and torch.is_tensor(v)}
+    if len(tensors) != len(state):
+        raise UsageError(
+            f"{where} holds a dict of non-tensors, not a state dict; {NOT_A_CHECKPOINT}"
+        )
+    return backbone_state_dict(tensors)
+
+
+def held_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The constructor arguments a backbone state dict was saved from, read off its keys and shapes.
+
+    Returns ``{"backbone", "stem", "width", "dual_bn_scope"}``; a value is ``None`` when the state
+    dict does not show it (e.g. a network of another family). ``dual_bn_scope`` ``"backbone"``
+    also covers ``"all"``, which differs from it only outside the backbone.
+    """
+    stem_conv = state.get("conv1.weight")
+    blocks = {
+        tuple(map(int, m.groups())) for k in state if (m := re.match(r"layer(\d)\.(\d+)\.", k))
+    }
+    counts = tuple(sum(1 for s, _ in blocks if s == stage) for stage in (1, 2, 3, 4))
+    bottleneck = any(re.match(r"layer\d\.\d+\.conv3\.", k) for k in state)
+    depth = next(
+        (
+            d
+            for d, (block, n) in ARCHITECTURES.items()
+            if n == counts and (block.expansion > 1) == bottleneck
+        ),
+        None,
+    )
+    if "bn1.dense.weight" in state:
+        scope = "backbone"
+    elif any(".dense." in k for k in state):
+        scope = "block"
+    else:
+        scope = "none"
+    gated = any(".gate." in k for k in state)
+    return {
+        "backbone": next((n for n, d in BACKBONE_DEPTHS.items() if d == depth), None),
+        "stem": None if stem_conv is None else STEM_KERNELS.get(stem_conv.shape[-1]),
+        "width": None if stem_conv is None else stem_conv.shape[0],
+        "dual_bn_scope": scope if gated else None,
+    }
+
+
+def _mismatch(
+    backbone: GatedResNet,
+    name: str,
+    state: dict[str, torch.Tensor],
+    sources: dict[str, str],
+    path: Path,
+) -> str | None:
+    """One line saying how ``state`` differs from ``backbone``'s own state dict; ``None`` if not."""
+    own = backbone.state_dict()
+    if own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own):
+        return None
+    where = f"checkpoint {str(path)!r}"
+    held = held_architecture(state)
+    if held["dual_bn_scope"] is None:
+        return f"{where} holds no gates, so it is not a gated dg_resnet backbone"
+    built = {
+        "backbone": name,
+        "stem": backbone.stem,
+        "width": backbone.conv1.out_channels,
+        "dual_bn_scope": "backbone" if backbone.dual_bn_scope == "all" else backbone.dual_bn_scope,
+    }
+    for key, option in OPTIONS.items():
+        if held[key] is not None and held[key] != built[key]:
+            return (
+                f"{key}={built[key]!r} ({sources.get(key, 'the default')}) does not match {where}, "
+                f"which holds {key}={held[key]!r}; allowed values: {option} {held[key]}"
+            )
+    missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    shapes = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    return (
+        f"{where} does not hold a {name} with kwargs {backbone.extra_repr()}: {len(missing)} "
+        f"missing keys (e.g. {missing[:2]}), {len(extra)} unexpected keys (e.g. {extra[:2]}), "
+        f"{len(shapes)} shape mismatches (e.g. {sorted(shapes)[:2]})"
+    )
 
 
 def load_backbone(
@@ -73,38 +213,55 @@ def load_backbone(
 
     Args:
         checkpoint: a ``.ckpt``/``.pt``/``.pth`` file or a solo-learn run directory.
-        backbone_name: ``dg_resnet18/34/50``; read from ``args.json`` when omitted.
-        backbone_kwargs: constructor kwargs; ``args.json``'s ``backbone.kwargs`` when omitted.
+        backbone_name: ``dg_resnet18/34/50`` (``--backbone``); read from ``args.json`` when
+            omitted, and required for a plain state dict without one.
+        backbone_kwargs: constructor kwargs (``--stem``, ``--width``) that override
+            ``args.json``'s ``backbone.kwargs``. A plain state dict's ``dual_bn_scope``, which no
+            option sets, is read off its keys; its ``branch`` is ``gated``.
         require_gates: refuse checkpoints whose ``args.json`` names a method that never trained
             the gates (e.g. solo-learn's own ``vicreg``).
+
+    Raises:
+        UsageError: one line naming the option, the value and what is allowed (see the module).
     """
     path = find_checkpoint(checkpoint)
-    args_file = path.parent / "args.json"
-    args = json.loads(args_file.read_text()) if args_file.is_file() else {}
+    args = run_args(path)
     method = args.get("method")
-    if require_gates and method is not None and method not in GATED_METHODS:
-        raise ValueError(
-            f"checkpoint {str(path)!r} was pre-trained with method={method!r}, which never trains gates; "
-            f"allowed values: {', '.join(repr(m) for m in GATED_METHODS)}"
+    if require_gates and method is not None and "gated" not in trained_branches(method):
+        gated = ", ".join(repr(m) for m, spec in METHODS.items() if spec.trains_gates)
+        raise UsageError(
+            f"checkpoint {str(path)!r} was pre-trained with method={method!r}, which never trains "
+            f"gates; allowed values: a checkpoint of {gated}"
         )
-    name = backbone_name or args.get("backbone", {}).get("name")
-    if name not in BACKBONE_DEPTHS:
-        raise ValueError(
-            f"backbone.name={name!r} (checkpoint {str(path)!r}) is invalid; allowed values: "
-            f"{', '.join(repr(n) for n in BACKBONE_DEPTHS)}"
+    state = read_state_dict(path)
+    recorded = args.get("backbone") or {}
+    if backbone_name is None and recorded.get("name") is None:
+        raise UsageError(
+            f"--backbone is required: checkpoint {str(path)!r} is a plain state dict with no "
+            "args.json beside it (give --stem and --width too unless they are the defaults "
+            f"'cifar' and 64); allowed values: {', '.join(BACKBONE_DEPTHS)}"
         )
-    kwargs = (
-        dict(args.get("backbone", {}).get("kwargs") or {})
-        if backbone_kwargs is None
-        else dict(backbone_kwargs)
-    )
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    state = backbone_state_dict(raw.get("state_dict", raw))
+    if backbone_name is None:
+        name = check_choice("backbone.name (args.json)", recorded["name"], BACKBONE_DEPTHS)
+    else:
+        name = check_choice("--backbone", backbone_name, BACKBONE_DEPTHS)
+    given = dict(backbone_kwargs or {})
+    kwargs = {**(recorded.get("kwargs") or {}), **given}
+    sources = {key: f"args.json backbone.kwargs.{key}" for key in kwargs}
+    sources.update({key: OPTIONS.get(key, key) for key in given})
+    sources["backbone"] = "--backbone" if backbone_name is not None else "args.json backbone.name"
+    if not args:
+        held_scope = held_architecture(state)["dual_bn_scope"]
+        if held_scope is not None:
+            kwargs.setdefault("dual_bn_scope", held_scope)
+            sources.setdefault("dual_bn_scope", "read off the checkpoint")
+        kwargs.setdefault("branch", "gated")
     backbone = create_backbone(name, **kwargs)
+    problem = _mismatch(backbone, name, state, sources, path)
+    if problem is not None:
+        raise UsageError(problem)
     try:
         backbone.load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError) as error:
-        raise ValueError(
-            f"checkpoint {str(path)!r} does not hold a {name} with kwargs {kwargs}: {error}"
-        ) from error
+    except ValueError as error:  # the backbone's own guard, e.g. a branch that never trained
+        raise UsageError(f"checkpoint {str(path)!r}: {error}") from None
     return LoadedBackbone(backbone.eval(), method, path, args)

@@ -20,6 +20,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dualgate_solo.validation import UsageError
+
+
+def check_input_hw(option: str, input_hw: object) -> tuple[int, int]:
+    """``(H, W)`` as two ints if both are integers >= 1, else ``UsageError`` naming ``option``.
+
+    A MAC table needs a real forward pass, and a conv cannot run on an empty image.
+    """
+    if (
+        isinstance(input_hw, (tuple, list))
+        and len(input_hw) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in input_hw)
+    ):
+        return int(input_hw[0]), int(input_hw[1])
+    raise UsageError(
+        f"{option}={input_hw!r} is invalid; allowed values: (height, width), integers >= 1"
+    )
+
 
 def conv_macs(conv: nn.Conv2d, out_hw: tuple[int, int]) -> int:
     """Dense MACs of ``conv`` producing an output of spatial size ``out_hw``.

@@ -1,4 +1,4 @@
-"""Channel-usage figure (paper Fig. 1): per gated block, channels always on / always off / data dependent.
+"""Channel-usage figure (paper Fig. 1): per gated block, channels always on / off / data dependent.
 
 Input: :class:`~dualgate_solo.gate_stats.GateStatistics`; output: one row per block (CSV) and a
 stacked bar chart (PNG). A channel is "always off" when its on-rate over the split is at most

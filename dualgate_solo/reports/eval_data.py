@@ -1,42 +1,88 @@
-"""Evaluation splits as solo-learn's validation transforms see them (spec §6.3, no augmentation).
+"""Evaluation splits as solo-learn's validation transforms see them (no augmentation).
 
 ``eval_transform(dataset)`` mirrors ``solo.data.classification_dataloader.prepare_transforms``'s
 ``T_val`` for the dataset names solo-learn knows (CIFAR: ToTensor + Normalize; STL-10: resize
-96; ImageNet-style and ``custom``: resize 256, centre-crop 224); ``image_folder_split`` reads an
+96; ImageNet-style and ``custom``: resize 256, centre-crop 224) and fixes the image side to
+:data:`~dualgate_solo.choices.DATASET_INPUT_SIZES` (a no-op on 32-px CIFAR images), so the input
+size of every cost figure follows from the dataset name alone. ``image_folder_split`` reads an
 ImageFolder tree (one sub-folder per class), e.g. ``cifar10_jpg/test`` of the offline data.
+:func:`evaluation_dataset` decides the dataset, hence the input size, from ``--dataset`` or the
+run's ``args.json``, and refuses to guess when neither says it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
-from dualgate_solo.validation import check_choice
+from dualgate_solo.choices import DATASET_INPUT_SIZES, DATASETS
+from dualgate_solo.validation import UsageError, check_choice
 
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-DATASETS = ("cifar10", "cifar100", "stl10", "imagenet", "imagenet100", "custom", "cifar_jpg")
+#: ``args.json`` key (under ``data``) naming the solo-learn pipeline a ``custom`` run was
+#: evaluated with (``$DUALGATE_CUSTOM_PIPELINE``)
+CUSTOM_PIPELINE_KEY = "custom_pipeline"
+#: crop size of a ``custom`` run without a recorded pipeline -> the dataset evaluated at that size
+CUSTOM_CROP_DATASETS = {32: "cifar_jpg", 224: "custom"}
 
 
 def eval_transform(dataset: str) -> transforms.Compose:
-    """Validation transform of ``dataset`` (``cifar_jpg``: CIFAR transforms on an ImageFolder copy)."""
+    """Validation transform of ``dataset`` (``cifar_jpg``: CIFAR's, for an ImageFolder copy)."""
     check_choice("dataset", dataset, DATASETS)
+    side = DATASET_INPUT_SIZES[dataset]
     if dataset in ("cifar10", "cifar100", "cifar_jpg"):
-        return transforms.Compose([transforms.ToTensor(), transforms.Normalize(*CIFAR_STATS)])
-    if dataset == "stl10":
-        return transforms.Compose(
-            [transforms.Resize((96, 96)), transforms.ToTensor(), transforms.Normalize(*CIFAR_STATS)]
+        resize, stats = [transforms.Resize(side), transforms.CenterCrop(side)], CIFAR_STATS
+    elif dataset == "stl10":
+        resize, stats = [transforms.Resize((side, side))], CIFAR_STATS
+    else:
+        resize, stats = [transforms.Resize(256), transforms.CenterCrop(side)], IMAGENET_STATS
+    return transforms.Compose([*resize, transforms.ToTensor(), transforms.Normalize(*stats)])
+
+
+def evaluation_dataset(
+    dataset: str | None, run_args: dict[str, Any], checkpoint: str | Path
+) -> tuple[str, str]:
+    """The evaluation dataset of a checkpoint and where that came from: ``(name, source)``.
+
+    ``dataset`` (the ``--dataset`` option) wins. Otherwise the run's ``args.json``: its
+    ``data.dataset``; for ``custom`` data the pipeline recorded under
+    ``data.custom_pipeline``, else the first augmentation's ``crop_size`` (32 px: ``cifar_jpg``,
+    224 px: solo-learn's ``custom`` transform).
+
+    Raises:
+        UsageError: naming ``--dataset`` when it is needed (no ``args.json``, or a ``custom`` run
+            at another crop size) or when a recorded name is not one of :data:`DATASETS`.
+    """
+    allowed = ", ".join(DATASETS)
+    if dataset is not None:
+        return check_choice("--dataset", dataset, DATASETS), "--dataset"
+    data = run_args.get("data") or {}
+    recorded = data.get("dataset")
+    if recorded is None:
+        raise UsageError(
+            f"--dataset is required: checkpoint {str(checkpoint)!r} has no args.json beside it, "
+            f"so its input size is unknown; allowed values: {allowed}"
         )
-    return transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(*IMAGENET_STATS),
-        ]
-    )
+    if recorded != "custom":
+        name = check_choice("data.dataset (args.json)", recorded, DATASETS)
+        return name, f"args.json data.dataset={recorded!r}"
+    pipeline = data.get(CUSTOM_PIPELINE_KEY)
+    if pipeline:
+        name = check_choice(f"data.{CUSTOM_PIPELINE_KEY} (args.json)", pipeline, DATASETS)
+        return name, f"args.json data.dataset='custom' with data.{CUSTOM_PIPELINE_KEY}={pipeline!r}"
+    augmentations = run_args.get("augmentations") or [{}]
+    crop = augmentations[0].get("crop_size")
+    if crop not in CUSTOM_CROP_DATASETS:
+        raise UsageError(
+            f"--dataset is required: checkpoint {str(checkpoint)!r} was trained on custom data "
+            f"at crop_size={crop!r}, which names no evaluation input size; allowed values: "
+            f"{allowed}"
+        )
+    return CUSTOM_CROP_DATASETS[crop], f"args.json data.dataset='custom' with crop_size={crop}"
 
 
 def image_folder_split(
@@ -44,22 +90,27 @@ def image_folder_split(
 ) -> Dataset:
     """An ImageFolder split with ``dataset``'s validation transform.
 
-    Raises ``ValueError`` when ``path`` is not an ImageFolder tree or its class count differs from
-    ``expected_classes`` (the checkpoint's ``data.num_classes``).
+    Raises ``UsageError`` naming ``--data`` when ``path`` is not an ImageFolder tree or its class
+    count differs from ``expected_classes`` (the checkpoint's ``data.num_classes``).
     """
     path = Path(path)
     if not path.is_dir():
-        raise ValueError(
-            f"data={str(path)!r} is not a directory; expected an ImageFolder split (one sub-folder per class)"
+        raise UsageError(
+            f"--data={str(path)!r} is not a directory; allowed values: an ImageFolder split "
+            "(one sub-folder of images per class)"
         )
     try:
         split = datasets.ImageFolder(str(path), transform=eval_transform(dataset))
     except (FileNotFoundError, RuntimeError) as error:
-        raise ValueError(f"data={str(path)!r} is not an ImageFolder split: {error}") from error
+        reason = str(error).splitlines()[0]
+        raise UsageError(
+            f"--data={str(path)!r} is not an ImageFolder split ({reason}); allowed values: a "
+            "directory with one sub-folder of images per class"
+        ) from error
     if expected_classes is not None and len(split.classes) != expected_classes:
-        raise ValueError(
-            f"data={str(path)!r} has {len(split.classes)} classes, but the checkpoint was trained "
-            f"with data.num_classes={expected_classes}: wrong split?"
+        raise UsageError(
+            f"--data={str(path)!r} has {len(split.classes)} classes, but the checkpoint was "
+            f"trained with data.num_classes={expected_classes}: wrong split?"
         )
     return split
 

@@ -3,19 +3,19 @@
 Both branches embed the same images (deterministic gates); umap-learn projects each branch's
 features to 2-D and the two scatter plots, coloured by class, share one figure. solo-learn's
 ``OfflineUMAP``/``AutoUMAP`` plot one branch at a time (``main_umap.py`` per branch directory);
-this puts both in one picture.
+this puts both in one picture. Command line: ``dualgate-solo umap``
+(:mod:`dualgate_solo.commands.umap`).
 """
 
 from __future__ import annotations
 
-import argparse
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dualgate_solo.models import GatedResNet
-from dualgate_solo.reports.eval_data import DATASETS
 
 
 @torch.no_grad()
@@ -56,7 +56,9 @@ def plot_umap_branches(
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, branch in zip(axes, ("dense", "gated")):
         reducer = umap.UMAP(n_components=2, random_state=seed, n_neighbors=min(15, len(labels) - 1))
-        embeddings[branch] = reducer.fit_transform(features[branch])
+        with warnings.catch_warnings():  # "n_jobs overridden by random_state": seeded on purpose
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            embeddings[branch] = reducer.fit_transform(features[branch])
         scatter = ax.scatter(*embeddings[branch].T, c=labels, cmap="tab10", s=4, alpha=0.8)
         ax.set_title(f"{branch} branch")
         ax.set_xticks([]), ax.set_yticks([])
@@ -67,40 +69,3 @@ def plot_umap_branches(
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
     return embeddings
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint", required=True, help="a .ckpt/.pt file or a solo-learn run directory"
-    )
-    parser.add_argument("--data", required=True, type=Path, help="ImageFolder split")
-    parser.add_argument("--dataset", choices=DATASETS, default=None)
-    parser.add_argument("--max-samples", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", type=Path, default=Path("outputs/umap_branches.png"))
-
-
-def run(args: argparse.Namespace) -> None:
-    from dualgate_solo.checkpoint import load_backbone
-    from dualgate_solo.reports.eval_data import image_folder_split, loader
-
-    loaded = load_backbone(args.checkpoint)
-    data_cfg = loaded.args.get("data", {})
-    split = image_folder_split(
-        args.data, args.dataset or data_cfg.get("dataset") or "custom", data_cfg.get("num_classes")
-    )
-    # a fixed-seed subset spread over all classes rather than the first classes of the folder
-    index = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[
-        : args.max_samples
-    ]
-    subset = torch.utils.data.Subset(split, index.tolist())
-    features, labels = branch_features(
-        loaded.backbone.to(args.device),
-        loader(subset, args.batch_size),
-        args.max_samples,
-        args.device,
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plot_umap_branches(features, labels, args.out, class_names=split.classes)
-    print(f"UMAP of both branches ({len(labels)} images) -> {args.out}")

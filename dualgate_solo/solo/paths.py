@@ -6,17 +6,9 @@ from pathlib import Path
 
 
 def config_dir() -> Path:
-    """The ``configs`` directory: ``dualgate_solo/configs`` when installed, the repo's ``configs/`` otherwise."""
+    """The configs directory: ``dualgate_solo/configs`` (installed) or the repo's ``configs/``."""
     package = Path(__file__).resolve().parents[1]
     for candidate in (package / "configs", package.parent / "configs"):
         if (candidate / "pretrain").is_dir():
             return candidate
     raise FileNotFoundError(f"no configs directory next to {package}; reinstall dualgate-solo")
-
-
-def add_arguments(parser) -> None:  # noqa: ANN001  (``dualgate-solo config-dir``)
-    """No options: prints the directory for ``--config-path``."""
-
-
-def run(args) -> None:  # noqa: ANN001
-    print(config_dir())

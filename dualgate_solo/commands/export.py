@@ -1,0 +1,164 @@
+"""``dualgate-solo export``: a trained gated checkpoint -> a physically pruned, deployable network.
+
+Gate statistics of the gated branch over an image split (or the embedded synthetic images, drawn
+at the checkpoint's input size), a ``static`` or ``hybrid`` prune plan, the pruned network with the
+gated branch's weights, optional BN re-calibration, and the files of
+:func:`dualgate_solo.export.save_export` (``weights.pt`` + ``spec.json``, ``model.ts``,
+``model.onnx``, ``plan.json``) plus ``export_summary.json`` in ``--out``. Prints the kept inner
+widths per block and the MACs of the exported network.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from pathlib import Path
+
+from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES
+from dualgate_solo.commands.options import (
+    add_checkpoint_options,
+    add_data_options,
+    add_loader_options,
+    fraction,
+    integer,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_checkpoint_options(parser)
+    add_data_options(parser, data_default="--synthetic-size embedded synthetic images")
+    parser.add_argument(
+        "--synthetic-size",
+        type=integer(1),
+        default=512,
+        help="synthetic images when --data is not given (drawn at the --dataset input size)",
+    )
+    add_loader_options(parser, batch_size=128)
+    parser.add_argument(
+        "--max-batches",
+        type=integer(1),
+        default=None,
+        help="stop the gate statistics after this many batches",
+    )
+    parser.add_argument("--policy", choices=POLICIES, default="static", help="prune policy")
+    parser.add_argument(
+        "--off-threshold", type=fraction, default=0.0, help="drop channels with on-rate <= this"
+    )
+    parser.add_argument(
+        "--on-threshold",
+        type=fraction,
+        default=1.0,
+        help="hybrid: channels with on-rate >= this run without a gate",
+    )
+    parser.add_argument(
+        "--recalibrate-batches",
+        type=integer(0),
+        default=0,
+        help="re-estimate BN statistics on this many batches (0: keep the gated branch's)",
+    )
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=EXPORT_FORMATS,
+        default=list(EXPORT_FORMATS),
+        help="files to write",
+    )
+    parser.add_argument(
+        "--onnx-exporter", choices=ONNX_EXPORTERS, default="dynamo", help="ONNX back end"
+    )
+    parser.add_argument("--out", type=Path, default=Path("outputs/export"), help="output directory")
+
+
+def _batches(args: argparse.Namespace, dataset: str, num_classes: int | None) -> Iterable:
+    """Synthetic image batches ``[B, 3, S, S]`` (a list), or a loader over ``--data``."""
+    from dualgate_solo.choices import DATASET_INPUT_SIZES
+    from dualgate_solo.reports.eval_data import image_folder_split, loader
+
+    if args.data is None:
+        from dualgate_solo.synthetic import synthetic_shapes
+
+        size = DATASET_INPUT_SIZES[dataset]
+        images, _ = synthetic_shapes(args.synthetic_size, seed=12345, size=size)
+        return list(images.split(args.batch_size))
+    split = image_folder_split(args.data, dataset, num_classes)
+    return loader(split, args.batch_size, args.num_workers)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import json
+
+    import torch
+
+    from dualgate_solo.commands.options import check_output, open_checkpoint
+    from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
+    from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.provenance import provenance
+    from dualgate_solo.validation import UsageError
+
+    if args.off_threshold >= args.on_threshold:
+        raise UsageError(
+            f"--off-threshold={args.off_threshold} is invalid with --on-threshold="
+            f"{args.on_threshold}; allowed values: --off-threshold < --on-threshold"
+        )
+    check_output(args.out, directory=True)
+    loaded, dataset, source = open_checkpoint(args)
+    backbone = loaded.backbone.eval()
+    batches = _batches(args, dataset, loaded.args.get("data", {}).get("num_classes"))
+    stats = collect_gate_statistics(backbone, batches, max_batches=args.max_batches, progress=False)
+    plan = make_plan(backbone, stats, args.policy, args.off_threshold, args.on_threshold)
+    model = export_pruned(backbone, plan)
+    if args.recalibrate_batches:
+        recalibrate_bn(model, batches, args.recalibrate_batches)
+    example = torch.zeros(2, 3, *stats.costs.input_hw)
+    for batch in batches:
+        example = (batch[0] if isinstance(batch, (tuple, list)) else batch)[:2]
+        break
+    files = save_export(
+        model, args.out, example, args.formats, plan, onnx_exporter=args.onnx_exporter
+    )
+    summary = {
+        **provenance(),
+        "checkpoint": str(loaded.path),
+        "method": loaded.method,
+        "data": str(args.data) if args.data else f"synthetic ({args.synthetic_size} images)",
+        "dataset": dataset,
+        "dataset_source": source,
+        "num_samples": stats.num_samples,
+        "policy": plan.policy,
+        "off_threshold": plan.off_threshold,
+        "on_threshold": plan.on_threshold,
+        "recalibrate_batches": args.recalibrate_batches,
+        "input_hw": plan.input_hw,
+        "dense_macs": plan.dense_macs,
+        "exported_macs": plan.predicted_macs,
+        "gated_branch_mean_macs": stats.mean_ratio * stats.costs.dense_macs,
+        "theoretical_speedup": plan.dense_macs / plan.predicted_macs,
+        "blocks": [
+            {
+                "block": b.name,
+                "full": b.group_sizes,
+                "kept": [len(k) for k in b.kept],
+                "built": b.widths,
+                "gated": b.gated,
+                "macs": b.macs,
+                "dense_macs": b.dense_macs,
+            }
+            for b in plan.blocks
+        ],
+        "files": files,
+    }
+    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"{'block':10} {'full':>10} {'kept':>10} {'gated':>8} {'MACs':>14} {'dense MACs':>14}")
+    for b in summary["blocks"]:
+        print(
+            f"{b['block']:10} {str(b['full']):>10} {str(b['kept']):>10} {str(b['gated']):>8} "
+            f"{b['macs']:>14,} {b['dense_macs']:>14,}"
+        )
+    height, width = plan.input_hw
+    print(
+        f"{plan.policy} export at {height}x{width} px ({dataset}, from {source}): "
+        f"{plan.predicted_macs:,} MACs vs {plan.dense_macs:,} dense "
+        f"({plan.dense_macs / plan.predicted_macs:.2f}x fewer; gated branch mean "
+        f"{summary['gated_branch_mean_macs']:,.0f}) -> {args.out}"
+    )
+    return summary
