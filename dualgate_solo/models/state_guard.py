@@ -112,6 +112,19 @@ def _shapes(state: Mapping[str, Tensor], prefix: str) -> dict[str, tuple[int, ..
     return {k[len(prefix) :]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
 
 
+def _key_differences(
+    own: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], prefix: str
+) -> str:
+    lacking = sorted(prefix + k for k in own.keys() - given.keys())
+    extra = sorted(prefix + k for k in given.keys() - own.keys())
+    reshaped = sorted(prefix + k for k in own.keys() & given.keys() if own[k] != given[k])
+    return (
+        f"{len(lacking)} of its {len(own)} keys are missing (e.g. {lacking[:3]}), {len(extra)} "
+        f"are unexpected (e.g. {extra[:3]}) and {len(reshaped)} have another shape "
+        f"(e.g. {reshaped[:3]})"
+    )
+
+
 def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
     """Refuse to load ``state`` (keys under ``prefix``) into the gated ResNet ``module``.
 
@@ -134,12 +147,11 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
     if own_shapes != given_shapes:
         wanted, have = given.options(), own.options()
         settings = [f"backbone.{key}={wanted[key]}" for key in wanted if wanted[key] != have[key]]
-        differing = sorted(
-            k
-            for k in own_shapes.keys() | given_shapes.keys()
-            if own_shapes.get(k) != given_shapes.get(k)
+        detail = (
+            f"set {' '.join(settings)}"
+            if settings
+            else _key_differences(own_shapes, given_shapes, prefix)
         )
-        detail = f"set {' '.join(settings)}" if settings else f"differing tensors: {differing[:3]}"
         raise UsageError(
             f"checkpoint does not match the backbone: the checkpoint holds a {given.describe()}, "
             f"the backbone is a {own.describe()}; {detail}"
