@@ -13,48 +13,20 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_script
+from conftest import run_script
+from test_solo_scripts import _linear, pretrain
 
 from dualgate_solo.solo.custom_pipeline import ENV_VAR
 from dualgate_solo.solo.hook_install import install_hook
 
-CONFIGS = REPO / "configs"
-
-
-def _data(image_folders) -> list[str]:
-    train, val = image_folders
-    return [f"data.train_path={train}", f"data.val_path={val}", "data.num_workers=0"]
-
 
 @pytest.fixture(scope="module")
-def dual_checkpoint(solo_src, image_folders, tmp_path_factory) -> Path:
-    """A cpu_quick Dual-Gating checkpoint (width 8, cifar stem, both branches trained)."""
+def dual_run(solo_src, image_folders, tmp_path_factory) -> Path:
+    """A cpu_quick Dual-Gating run (width 8, cifar stem, both branches trained)."""
     workdir = tmp_path_factory.mktemp("dual")
-    args = [
-        "--config-path",
-        str(CONFIGS / "pretrain" / "cpu_quick"),
-        "--config-name",
-        "vicreg_dual_gating",
-        *_data(image_folders),
-        "knn_eval.enabled=False",
-        f"checkpoint.dir={workdir / 'trained_models'}",
-    ]
-    run_script(solo_src / "main_pretrain.py", args, cwd=workdir)
-    return next((workdir / "trained_models").rglob("*.ckpt"))
-
-
-def _linear(solo_src, checkpoint, config, image_folders, workdir, *extra, check=False):
-    args = [
-        "--config-path",
-        str(CONFIGS / "linear" / "cpu_quick"),
-        "--config-name",
-        config,
-        *_data(image_folders),
-        f"checkpoint.dir={workdir / 'trained_models'}",
-        f"pretrained_feature_extractor='{checkpoint}'",
-        *extra,
-    ]
-    return run_script(solo_src / "main_linear.py", args, cwd=workdir, check=check)
+    return pretrain(
+        solo_src, workdir, image_folders, "vicreg_dual_gating", "knn_eval.enabled=False"
+    )
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -62,10 +34,10 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def test_gated_checkpoint_given_to_solo_learns_plain_resnet18_fails_before_training(
-    solo_src, dual_checkpoint, image_folders, tmp_path
+    solo_src, dual_run, image_folders, tmp_path
 ) -> None:
     """The package's own ``linear/cpu_quick/vicreg.yaml`` builds solo-learn's ``resnet18``."""
-    result = _linear(solo_src, dual_checkpoint, "vicreg", image_folders, tmp_path)
+    result = _linear(solo_src, dual_run, "vicreg", image_folders, tmp_path, check=False)
     assert result.returncode != 0
     (line,) = _error_lines(result.stderr)
     assert line.startswith(
@@ -82,15 +54,16 @@ def test_gated_checkpoint_given_to_solo_learns_plain_resnet18_fails_before_train
 
 
 def test_width_mismatch_is_one_line_naming_the_kwarg(
-    solo_src, dual_checkpoint, image_folders, tmp_path
+    solo_src, dual_run, image_folders, tmp_path
 ) -> None:
     result = _linear(
         solo_src,
-        dual_checkpoint,
+        dual_run,
         "vicreg_dual_gating",
         image_folders,
         tmp_path,
         "backbone.kwargs.width=16",
+        check=False,
     )
     assert result.returncode != 0 and "size mismatch" not in result.stderr
     (line,) = _error_lines(result.stderr)
@@ -99,20 +72,13 @@ def test_width_mismatch_is_one_line_naming_the_kwarg(
 
 
 def test_linear_run_is_named_per_branch_and_inherits_the_custom_pipeline(
-    solo_src, dual_checkpoint, image_folders, tmp_path
+    solo_src, dual_run, image_folders, tmp_path
 ) -> None:
-    pretrain_args = json.loads((dual_checkpoint.parent / "args.json").read_text())
+    pretrain_args = json.loads((dual_run / "args.json").read_text())
     assert pretrain_args["data"]["custom_pipeline"] == "cifar10"  # recorded (cifar_jpg config)
-    _linear(
-        solo_src,
-        dual_checkpoint,
-        "vicreg_dual_gating",
-        image_folders,
-        tmp_path,
-        "backbone.kwargs.branch=gated",
-        "~data.custom_pipeline",  # not asked by the linear config: restored from pre-training
-        check=True,
-    )
+    # the linear config's own data.custom_pipeline is removed: the pre-training run's is restored
+    overrides = ("backbone.kwargs.branch=gated", "~data.custom_pipeline")
+    _linear(solo_src, dual_run, "vicreg_dual_gating", image_folders, tmp_path, *overrides)
     (args_file,) = (tmp_path / "trained_models" / "linear").rglob("args.json")
     args = json.loads(args_file.read_text())
     assert args["name"] == "vicreg_dual_gating-cpu_quick-linear-gated"
@@ -120,22 +86,13 @@ def test_linear_run_is_named_per_branch_and_inherits_the_custom_pipeline(
 
 
 def test_main_knn_refuses_a_pipeline_that_contradicts_the_recorded_one(
-    solo_src, dual_checkpoint, image_folders, tmp_path, monkeypatch
+    solo_src, dual_run, image_folders, tmp_path, monkeypatch
 ) -> None:
     train, val = image_folders
     monkeypatch.setenv(ENV_VAR, "imagenet")
-    args = [
-        "--dataset",
-        "custom",
-        "--train_data_path",
-        str(train),
-        "--val_data_path",
-        str(val),
-        "--num_workers",
-        "0",
-        "--pretrained_checkpoint_dir",
-        str(dual_checkpoint.parent),
-    ]
+    options = {"dataset": "custom", "train_data_path": train, "val_data_path": val}
+    options |= {"num_workers": 0, "pretrained_checkpoint_dir": dual_run}
+    args = [part for key, value in options.items() for part in (f"--{key}", str(value))]
     hook_dir = install_hook(tmp_path / "site").parent
     result = run_script(
         solo_src / "main_knn.py", args, cwd=tmp_path, shim=True, hook_dir=hook_dir, check=False
