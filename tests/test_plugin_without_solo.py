@@ -1,8 +1,9 @@
-"""The solo-learn plugin's pieces that need no solo-learn: start-up hook, branch dirs, configs, CLI."""
+"""The solo-learn plugin's pieces that need no solo-learn: hook, branch dirs, configs, CLI."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ CONFIGS = config_dir()
 
 
 def test_pth_hook_registers_right_after_the_trigger_module_is_imported(tmp_path) -> None:
-    """A fake ``solo.methods`` stands in for solo-learn; the real .pth file is processed by ``site``."""
+    """A fake ``solo.methods`` stands in for solo-learn; ``site`` processes the real .pth file."""
     hook_dir = install_hook(tmp_path / "site").parent
     fake = tmp_path / "fake" / "solo" / "methods"
     fake.mkdir(parents=True)
@@ -89,7 +90,8 @@ def test_branch_dirs_refuse_untrained_branches_and_other_methods(tmp_path) -> No
     )
     with pytest.raises(
         ValueError,
-        match=r"method \(args.json\)='vicreg' is invalid; allowed values: 'vicreg_dual_gating', 'vicreg_gating'",
+        match=r"method \(args.json\)='vicreg' is invalid; "
+        r"allowed values: 'vicreg_dual_gating', 'vicreg_gating'",
     ):
         make_branch_dirs(run)
     with pytest.raises(ValueError, match="has no args.json"):
@@ -127,13 +129,37 @@ def test_config_dir_command_prints_the_configs(capsys) -> None:
     )
 
 
-def test_custom_pipeline_variable_is_checked_by_name(monkeypatch) -> None:
-    from dualgate_solo.solo.custom_pipeline import ALLOWED, ENV_VAR, requested_pipeline
+def test_custom_pipeline_requests_are_checked_by_name_and_must_agree(monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from dualgate_solo.solo.custom_pipeline import ENV_VAR, requests, resolve
 
     monkeypatch.delenv(ENV_VAR, raising=False)
-    assert requested_pipeline() is None
+    assert resolve(requests()) == "custom"  # nothing asked: solo-learn's own builder
     monkeypatch.setenv(ENV_VAR, "cifar10")
-    assert requested_pipeline() == "cifar10"
+    assert resolve(requests()) == "cifar10"
+    cfg = OmegaConf.create({"data": {"dataset": "custom", "custom_pipeline": "cifar10"}})
+    assert resolve(requests(cfg)) == "cifar10"  # two sources that agree
+    cfg.data.custom_pipeline = "stl10"
+    with pytest.raises(ValueError, match=rf"data.custom_pipeline='stl10', \${ENV_VAR}='cifar10'"):
+        resolve(requests(cfg))
     monkeypatch.setenv(ENV_VAR, "cifar")
-    with pytest.raises(ValueError, match=rf"{ENV_VAR}='cifar'.*allowed: {', '.join(ALLOWED)}"):
-        requested_pipeline()
+    with pytest.raises(
+        ValueError, match=rf"^\${ENV_VAR}='cifar' is invalid; allowed values: 'custom', 'cifar10'"
+    ):
+        resolve(requests())
+
+
+def test_default_stem_and_run_fingerprint_without_solo() -> None:
+    from dualgate_solo.solo.config import default_stem, run_fingerprint
+
+    assert [default_stem(s) for s in (32, 64, 65, 96, 224)] == ["cifar"] * 2 + ["imagenet"] * 3
+    kwargs = {"lambda_flops": 5.0, "target_density": 0.1}
+    backbone = {"stem": "cifar", "width": 8, "branch": "dense"}
+    base = run_fingerprint(kwargs, "dg_resnet18", backbone)
+    assert re.fullmatch("[0-9a-f]{8}", base)
+    assert run_fingerprint(dict(reversed(kwargs.items())), "dg_resnet18", backbone) == base
+    assert run_fingerprint(kwargs, "dg_resnet18", {**backbone, "branch": "gated"}) == base
+    assert run_fingerprint({**kwargs, "lambda_flops": 50.0}, "dg_resnet18", backbone) != base
+    assert run_fingerprint(kwargs, "dg_resnet34", backbone) != base
+    assert run_fingerprint(kwargs, "dg_resnet18", {**backbone, "width": 16}) != base

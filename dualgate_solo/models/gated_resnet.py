@@ -96,10 +96,10 @@ class GatedResNet(nn.Module):
             (dense, gated). Saved in checkpoints, so loading can refuse to evaluate a branch
             that was never trained (e.g. the dense branch of a VICReg-Gating run).
 
-    Loading is guarded (:meth:`_check_checkpoint_keys`): a state dict whose backbone keys differ
-    from this model's raises ``ValueError`` even under ``strict=False``, the mode solo-learn's
-    ``main_linear.py`` and ``load_from_checkpoint`` use, which would otherwise silently keep
-    random weights.
+    Loading is guarded (:mod:`~dualgate_solo.models.state_guard`): a state dict of another
+    architecture raises ``UsageError`` naming the option to set, even under ``strict=False``, the
+    mode solo-learn's ``main_linear.py`` and ``load_from_checkpoint`` use, which would otherwise
+    silently keep random weights.
     """
 
     def __init__(
@@ -189,7 +189,7 @@ class GatedResNet(nn.Module):
         return BranchOutput(feats, tuple(masks), torch.stack(macs, 1), table, branch, tuple(logits))
 
     def ratio_for_masks(self, out: BranchOutput, masks: tuple[Tensor, ...]) -> Tensor:
-        """Per-sample kept-MAC ratio ``[B]`` the gated branch of ``out`` would have with other ``masks``.
+        """Per-sample kept-MAC ratio ``[B]`` of the gated branch of ``out`` under other ``masks``.
 
         Used to cost the deterministic (eval-style) masks of a training pass without a second
         forward; differentiable through ``masks``.
@@ -212,30 +212,10 @@ class GatedResNet(nn.Module):
     def _check_checkpoint_keys(
         module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ) -> None:
-        """Load-state-dict pre-hook: refuse a checkpoint of another architecture or an untrained branch.
+        """Load-state-dict pre-hook: :func:`~dualgate_solo.models.state_guard.check_gated_load`."""
+        from dualgate_solo.models.state_guard import check_gated_load  # imports this module
 
-        Raises:
-            ValueError: the keys under ``prefix`` are not exactly this model's (another depth,
-                stem, ``dual_bn_scope`` or a non-gated backbone), or ``trained_steps`` says
-                ``module.branch`` never ran in training while the other branch did.
-        """
-        own = {prefix + key for key in module.state_dict()}
-        given = {key for key in state_dict if key.startswith(prefix)}
-        if own != given:
-            lacking, extra = sorted(own - given), sorted(given - own)
-            raise ValueError(
-                f"checkpoint does not match the backbone ({module.extra_repr()}): "
-                f"{len(lacking)} of its {len(own)} keys are missing (e.g. {lacking[:3]}) and "
-                f"{len(extra)} keys are unexpected (e.g. {extra[:3]}). Use the backbone name and "
-                "kwargs (stem, dual_bn_scope, width) the checkpoint was pre-trained with."
-            )
-        steps = state_dict[prefix + "trained_steps"].tolist()
-        if sum(steps) > 0 and steps[BRANCHES.index(module.branch)] == 0:
-            trained = [b for b, n in zip(BRANCHES, steps) if n > 0]
-            raise ValueError(
-                f"branch={module.branch!r} was never trained in this checkpoint "
-                f"(training passes: {dict(zip(BRANCHES, steps))}); allowed values: {', '.join(trained)}"
-            )
+        check_gated_load(module, state_dict, prefix)
 
     @torch.no_grad()
     def cost_table(self, input_hw: tuple[int, int]) -> CostTable:

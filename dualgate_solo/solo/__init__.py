@@ -1,4 +1,4 @@
-"""solo-learn 1.0.6 integration: methods ``vicreg_dual_gating`` and ``vicreg_gating``.
+"""solo-learn 1.0.6 integration: the methods of :data:`dualgate_solo.method_registry.METHODS`.
 
 Nothing here imports solo-learn or torch at import time; :func:`register` does, when called by
 the Hydra plugin (``hydra_plugins/dualgate_solo_plugin``), by the start-up import hook
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 def register() -> None:
-    """Add the methods to ``solo.methods.METHODS`` and the backbones to ``BaseMethod._BACKBONES``."""
+    """Plug the methods and backbones into solo-learn (see :mod:`dualgate_solo.solo.registry`)."""
     from dualgate_solo.solo.registry import register as _register
 
     _register()

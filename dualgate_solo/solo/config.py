@@ -1,104 +1,146 @@
-"""``method_kwargs`` and ``backbone.kwargs`` defaults and checks for the solo-learn methods.
+"""Fill and check the cfg of a solo-learn run of one of this package's methods, in place.
 
-Defaults follow the paper's recipe (spec §6.1, decisions D1, D2, D5, D6, D12). They are written
-into the run's cfg in place (solo-learn's convention), so they also land in ``args.json`` and a
-later ``main_knn.py``/``main_umap.py`` rebuilds exactly the trained model. Every bad value raises
-``ValueError`` naming the key and the allowed values before any training starts.
+Everything comes from the method's :class:`~dualgate_solo.method_registry.MethodSpec`: the
+``method_kwargs`` defaults and their validation (:meth:`MethodSpec.parse_method_kwargs`, the one
+place that builds the method's option dataclasses), the ``backbone.kwargs`` defaults and the
+``dual_bn_scope``/``branch`` values the method allows. The filled values are written into the cfg
+(solo-learn's convention), so they land in ``args.json`` and a later ``main_knn.py`` or
+``main_umap.py`` rebuilds exactly the trained model. Every bad value raises :class:`UsageError`
+naming the key and the allowed values before the backbone is built.
+
+Run identity: solo-learn's ``AutoResumer`` resumes the newest checkpoint whose ``name`` (and a few
+other keys, not ``method_kwargs``) match. :func:`configure_run` therefore appends to ``name`` a
+fingerprint of everything in ``method_kwargs`` and ``backbone`` that changes training
+(:func:`run_fingerprint`), so runs that differ in any of them never resume each other.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dualgate_solo.losses import BudgetConfig
+from dualgate_solo.method_registry import MethodSpec
 from dualgate_solo.models import BACKBONE_DEPTHS
-from dualgate_solo.validation import check_choice
+from dualgate_solo.validation import UsageError, check_choice
 
-#: VICReg part, shared by both methods (spec §4.1).
-VICREG_DEFAULTS: dict[str, Any] = {
-    "proj_hidden_dim": 2048,
-    "proj_output_dim": 2048,
-    "sim_loss_weight": 25.0,
-    "var_loss_weight": 25.0,
-    "cov_loss_weight": 1.0,
-}
-#: Budget loss L_G (spec §4.2-4.3); the names are :class:`BudgetConfig`'s fields.
-BUDGET_DEFAULTS: dict[str, Any] = {
-    "target_density": 0.1,
-    "lambda_flops": 5.0,
-    "gamma_bound": 1.0,
-    "anneal_alpha": 0.02,
-    "bound_target": "sqrt",
-    "l1_count": True,
-    "ratio_source": "sampled",
-    "multiplier_lr": 0.0,
-}
-#: Per-method extras and backbone-kwarg defaults.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vicreg_dual_gating": {**VICREG_DEFAULTS, **BUDGET_DEFAULTS, "symmetric": False},
-    "vicreg_gating": {**VICREG_DEFAULTS, **BUDGET_DEFAULTS},
-}
-BACKBONE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "vicreg_dual_gating": {"branch": "dense", "dual_bn_scope": "block"},
-    "vicreg_gating": {"branch": "gated", "dual_bn_scope": "none"},
-}
-#: ``backbone.kwargs.dual_bn_scope`` values each method accepts (Baseline-2 has one BN set, §4.6).
-ALLOWED_SCOPES: dict[str, tuple[str, ...]] = {
-    "vicreg_dual_gating": ("block", "backbone", "all"),
-    "vicreg_gating": ("none",),
-}
-#: ``backbone.kwargs.branch`` values each method can evaluate (it trains only these).
-ALLOWED_BRANCHES: dict[str, tuple[str, ...]] = {
-    "vicreg_dual_gating": ("dense", "gated"),
-    "vicreg_gating": ("gated",),
-}
-SMALL_IMAGE_DATASETS = ("cifar10", "cifar100")
+#: Training crops up to this size (px) get the ``cifar`` stem by default.
+SMALL_CROP = 64
+#: ``backbone.kwargs`` that select the evaluated branch only: no part of the run's identity.
+EVALUATION_ONLY_KWARGS = ("branch",)
 
 
-def default_stem(dataset: str) -> str:
-    """``cifar`` stem (3x3/1, D8) for 32-px datasets, ``imagenet`` otherwise (STL-10 96 px, §2.1)."""
-    return "cifar" if dataset in SMALL_IMAGE_DATASETS else "imagenet"
+def default_stem(crop_size: int) -> str:
+    """The stem for training crops of ``crop_size`` px.
+
+    ``cifar`` (3x3/1 conv, no max-pool) up to :data:`SMALL_CROP` px, ``imagenet`` (7x7/2 conv +
+    3x3/2 max-pool) above: the ImageNet stem divides the resolution by 4, so a 32-px crop would
+    reach layer1 as 8x8 maps and layer4 as 1x1.
+    """
+    return "cifar" if crop_size <= SMALL_CROP else "imagenet"
 
 
-def budget_config(method_kwargs: DictConfig) -> BudgetConfig:
-    """The :class:`BudgetConfig` of filled ``method_kwargs`` (validates every budget value)."""
-    return BudgetConfig(**{key: method_kwargs[key] for key in BUDGET_DEFAULTS})
+def training_crop_size(cfg: DictConfig) -> int:
+    """The largest ``crop_size`` of ``cfg.augmentations`` (solo-learn's per-pipeline crops)."""
+    sizes = [aug.crop_size for aug in OmegaConf.select(cfg, "augmentations", default=None) or []]
+    if not sizes:
+        raise UsageError(
+            "backbone.kwargs.stem=None cannot be derived: the cfg has no augmentations with a "
+            "crop_size; allowed values: 'cifar', 'imagenet'"
+        )
+    return max(sizes)
 
 
-def apply_method_defaults(cfg: DictConfig, method: str) -> BudgetConfig:
-    """Fill and check ``cfg.method_kwargs`` / ``cfg.backbone`` for ``method`` in place; returns the budget.
+def run_fingerprint(
+    method_kwargs: Mapping[str, Any], backbone_name: str, backbone_kwargs: Mapping[str, Any]
+) -> str:
+    """8 hex digits of SHA-1 over the filled ``method_kwargs`` and the backbone (name, kwargs).
+
+    Stable across processes and Python versions (sorted JSON); ``backbone.kwargs.branch`` is left
+    out, because it only picks the branch that ``forward`` returns after training.
+    """
+    payload = {
+        "method_kwargs": dict(method_kwargs),
+        "backbone": {
+            "name": backbone_name,
+            "kwargs": {k: v for k, v in backbone_kwargs.items() if k not in EVALUATION_ONLY_KWARGS},
+        },
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _filled_kwargs(spec: MethodSpec, options: dict[type, Any]) -> dict[str, Any]:
+    """``method_kwargs`` from the parsed options, in the spec's order; ints in float fields
+    become floats, so ``lambda_flops=5`` and ``lambda_flops=5.0`` are one run."""
+    defaults = spec.method_defaults()
+    values = {
+        f.name: getattr(options[kind], f.name)
+        for kind in spec.kwargs_types
+        for f in dataclasses.fields(kind)
+    }
+    return {key: _as_default_type(value, defaults[key]) for key, value in values.items()}
+
+
+def _as_default_type(value: Any, default: Any) -> Any:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    return float(value) if isinstance(default, float) and is_int else value
+
+
+def configure_run(cfg: DictConfig, spec: MethodSpec) -> dict[type, Any]:
+    """Fill and check ``cfg`` for ``spec``'s method in place; returns its parsed options.
+
+    Fills ``method_kwargs`` (every key, from the spec's dataclasses) and ``backbone.kwargs``
+    (``branch``, ``dual_bn_scope`` and ``stem``, the last from the training crop size), resolves
+    interpolations such as ``name: ...-td${method_kwargs.target_density}`` (solo-learn writes
+    ``args.json`` unresolved) and appends :func:`run_fingerprint` to ``name`` (idempotent:
+    a cfg read back from ``args.json`` keeps its name).
+
+    Returns:
+        ``{dataclass: instance}`` for each of ``spec.kwargs_types``.
 
     Raises:
-        ValueError: an unknown ``method_kwargs`` key, a non-gated ``backbone.name``, a
-            ``dual_bn_scope`` the method does not support, small crops, or an invalid budget value.
+        UsageError: an unknown, ``null`` or invalid ``method_kwargs`` value, a backbone that is not
+            a gated ResNet, a ``dual_bn_scope`` or ``branch`` the method does not support, or
+            small crops.
     """
-    defaults = METHOD_DEFAULTS[method]
-    # Resolve interpolations such as ``name: ...-td${method_kwargs.target_density}`` now: solo-learn
-    # writes args.json unresolved, and its AutoResumer tells runs apart by ``name``.
-    OmegaConf.resolve(cfg)
-    kwargs = cfg.method_kwargs
-    for key in kwargs:
-        check_choice(f"method_kwargs key of {method}", key, defaults)
-    for key, value in defaults.items():
-        if OmegaConf.select(kwargs, key, default=None) is None:
-            kwargs[key] = value
+    given = OmegaConf.select(cfg, "method_kwargs", default=None)
+    given = OmegaConf.to_container(given, resolve=True) if given is not None else {}
+    options = spec.parse_method_kwargs(given)
+    cfg.method_kwargs = _filled_kwargs(spec, options)
 
-    check_choice("backbone.name", cfg.backbone.name, BACKBONE_DEPTHS)
+    check_choice("backbone.name", OmegaConf.select(cfg, "backbone.name"), BACKBONE_DEPTHS)
+    if OmegaConf.select(cfg, "backbone.kwargs", default=None) is None:
+        cfg.backbone.kwargs = {}
     backbone_kwargs = cfg.backbone.kwargs
-    for key, value in BACKBONE_DEFAULTS[method].items():
-        backbone_kwargs.setdefault(key, value)
+    for key, value in spec.backbone_defaults().items():
+        if backbone_kwargs.get(key) is None:
+            backbone_kwargs[key] = value
     if backbone_kwargs.get("stem") is None:
-        backbone_kwargs.stem = default_stem(cfg.data.dataset)
+        backbone_kwargs.stem = default_stem(training_crop_size(cfg))
     check_choice(
-        "backbone.kwargs.dual_bn_scope", backbone_kwargs.dual_bn_scope, ALLOWED_SCOPES[method]
+        "backbone.kwargs.dual_bn_scope", backbone_kwargs.dual_bn_scope, spec.dual_bn_scopes
     )
-    check_choice("backbone.kwargs.branch", backbone_kwargs.branch, ALLOWED_BRANCHES[method])
+    check_choice("backbone.kwargs.branch", backbone_kwargs.branch, spec.branches)
 
-    if OmegaConf.select(cfg, "data.num_small_crops", default=0):
-        raise ValueError(
-            f"data.num_small_crops={cfg.data.num_small_crops} is invalid for {method}; allowed values: 0 "
-            "(two large views: view 1 -> gated branch, view 2 -> dense branch)"
+    small_crops = OmegaConf.select(cfg, "data.num_small_crops", default=0)
+    if small_crops:
+        raise UsageError(
+            f"data.num_small_crops={small_crops} is invalid for {spec.name}; allowed values: 0 "
+            "(two large views, one per pipeline of augmentations)"
         )
-    return budget_config(kwargs)
+
+    OmegaConf.resolve(cfg)
+    fingerprint = run_fingerprint(
+        cfg.method_kwargs,
+        cfg.backbone.name,
+        OmegaConf.to_container(backbone_kwargs, resolve=True),
+    )
+    name = OmegaConf.select(cfg, "name", default=None) or spec.name
+    if not name.endswith(f"-{fingerprint}"):
+        cfg.name = f"{name}-{fingerprint}"
+    return options

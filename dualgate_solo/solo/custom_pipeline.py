@@ -1,46 +1,145 @@
-"""Opt-in: give solo-learn's ``custom`` (ImageFolder) data the pipeline of a named dataset.
+"""Which of solo-learn's pipelines transforms ``data.dataset: custom`` (ImageFolder) data.
 
-solo-learn 1.0.6 transforms ``data.dataset: custom`` for main_pretrain's online validation,
-``main_linear.py`` and ``main_knn.py`` with ``build_custom_pipeline()``: RandomResizedCrop 224 /
+solo-learn 1.0.6 transforms custom data for main_pretrain's online validation, ``main_linear.py``,
+``main_knn.py`` and ``main_umap.py`` with ``build_custom_pipeline()``: RandomResizedCrop 224 /
 Resize 256 + CenterCrop 224, ImageNet statistics; no config key changes it. For CIFAR stored as
-32-px JPEGs (``../shared/data``) that evaluates a network pre-trained at 32 px on 7x upsampled
-images: a train/test resolution mismatch that costs accuracy and 49x the MACs.
-solo-learn's docstring asks users to re-write that function for other data; setting
-``DUALGATE_CUSTOM_PIPELINE=cifar10`` (or another name below) does so, returning solo-learn's own
-pipeline for that dataset (for CIFAR: RandomResizedCrop 32 + flip / ToTensor, CIFAR mean/std).
-Unset, solo-learn behaves as shipped. Applied by :func:`dualgate_solo.solo.register`.
+32-px JPEGs that evaluates a network pre-trained at 32 px on 7x upsampled images: a train/test
+resolution mismatch that costs accuracy and 49x the MACs.
+
+This module makes the choice a config key, ``data.custom_pipeline``: one of :data:`ALLOWED`,
+``custom`` being solo-learn's own builder as shipped and any other name that dataset's pipeline in
+solo-learn (``cifar10``: RandomResizedCrop 32 + flip / ToTensor, CIFAR mean and std). A run asks
+for one in its config or with the environment variable ``DUALGATE_CUSTOM_PIPELINE``; a linear
+probe also inherits the pre-training run's choice (the ``args.json`` beside
+``pretrained_feature_extractor``). Every run on custom data records the pipeline it uses in its
+cfg, hence in its ``args.json`` (``custom`` when nothing was asked), and ``main_knn.py`` /
+``main_umap.py`` restore it from the ``args.json`` they load.
+
+Requests that disagree, or a name not in :data:`ALLOWED`, raise :class:`UsageError` naming every
+source, but only in a run that transforms custom data: at cfg time when the run's own dataset is
+``custom``, otherwise when the first custom image is transformed (solo-learn builds every
+dataset's pipeline, custom included, whatever the dataset). Importing solo-learn, and runs on its
+built-in datasets, are never affected. :func:`record` runs on every run's cfg (see
+:mod:`dualgate_solo.solo.run_cfg`); :func:`install_custom_pipeline` replaces solo-learn's builder.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dualgate_solo.validation import UsageError, check_choice
 
 ENV_VAR = "DUALGATE_CUSTOM_PIPELINE"
-ALLOWED = ("cifar10", "cifar100", "stl10", "imagenet100", "imagenet")
+CONFIG_KEY = "data.custom_pipeline"
+#: ``custom``: solo-learn's own ``build_custom_pipeline`` (224 px); others: that dataset's pipeline.
+ALLOWED = ("custom", "cifar10", "cifar100", "stl10", "imagenet100", "imagenet")
+SHIPPED = "custom"
+
+#: (source, value) pairs of the current run, set by :func:`record`; ``None``: no run recorded yet.
+_run_requests: list[tuple[str, Any]] | None = None
 
 
-def requested_pipeline() -> str | None:
-    """The dataset named by ``$DUALGATE_CUSTOM_PIPELINE``, ``None`` when unset; raises on other names."""
-    name = os.environ.get(ENV_VAR, "").strip()
-    if not name:
-        return None
-    if name not in ALLOWED:
-        raise ValueError(
-            f"{ENV_VAR}={name!r} is not a solo-learn dataset pipeline; allowed: {', '.join(ALLOWED)} (or unset)"
+def _pretraining_request(cfg: DictConfig) -> list[tuple[str, Any]]:
+    """The choice recorded by the pre-training run of a linear probe's checkpoint, if any."""
+    checkpoint = OmegaConf.select(cfg, "pretrained_feature_extractor", default=None)
+    if not isinstance(checkpoint, str):
+        return []
+    args_file = Path(checkpoint).parent / "args.json"
+    if not args_file.is_file():
+        return []
+    value = json.loads(args_file.read_text()).get("data", {}).get("custom_pipeline")
+    return [(f"{CONFIG_KEY} of the pre-training run ({args_file})", value)] if value else []
+
+
+def _env_request() -> list[tuple[str, Any]]:
+    value = os.environ.get(ENV_VAR, "").strip()
+    return [(f"${ENV_VAR}", value)] if value else []
+
+
+def requests(cfg: DictConfig | None = None) -> list[tuple[str, Any]]:
+    """Every (source, value) that asks for a pipeline: the cfg key, the variable, the pre-training
+    run's record (for a linear probe)."""
+    found = []
+    if cfg is not None:
+        value = OmegaConf.select(cfg, CONFIG_KEY, default=None)
+        if value is not None:
+            found.append((CONFIG_KEY, value))
+    found += _env_request()
+    if cfg is not None:
+        found += _pretraining_request(cfg)
+    return found
+
+
+def resolve(found: list[tuple[str, Any]]) -> str:
+    """The one pipeline ``found`` asks for (:data:`SHIPPED` when none).
+
+    Raises:
+        UsageError: a value not in :data:`ALLOWED`, or sources asking for different pipelines.
+    """
+    for source, value in found:
+        check_choice(source, value, ALLOWED)
+    if len({value for _, value in found}) > 1:
+        asked = ", ".join(f"{source}={value!r}" for source, value in found)
+        raise UsageError(
+            f"the custom-data pipeline is asked for inconsistently: {asked}; allowed values: one "
+            f"of {', '.join(ALLOWED)} from all of them (unset ${ENV_VAR} to use the recorded one)"
         )
-    return name
+    return found[0][1] if found else SHIPPED
+
+
+def record(cfg: DictConfig) -> None:
+    """Remember ``cfg``'s requests for this process; on custom data, resolve and record the choice.
+
+    Called after solo-learn's own cfg defaults of every method and linear probe, i.e. in
+    main_pretrain/main_linear with the run's cfg and in main_knn/main_umap with the loaded
+    ``args.json``.
+    """
+    global _run_requests
+    _run_requests = requests(cfg)
+    if OmegaConf.select(cfg, "data.dataset", default=None) == "custom":
+        cfg.data.custom_pipeline = resolve(_run_requests)
+
+
+def active_pipeline() -> str:
+    """The pipeline for custom data in this process: the recorded run's, else the variable's."""
+    return resolve(_run_requests if _run_requests is not None else _env_request())
+
+
+class RefusedPipeline:
+    """Stands in for custom-data transforms that cannot be built: raises on first use.
+
+    solo-learn builds the custom pipeline even for runs on its own datasets, which must not fail.
+    """
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __call__(self, image: Any) -> Any:
+        raise UsageError(self.message)
+
+    def __repr__(self) -> str:
+        return f"RefusedPipeline({self.message!r})"
 
 
 def install_custom_pipeline() -> None:
-    """Replace ``solo.data.classification_dataloader.build_custom_pipeline`` when the variable is set."""
-    name = requested_pipeline()
-    if name is None:
-        return
+    """Replace ``solo.data.classification_dataloader.build_custom_pipeline`` (idempotent)."""
     from solo.data import classification_dataloader as loader
 
     original = getattr(loader.build_custom_pipeline, "shipped", loader.build_custom_pipeline)
 
     def build_custom_pipeline() -> dict:
+        try:
+            name = active_pipeline()
+        except UsageError as error:
+            refused = RefusedPipeline(str(error))
+            return {"T_train": refused, "T_val": refused}
+        if name == SHIPPED:
+            return original()
         # prepare_transforms builds every dataset's pipeline, custom included: restore solo-learn's
         # own builder while it runs, then pick the named dataset's train/val transforms.
         loader.build_custom_pipeline = original
@@ -52,6 +151,6 @@ def install_custom_pipeline() -> None:
 
     build_custom_pipeline.shipped = original
     build_custom_pipeline.__doc__ = (
-        f"solo-learn's {name!r} pipeline for custom data (set by ${ENV_VAR})."
+        f"solo-learn's pipeline named by {CONFIG_KEY} / ${ENV_VAR} (dualgate_solo)."
     )
     loader.build_custom_pipeline = build_custom_pipeline

@@ -1,16 +1,19 @@
-"""solo-learn methods ``vicreg_dual_gating`` (BMVC 2023) and ``vicreg_gating`` (Baseline-2, IMVIP 2022).
+"""solo-learn classes of the methods in :data:`dualgate_solo.method_registry.METHODS`.
 
-Thin Lightning wrappers over the framework-free core (:mod:`dualgate_solo.objective`): they build
-the gated backbone through solo-learn's registry, feed solo-learn's online linear probe and k-NN
-per branch, anneal ``p`` per epoch (D12) and give the gates weight decay 0 (D11).
+Thin Lightning wrappers over the framework-free core (:mod:`dualgate_solo.objective`). One base,
+:class:`GatedMethod`, does everything a method's :class:`~dualgate_solo.method_registry.MethodSpec`
+describes: it fills and checks the cfg (:func:`dualgate_solo.solo.config.configure_run`), builds
+the gated backbone through solo-learn's registry, feeds solo-learn's online linear probe and k-NN
+per trained branch, anneals ``p`` per epoch and gives the gates weight decay 0. A method's class
+adds only its ``SPEC`` and its :meth:`GatedMethod.objective`.
 
 Branch conventions (what each unchanged downstream script sees):
 
 * ``forward(X)`` runs ``backbone.branch`` (``backbone.kwargs.branch`` in the cfg) and returns
   ``{"feats", "logits", "z"}``: that is what ``main_knn.py``, ``main_umap.py`` and AutoUMAP read.
-* Validation runs every trained branch with deterministic gates. The method's *primary* branch
+* Validation runs every trained branch with deterministic gates. The spec's *primary* branch
   (dense for Dual-Gating, gated for Gating) logs solo-learn's usual ``val_acc1``/``val_knn_acc1``;
-  the other logs ``val_gated_acc1``/``val_gated_knn_acc1``. The gated branch adds
+  another branch logs ``val_<branch>_acc1``/``val_<branch>_knn_acc1``. The gated branch adds
   ``val_flops_ratio``, ``val_flops_reduction`` and ``val_density/<block>``.
 
 Imports solo-learn at module level: import it only through :func:`dualgate_solo.solo.register`.
@@ -19,7 +22,7 @@ Imports solo-learn at module level: import it only through :func:`dualgate_solo.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import omegaconf
 import torch
@@ -31,45 +34,56 @@ from solo.utils.metrics import accuracy_at_k, weighted_mean
 from torch import Tensor, nn
 
 from dualgate_solo.layers.gate import ChannelGate
-from dualgate_solo.losses import BudgetMultiplier, anneal_p
+from dualgate_solo.losses import BudgetConfig, BudgetMultiplier, anneal_p
+from dualgate_solo.method_registry import (
+    DualGatingOptions,
+    MethodSpec,
+    VICRegConfig,
+    get_method,
+)
 from dualgate_solo.models import BranchOutput
 from dualgate_solo.models.projector import Projector
 from dualgate_solo.objective import ObjectiveOutput, dual_gating_objective, gating_objective
-from dualgate_solo.solo.config import apply_method_defaults, budget_config
+from dualgate_solo.solo.config import configure_run
 
 
 class GatedMethod(BaseMethod):
-    """Shared machinery of the two gated VICReg methods; subclasses define :meth:`objective`.
+    """Shared machinery of the gated methods, driven by ``SPEC``; subclasses add :meth:`objective`.
 
     Class attributes:
-        METHOD: the registry name (also selects the cfg defaults).
-        PRIMARY_BRANCH: the branch fed to solo-learn's own ``classifier`` and ``knn``.
-        BRANCHES: branches trained and validated, primary first.
+        SPEC: the method's registry entry: name, trained branches (primary first: the one fed
+            to solo-learn's own ``classifier`` and ``knn``), allowed ``dual_bn_scope`` values and
+            the dataclasses of its ``method_kwargs``.
+
+    Attributes:
+        options: ``{dataclass: instance}`` parsed from ``method_kwargs`` (one per
+            ``SPEC.kwargs_types``); ``budget`` is ``options[BudgetConfig]``.
     """
 
-    METHOD: str = ""
-    PRIMARY_BRANCH: str = ""
-    BRANCHES: tuple[str, ...] = ()
+    SPEC: ClassVar[MethodSpec]
 
     def __init__(self, cfg: omegaconf.DictConfig):
+        # Fill and check the cfg before solo-learn builds the backbone from it.
+        options = configure_run(cfg, self.SPEC)
         super().__init__(cfg)
-        kwargs = cfg.method_kwargs
-        self.budget = budget_config(kwargs)
+        self.options = options
+        self.budget: BudgetConfig = options[BudgetConfig]
+        vicreg: VICRegConfig = options[VICRegConfig]
         self.vicreg_fn = partial(
             vicreg_loss_func,
-            sim_loss_weight=kwargs.sim_loss_weight,
-            var_loss_weight=kwargs.var_loss_weight,
-            cov_loss_weight=kwargs.cov_loss_weight,
+            sim_loss_weight=vicreg.sim_loss_weight,
+            var_loss_weight=vicreg.var_loss_weight,
+            cov_loss_weight=vicreg.cov_loss_weight,
         )
         dual_projector = cfg.backbone.kwargs.dual_bn_scope == "all"
         self.projector = Projector(
-            self.features_dim, kwargs.proj_hidden_dim, kwargs.proj_output_dim, dual_projector
+            self.features_dim, vicreg.proj_hidden_dim, vicreg.proj_output_dim, dual_projector
         )
         self.extra_classifiers = nn.ModuleDict(
             {
                 b: nn.Linear(self.features_dim, self.num_classes)
-                for b in self.BRANCHES
-                if b != self.PRIMARY_BRANCH
+                for b in self.SPEC.branches
+                if b != self.SPEC.primary_branch
             }
         )
         self.extra_knns = nn.ModuleDict(
@@ -86,27 +100,22 @@ class GatedMethod(BaseMethod):
         self.budget_multiplier = BudgetMultiplier()
         self.register_buffer("anneal_p", torch.tensor(1.0, dtype=torch.float64))
 
-    @classmethod
-    def add_and_assert_specific_cfg(cls, cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        """solo-learn's defaults, then this method's (:func:`apply_method_defaults`), in place."""
-        cfg = BaseMethod.add_and_assert_specific_cfg(cfg)
-        apply_method_defaults(cfg, cls.METHOD)
-        return cfg
-
     # ----------------------------------------------------------------------------- heads
     def classifier_for(self, branch: str) -> nn.Module:
-        """The online linear probe of ``branch`` (solo-learn's ``classifier`` for the primary one)."""
-        return self.classifier if branch == self.PRIMARY_BRANCH else self.extra_classifiers[branch]
+        """The online linear probe of ``branch`` (solo-learn's ``classifier`` for the primary)."""
+        if branch == self.SPEC.primary_branch:
+            return self.classifier
+        return self.extra_classifiers[branch]
 
     def knn_for(self, branch: str) -> WeightedKNNClassifier | None:
         """The online k-NN of ``branch`` (``None`` when ``knn_eval.enabled`` is off)."""
         if not self.knn_eval:
             return None
-        return self.knn if branch == self.PRIMARY_BRANCH else self.extra_knns[branch]
+        return self.knn if branch == self.SPEC.primary_branch else self.extra_knns[branch]
 
     def metric_prefix(self, branch: str) -> str:
         """``val_`` for the primary branch (solo-learn's keys), ``val_<branch>_`` otherwise."""
-        return "" if branch == self.PRIMARY_BRANCH else f"{branch}_"
+        return "" if branch == self.SPEC.primary_branch else f"{branch}_"
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
@@ -150,7 +159,10 @@ class GatedMethod(BaseMethod):
         return X if self.no_channel_last else X.to(memory_format=torch.channels_last)
 
     def forward(self, X: Tensor) -> dict[str, Tensor]:
-        """``X [B, 3, H, W]`` through ``backbone.branch``: ``feats [B, F]``, ``logits [B, C]``, ``z [B, D]``."""
+        """``X [B, 3, H, W]`` through ``backbone.branch``.
+
+        Returns ``feats [B, F]``, ``logits [B, C]`` and ``z [B, D]``.
+        """
         branch = self.backbone.branch
         feats = self.backbone(self._layout(X))
         return {
@@ -160,14 +172,17 @@ class GatedMethod(BaseMethod):
         }
 
     def multicrop_forward(self, X: Tensor) -> dict[str, Any]:
-        raise NotImplementedError(f"{self.METHOD} uses exactly two large views and no small crops")
+        raise NotImplementedError(
+            f"{self.SPEC.name} uses exactly two large views and no small crops"
+        )
 
     # ----------------------------------------------------------------------------- training
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
+        """The method's loss on two views ``[B, 3, H, W]`` at annealing value ``p``."""
         raise NotImplementedError
 
     def on_train_epoch_start(self) -> None:
-        """p = exp(-alpha * epoch) (D12); derived from ``current_epoch``, so a resume restores it."""
+        """p = exp(-alpha * epoch), derived from ``current_epoch``, so a resume restores it."""
         self.anneal_p.fill_(anneal_p(self.current_epoch, self.budget.anneal_alpha))
 
     def _probe(self, out: BranchOutput, targets: Tensor) -> dict[str, Tensor]:
@@ -177,11 +192,11 @@ class GatedMethod(BaseMethod):
         return {"loss": loss, "acc1": acc1, "acc5": acc5}
 
     def training_step(self, batch: list[Any], batch_idx: int) -> Tensor:
-        """``batch = [indexes, [view_1, view_2], targets]`` -> SSL loss + L_G + online-probe losses."""
+        """``batch = [indexes, [view_1, view_2], targets]`` -> SSL loss + L_G + probe losses."""
         _, views, targets = batch
         if isinstance(views, Tensor) or len(views) != 2:
             raise ValueError(
-                f"{self.METHOD} needs exactly 2 views per sample (data.num_large_crops=2)"
+                f"{self.SPEC.name} needs exactly 2 views per sample (data.num_large_crops=2)"
             )
         out = self.objective(tuple(self._layout(v) for v in views), float(self.anneal_p))
         if self.budget.multiplier_lr > 0:
@@ -222,7 +237,7 @@ class GatedMethod(BaseMethod):
         seen: dict[str, BranchOutput] = {}
         for o in outputs:
             seen.setdefault(o.branch, o)
-        return [seen[b] for b in self.BRANCHES]
+        return [seen[b] for b in self.SPEC.branches]
 
     # ----------------------------------------------------------------------------- validation
     def validation_step(
@@ -232,11 +247,11 @@ class GatedMethod(BaseMethod):
         dataloader_idx: int | None = None,
         update_validation_step_outputs: bool = True,
     ) -> dict[str, Any]:
-        """Every branch of :attr:`BRANCHES` on ``batch = (X, targets)`` with deterministic gates."""
+        """Every trained branch on ``batch = (X, targets)``, gates deterministic."""
         X, targets = batch
         X = self._layout(X)
         metrics: dict[str, Any] = {"batch_size": targets.size(0)}
-        for branch in self.BRANCHES:
+        for branch in self.SPEC.branches:
             out = self.backbone.forward_branch(X, branch)
             probe = self._probe(out, targets)
             prefix = f"val_{self.metric_prefix(branch)}"
@@ -259,14 +274,14 @@ class GatedMethod(BaseMethod):
         return metrics
 
     def on_validation_epoch_end(self) -> None:
-        """Batch-size-weighted means of every validation metric, FLOPs R. and the k-NN per branch."""
+        """Batch-size-weighted means of the validation metrics, FLOPs R. and k-NN per branch."""
         outputs = self.validation_step_outputs
         keys = [k for k in outputs[0] if k != "batch_size"] if outputs else []
         log = {k: weighted_mean(outputs, k, "batch_size") for k in keys}
         if "val_flops_ratio" in log:
             log["val_flops_reduction"] = 1.0 - log["val_flops_ratio"]
         if not self.trainer.sanity_checking:
-            for branch in self.BRANCHES:
+            for branch in self.SPEC.branches:
                 knn = self.knn_for(branch)
                 if knn is not None:
                     acc1, acc5 = knn.compute()
@@ -277,15 +292,9 @@ class GatedMethod(BaseMethod):
 
 
 class VICRegDualGating(GatedMethod):
-    """VICReg-Dual-Gating (Krishna et al., BMVC 2023): view 1 -> gated branch, view 2 -> dense.
+    """VICReg-Dual-Gating (Krishna et al., BMVC 2023): view 1 -> gated branch, view 2 -> dense."""
 
-    ``method_kwargs``: VICReg weights and projector dims, the budget (``target_density`` ... see
-    :data:`dualgate_solo.solo.config.BUDGET_DEFAULTS`) and ``symmetric`` (D2).
-    """
-
-    METHOD = "vicreg_dual_gating"
-    PRIMARY_BRANCH = "dense"
-    BRANCHES = ("dense", "gated")
+    SPEC = get_method("vicreg_dual_gating")
 
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
         return dual_gating_objective(
@@ -295,17 +304,15 @@ class VICRegDualGating(GatedMethod):
             self.budget,
             p,
             self.vicreg_fn,
-            symmetric=bool(self.cfg.method_kwargs.symmetric),
+            symmetric=self.options[DualGatingOptions].symmetric,
             multiplier=float(self.budget_multiplier.value),
         )
 
 
 class VICRegGating(GatedMethod):
-    """VICReg-Gating, Baseline-2 (Krishna et al., IMVIP 2022; spec §4.6): both views gated, one BN set."""
+    """VICReg-Gating (Krishna et al., IMVIP 2022): both views gated, one BN set."""
 
-    METHOD = "vicreg_gating"
-    PRIMARY_BRANCH = "gated"
-    BRANCHES = ("gated",)
+    SPEC = get_method("vicreg_gating")
 
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
         return gating_objective(
@@ -317,9 +324,3 @@ class VICRegGating(GatedMethod):
             self.vicreg_fn,
             multiplier=float(self.budget_multiplier.value),
         )
-
-
-#: Registry name -> class, as added to ``solo.methods.METHODS``.
-METHOD_CLASSES: dict[str, type[GatedMethod]] = {
-    cls.METHOD: cls for cls in (VICRegDualGating, VICRegGating)
-}

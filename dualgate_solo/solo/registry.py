@@ -1,10 +1,13 @@
-"""One idempotent :func:`register` that plugs the methods and backbones into solo-learn 1.0.6.
+"""One idempotent :func:`register` that plugs the package into solo-learn 1.0.6.
 
-It mutates solo-learn's own dicts in place (``solo.methods.METHODS`` and the class-level
-``BaseMethod._BACKBONES``, which ``main_linear.py`` reads explicitly; contract §2), so every
-unchanged script sees ``method: vicreg_dual_gating`` / ``vicreg_gating`` and
-``backbone.name: dg_resnet18|34|50``. Safe to call any number of times (Hydra re-runs plugin
-modules; the start-up hook and user code may call it too).
+It mutates solo-learn's own registries in place (``solo.methods.METHODS`` and the class-level
+``BaseMethod._BACKBONES``, which ``main_linear.py`` reads explicitly), so every unchanged script
+sees each method of :data:`dualgate_solo.method_registry.METHODS` and ``backbone.name:
+dg_resnet18|34|50``. It also guards solo-learn's own backbones against this package's
+checkpoints (:mod:`~dualgate_solo.solo.load_guard`), completes every run's cfg
+(:mod:`~dualgate_solo.solo.run_cfg`) and installs the custom-data pipeline choice
+(:mod:`~dualgate_solo.solo.custom_pipeline`). Safe to call any number of times (Hydra re-runs
+plugin modules; the start-up hook and user code may call it too).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from dualgate_solo.method_registry import METHODS
 from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, create_backbone
 
 
 class _Factory:
-    """solo-learn backbone factory ``fn(method, **backbone.kwargs)`` for one name; ``method`` is unused."""
+    """solo-learn backbone factory ``fn(method, **backbone.kwargs)``; ``method`` is unused."""
 
     def __init__(self, name: str):
         self.name = name
@@ -29,17 +33,20 @@ class _Factory:
 
 
 def register() -> None:
-    """Add ``vicreg_dual_gating``, ``vicreg_gating`` and ``dg_resnet*`` to solo-learn's registries."""
+    """Add every registered method and ``dg_resnet*`` to solo-learn's registries."""
     # sys.modules, not the ``solo.methods`` attribute: the start-up hook runs while ``solo`` itself
     # is still initialising, before the attribute exists.
     methods = importlib.import_module("solo.methods")
     from solo.methods.base import BaseMethod
 
+    from dualgate_solo.solo import run_cfg
     from dualgate_solo.solo.custom_pipeline import install_custom_pipeline
-    from dualgate_solo.solo.methods import METHOD_CLASSES
+    from dualgate_solo.solo.load_guard import guard_backbones
 
-    for name, cls in METHOD_CLASSES.items():
-        methods.METHODS.setdefault(name, cls)
+    for name, spec in METHODS.items():
+        methods.METHODS.setdefault(name, spec.solo_class_object())
+    guard_backbones(BaseMethod._BACKBONES)
     for name in BACKBONE_DEPTHS:
         BaseMethod._BACKBONES.setdefault(name, _Factory(name))
+    run_cfg.install()
     install_custom_pipeline()

@@ -1,0 +1,165 @@
+"""Read a gated ResNet's architecture off its state dict, and refuse loads that do not fit.
+
+solo-learn loads checkpoints non-strictly (``main_linear.py``, ``load_from_checkpoint``), so a
+mismatch would silently keep random weights, and a shape mismatch ends in torch's list of every
+differing tensor. :func:`read_architecture` recovers the constructor options a state dict was
+saved with (depth, stem, width, ``dual_bn_scope``, ``gate_reduction``, trained branches), so a
+mismatch can be reported as one line naming the option and the value to set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from dualgate_solo.layers import BRANCHES
+from dualgate_solo.validation import UsageError
+
+_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class GatedArchitecture:
+    """The options of the gated ResNet that saved a state dict.
+
+    Attributes:
+        name: ``dg_resnet18/34/50``; ``None`` for a block layout of no registered depth.
+        stem: ``cifar`` (3x3 first conv) or ``imagenet`` (7x7).
+        width: channels of the first conv (``width`` of :class:`GatedResNet`).
+        dual_bn_scope: ``none``, ``block`` or ``backbone`` (``all`` differs from ``backbone``
+            only in the projector, which is not part of the backbone's state).
+        gate_reduction: ``C_in // hidden`` of the widest gate.
+        trained_steps: training passes per branch, in :data:`BRANCHES` order.
+    """
+
+    name: str | None
+    stem: str
+    width: int
+    dual_bn_scope: str
+    gate_reduction: int
+    trained_steps: tuple[int, ...]
+
+    @property
+    def trained_branches(self) -> tuple[str, ...]:
+        return tuple(b for b, n in zip(BRANCHES, self.trained_steps) if n > 0)
+
+    def options(self) -> dict[str, object]:
+        """``backbone.<key>`` -> value, the settings that rebuild this architecture."""
+        return {
+            "name": self.name or "dg_resnet<depth>",
+            "kwargs.stem": self.stem,
+            "kwargs.width": self.width,
+            "kwargs.dual_bn_scope": self.dual_bn_scope,
+            "kwargs.gate_reduction": self.gate_reduction,
+        }
+
+    def describe(self) -> str:
+        return (
+            f"{self.name or 'gated ResNet of unregistered depth'} (stem={self.stem!r}, "
+            f"width={self.width}, dual_bn_scope={self.dual_bn_scope!r})"
+        )
+
+
+def _depth_name(bottleneck: bool, counts: tuple[int, ...]) -> str | None:
+    from dualgate_solo.models.factory import BACKBONE_DEPTHS
+    from dualgate_solo.models.gated_resnet import ARCHITECTURES
+
+    for name, depth in BACKBONE_DEPTHS.items():
+        block_type, depth_counts = ARCHITECTURES[depth]
+        if depth_counts == counts and (block_type.expansion > 1) == bottleneck:
+            return name
+    return None
+
+
+def read_architecture(state: Mapping[str, Tensor], prefix: str = "") -> GatedArchitecture | None:
+    """The architecture of the gated ResNet whose keys start with ``prefix``; ``None`` if none.
+
+    A state dict counts as a gated ResNet's when it holds ``trained_steps``, ``conv1.weight`` and
+    a gate in every block; nothing else saves ``trained_steps``.
+    """
+    own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    blocks = sorted(
+        {m.group(0)[:-1] for k in own if (m := _BLOCK.match(k))},
+        key=lambda b: tuple(int(x) for x in b[len("layer") :].split(".")),
+    )
+    gates = [own.get(f"{b}.gate.reduce.weight") for b in blocks]
+    if "trained_steps" not in own or "conv1.weight" not in own or not blocks or None in gates:
+        return None
+    counts = tuple(sum(b.startswith(f"layer{s}.") for b in blocks) for s in range(1, 5))
+    bottleneck = any(k.startswith(f"{blocks[0]}.conv3.") for k in own)
+    conv1 = own["conv1.weight"]
+    widest = max(gates, key=lambda w: w.shape[1])
+    if "bn1.dense.weight" in own:
+        scope = "backbone"
+    elif f"{blocks[0]}.bn1.dense.weight" in own:
+        scope = "block"
+    else:
+        scope = "none"
+    return GatedArchitecture(
+        name=_depth_name(bottleneck, counts),
+        stem="cifar" if conv1.shape[-1] == 3 else "imagenet",
+        width=int(conv1.shape[0]),
+        dual_bn_scope=scope,
+        gate_reduction=int(widest.shape[1] // widest.shape[0]),
+        trained_steps=tuple(int(n) for n in own["trained_steps"].tolist()),
+    )
+
+
+def _shapes(state: Mapping[str, Tensor], prefix: str) -> dict[str, tuple[int, ...]]:
+    return {k[len(prefix) :]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
+
+
+def _key_differences(
+    own: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]], prefix: str
+) -> str:
+    lacking = sorted(prefix + k for k in own.keys() - given.keys())
+    extra = sorted(prefix + k for k in given.keys() - own.keys())
+    reshaped = sorted(prefix + k for k in own.keys() & given.keys() if own[k] != given[k])
+    return (
+        f"{len(lacking)} of its {len(own)} keys are missing (e.g. {lacking[:3]}), {len(extra)} "
+        f"are unexpected (e.g. {extra[:3]}) and {len(reshaped)} have another shape "
+        f"(e.g. {reshaped[:3]})"
+    )
+
+
+def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+    """Refuse to load ``state`` (keys under ``prefix``) into the gated ResNet ``module``.
+
+    Raises:
+        UsageError: ``state`` is not a gated ResNet's; its architecture differs (the message
+            names each ``backbone.name``/``backbone.kwargs`` value to set); or ``module.branch``
+            never ran in training while the other branch did.
+    """
+    own_shapes, given_shapes = _shapes(module.state_dict(), ""), _shapes(state, prefix)
+    own = read_architecture(module.state_dict())
+    given = read_architecture(state, prefix)
+    if given is None:
+        lacking = sorted(set(own_shapes) - set(given_shapes))
+        raise UsageError(
+            f"checkpoint does not match the backbone {own.describe()}: it holds no gated ResNet "
+            f"({len(lacking)} of the backbone's {len(own_shapes)} tensors are missing, e.g. "
+            f"{lacking[:3]}); set backbone.name and backbone.kwargs to the network it was "
+            "pre-trained with"
+        )
+    if own_shapes != given_shapes:
+        wanted, have = given.options(), own.options()
+        settings = [f"backbone.{key}={wanted[key]}" for key in wanted if wanted[key] != have[key]]
+        detail = (
+            f"set {' '.join(settings)}"
+            if settings
+            else _key_differences(own_shapes, given_shapes, prefix)
+        )
+        raise UsageError(
+            f"checkpoint does not match the backbone: the checkpoint holds a {given.describe()}, "
+            f"the backbone is a {own.describe()}; {detail}"
+        )
+    branch = module.branch
+    if sum(given.trained_steps) > 0 and branch not in given.trained_branches:
+        steps = dict(zip(BRANCHES, given.trained_steps))
+        raise UsageError(
+            f"backbone.kwargs.branch={branch!r} was never trained in this checkpoint "
+            f"(training passes: {steps}); allowed values: {', '.join(given.trained_branches)}"
+        )
