@@ -26,12 +26,11 @@ import torch
 
 from dualgate_solo.method_registry import METHODS, trained_branches
 from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, create_backbone
-from dualgate_solo.models.gated_resnet import ARCHITECTURES
+from dualgate_solo.models.state_guard import read_architecture
 from dualgate_solo.validation import UsageError, check_choice
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 #: stem conv kernel size -> stem name
-STEM_KERNELS = {3: "cifar", 7: "imagenet"}
 #: constructor argument -> where a user sets it
 OPTIONS = {
     "backbone": "--backbone",
@@ -131,42 +130,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return backbone_state_dict(tensors)
 
 
-def held_architecture(state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The constructor arguments a backbone state dict was saved from, read off its keys and shapes.
-
-    Returns ``{"backbone", "stem", "width", "dual_bn_scope"}``; a value is ``None`` when the state
-    dict does not show it (e.g. a network of another family). ``dual_bn_scope`` ``"backbone"``
-    also covers ``"all"``, which differs from it only outside the backbone.
-    """
-    stem_conv = state.get("conv1.weight")
-    blocks = {
-        tuple(map(int, m.groups())) for k in state if (m := re.match(r"layer(\d)\.(\d+)\.", k))
-    }
-    counts = tuple(sum(1 for s, _ in blocks if s == stage) for stage in (1, 2, 3, 4))
-    bottleneck = any(re.match(r"layer\d\.\d+\.conv3\.", k) for k in state)
-    depth = next(
-        (
-            d
-            for d, (block, n) in ARCHITECTURES.items()
-            if n == counts and (block.expansion > 1) == bottleneck
-        ),
-        None,
-    )
-    if "bn1.dense.weight" in state:
-        scope = "backbone"
-    elif any(".dense." in k for k in state):
-        scope = "block"
-    else:
-        scope = "none"
-    gated = any(".gate." in k for k in state)
-    return {
-        "backbone": next((n for n, d in BACKBONE_DEPTHS.items() if d == depth), None),
-        "stem": None if stem_conv is None else STEM_KERNELS.get(stem_conv.shape[-1]),
-        "width": None if stem_conv is None else stem_conv.shape[0],
-        "dual_bn_scope": scope if gated else None,
-    }
-
-
 def _mismatch(
     backbone: GatedResNet,
     name: str,
@@ -179,9 +142,15 @@ def _mismatch(
     if own.keys() == state.keys() and all(own[k].shape == state[k].shape for k in own):
         return None
     where = f"checkpoint {str(path)!r}"
-    held = held_architecture(state)
-    if held["dual_bn_scope"] is None:
+    arch = read_architecture(state)
+    if arch is None:
         return f"{where} holds no gates, so it is not a gated dg_resnet backbone"
+    held = {
+        "backbone": arch.name,
+        "stem": arch.stem,
+        "width": arch.width,
+        "dual_bn_scope": arch.dual_bn_scope,
+    }
     built = {
         "backbone": name,
         "stem": backbone.stem,
@@ -251,9 +220,9 @@ def load_backbone(
     sources.update({key: OPTIONS.get(key, key) for key in given})
     sources["backbone"] = "--backbone" if backbone_name is not None else "args.json backbone.name"
     if not args:
-        held_scope = held_architecture(state)["dual_bn_scope"]
-        if held_scope is not None:
-            kwargs.setdefault("dual_bn_scope", held_scope)
+        arch = read_architecture(state)
+        if arch is not None:
+            kwargs.setdefault("dual_bn_scope", arch.dual_bn_scope)
             sources.setdefault("dual_bn_scope", "read off the checkpoint")
         kwargs.setdefault("branch", "gated")
     backbone = create_backbone(name, **kwargs)

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-#: ``cifar``: 3x3 conv, stride 1, padding 2 (32 -> 34 px, as the authors' code), no max-pool;
-#: ``imagenet``: 7x7/2 conv + max-pool.
-STEMS = ("cifar", "imagenet")
-
 
 def stem_layers(stem: str, width: int) -> tuple[nn.Conv2d, nn.Module]:
     """``(conv1, maxpool)`` of a ResNet stem with ``width`` output channels (no BN/ReLU)."""

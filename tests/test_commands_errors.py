@@ -232,9 +232,6 @@ def test_cost_table_of_an_empty_image_is_a_usage_error() -> None:
             check_input_hw("input_hw", bad)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="GatedResNet.cost_table must call flops.check_input_hw (models/)"
-)
 def test_gated_resnet_cost_table_checks_its_input_size() -> None:
     with pytest.raises(UsageError, match=r"input_hw=\(0, 0\) is invalid"):
         create_backbone("dg_resnet18").cost_table((0, 0))

@@ -38,11 +38,9 @@ def test_checkpoint_and_data_options_are_identical_in_every_command_that_reads_a
 
 
 def test_torch_free_names_match_the_modules_that_implement_them() -> None:
-    # until models/ and export/ import these names from dualgate_solo.choices
-    from dualgate_solo import export, models, stems
+    # until export/ imports these names from dualgate_solo.choices
+    from dualgate_solo import export
 
-    assert choices.BACKBONE_DEPTHS == models.BACKBONE_DEPTHS
-    assert choices.STEMS == stems.STEMS
     assert choices.POLICIES == export.POLICIES
     assert choices.EXPORT_FORMATS == export.EXPORT_FORMATS
     assert choices.ONNX_EXPORTERS == export.ONNX_EXPORTERS

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from dualgate_solo.choices import BACKBONE_DEPTHS
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.validation import check_choice
 
 #: Backbone name -> depth.
-BACKBONE_DEPTHS = {"dg_resnet18": 18, "dg_resnet34": 34, "dg_resnet50": 50}
 
 
 def create_backbone(name: str, **kwargs: Any) -> GatedResNet:

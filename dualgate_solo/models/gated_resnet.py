@@ -23,10 +23,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.flops import CostTable, conv_macs, kept_ratio
+from dualgate_solo.choices import STEMS
+from dualgate_solo.flops import CostTable, check_input_hw, conv_macs, kept_ratio
 from dualgate_solo.layers import BRANCHES, apply_norm, make_norm
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
-from dualgate_solo.stems import STEMS, stem_layers
+from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
 
 ARCHITECTURES = {
@@ -223,6 +224,7 @@ class GatedResNet(nn.Module):
 
         The module's train/eval state and BN running statistics are left untouched.
         """
+        input_hw = check_input_hw("input_hw", input_hw)
         was_training = self.training
         self.eval()
         try:

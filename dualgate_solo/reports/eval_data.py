@@ -19,13 +19,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from dualgate_solo.choices import DATASET_INPUT_SIZES, DATASETS
+from dualgate_solo.solo.custom_pipeline import CONFIG_KEY
 from dualgate_solo.validation import UsageError, check_choice
 
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 #: ``args.json`` key (under ``data``) naming the solo-learn pipeline a ``custom`` run was
 #: evaluated with (``$DUALGATE_CUSTOM_PIPELINE``)
-CUSTOM_PIPELINE_KEY = "custom_pipeline"
 #: crop size of a ``custom`` run without a recorded pipeline -> the dataset evaluated at that size
 CUSTOM_CROP_DATASETS = {32: "cifar_jpg", 224: "custom"}
 
@@ -70,10 +70,10 @@ def evaluation_dataset(
     if recorded != "custom":
         name = check_choice("data.dataset (args.json)", recorded, DATASETS)
         return name, f"args.json data.dataset={recorded!r}"
-    pipeline = data.get(CUSTOM_PIPELINE_KEY)
+    pipeline = data.get(CONFIG_KEY.removeprefix("data."))
     if pipeline:
-        name = check_choice(f"data.{CUSTOM_PIPELINE_KEY} (args.json)", pipeline, DATASETS)
-        return name, f"args.json data.dataset='custom' with data.{CUSTOM_PIPELINE_KEY}={pipeline!r}"
+        name = check_choice(f"{CONFIG_KEY} (args.json)", pipeline, DATASETS)
+        return name, f"args.json data.dataset='custom' with {CONFIG_KEY}={pipeline!r}"
     augmentations = run_args.get("augmentations") or [{}]
     crop = augmentations[0].get("crop_size")
     if crop not in CUSTOM_CROP_DATASETS:
