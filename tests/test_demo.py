@@ -221,3 +221,14 @@ def test_tracked_budget_pulls_training_ratio_toward_target() -> None:
     assert ratios[-5:].mean() > 0.2  # approached from above, not overshot
     multipliers = [row["multiplier"] for row in rows]
     assert multipliers == sorted(multipliers) and multipliers[-1] > 0  # r > t_d throughout
+
+
+def test_source_revision_names_this_checkout() -> None:
+    from dualgate_solo.provenance import source_revision
+
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    assert source_revision()["commit"] == head.stdout.strip()
