@@ -56,6 +56,16 @@ def budget_config(args: argparse.Namespace) -> BudgetConfig:
     )
 
 
+def optimizer_settings(args: argparse.Namespace) -> dict:
+    """LARS keyword arguments: the base lr scaled by batch/256, as in the paper's recipe."""
+    return {
+        "lr": args.lr * args.batch_size / 256,
+        "momentum": 0.9,
+        "weight_decay": WEIGHT_DECAY,
+        "eta": LARS_ETA,
+    }
+
+
 def configuration(args: argparse.Namespace) -> dict:
     """Everything the run depends on: the options and what they resolve to (``args.json``)."""
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -64,14 +74,7 @@ def configuration(args: argparse.Namespace) -> dict:
         "budget": dataclasses.asdict(budget_config(args)),
         "backbone": {"name": BACKBONE, "stem": STEM, "width": args.width},
         "projector": {"hidden_dim": args.proj_dim, "out_dim": args.proj_dim},
-        "optimizer": {
-            "name": "LARS",
-            "lr": args.lr * args.batch_size / 256,
-            "momentum": 0.9,
-            "weight_decay": WEIGHT_DECAY,
-            "gate_weight_decay": 0.0,
-            "eta": LARS_ETA,
-        },
+        "optimizer": {"name": "LARS", **optimizer_settings(args), "gate_weight_decay": 0.0},
         "data": {"dataset": "embedded synthetic shapes (dualgate_solo.synthetic)", "size": 32},
     }
 
@@ -95,13 +98,12 @@ def train(
             {"params": other_params + list(projector.parameters())},
             {"params": gate_params, "weight_decay": 0.0},  # gates get no weight decay
         ],
-        lr=args.lr * args.batch_size / 256,
-        weight_decay=WEIGHT_DECAY,
-        eta=LARS_ETA,
+        **optimizer_settings(args),
     )
     multiplier = BudgetMultiplier()
     gen = torch.Generator().manual_seed(args.seed)
-    backbone.train(), projector.train()
+    backbone.train()
+    projector.train()
     rows = []
     bar = tqdm(range(args.steps), desc="training", unit="step")
     for step in bar:
