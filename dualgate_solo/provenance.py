@@ -23,6 +23,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(load, 2) for load in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def source_revision() -> dict[str, object] | None:
     """``{"commit", "dirty"}`` of the git checkout this package is imported from, else ``None``
     (an installed copy).
@@ -50,8 +57,13 @@ def source_revision() -> dict[str, object] | None:
 
 
 def provenance() -> dict[str, object]:
-    """``{"date", "machine", "cpu", "cpu_count", "torch_threads", "torch", "gpu", "source"}``
-    for a results file (``source``: :func:`source_revision`)."""
+    """``{"date", "machine", "cpu", "cpu_count", "load_average", "torch_threads", "torch", "gpu",
+    "source"}`` for a results file.
+
+    ``load_average``: the system's 1/5/15-minute load averages when it is written (``None`` where
+    the platform has none), which tells whether timings ran on a busy machine; ``source``:
+    :func:`source_revision`.
+    """
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     cpu = cpu_model()
     return {
@@ -59,6 +71,7 @@ def provenance() -> dict[str, object]:
         "machine": f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores",
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        "load_average": _load_average(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "gpu": gpu,
