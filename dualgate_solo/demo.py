@@ -1,125 +1,115 @@
-"""``dualgate-solo demo``: a short VICReg-Dual-Gating pre-training on the embedded dataset.
+"""A short VICReg-Dual-Gating pre-training on the embedded dataset, evaluated as the paper does.
 
-Runs the same objective as the solo-learn method, with the paper's LARS optimiser, (:func:`dualgate_solo.objective.dual_gating_objective`)
-in a plain PyTorch loop, so it works without solo-learn and without any download, then reports
-what the paper reports for both branches: k-NN top-1 (k = 20) on held-out images, the gated
-branch's kept-MAC ratio r and FLOPs R. = 1 - r with deterministic gates, and the MAC table.
+Runs the method's objective (:func:`dualgate_solo.objective.dual_gating_objective`) with the
+paper's LARS optimiser in a plain PyTorch loop, so it needs neither solo-learn nor a download,
+then reports for both branches what the paper reports: weighted k-NN top-1 on held-out images,
+and for the gated branch the kept-MAC ratio r and FLOPs R. = 1 - r with deterministic gates.
+The options are :mod:`dualgate_solo.commands.demo`'s (checked there); :func:`run_demo` writes
+under ``args.out``:
 
-Outputs under ``--out``: ``metrics.csv`` (per step), ``summary.json``, ``budget.png``.
+* ``metrics.csv``: per step p, the losses, the ratio r the budget loss costs, the multiplier nu;
+* ``summary.json``: results, whether ``|r - t_d| <= tolerance``, wall-clock seconds, machine,
+  date and command;
+* ``args.json``: the full configuration (options, budget loss, backbone, optimiser);
+* ``budget.png``: training ratio per step against t_d with the evaluated r, and the losses.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
+import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from dualgate_solo.gate_stats import collect_gate_statistics
+from dualgate_solo.gate_stats import GateStatistics, collect_gate_statistics
 from dualgate_solo.knn import knn_top1
-from dualgate_solo.losses import RATIO_SOURCES, BudgetConfig, BudgetMultiplier, anneal_p
+from dualgate_solo.losses import BudgetConfig, BudgetMultiplier, anneal_p
 from dualgate_solo.losses.vicreg import vicreg_loss
-from dualgate_solo.models import create_backbone
+from dualgate_solo.models import GatedResNet, create_backbone
 from dualgate_solo.models.projector import Projector
 from dualgate_solo.objective import dual_gating_objective
 from dualgate_solo.optim import LARS
 from dualgate_solo.provenance import provenance
 from dualgate_solo.synthetic import augment, synthetic_shapes
-from dualgate_solo.validation import check_interval
+
+BACKBONE = "dg_resnet18"
+STEM = "cifar"
+WEIGHT_DECAY = 1e-4
+LARS_ETA = 0.02
+EVAL_BATCH = 256
+OUTPUT_FILES = ("metrics.csv", "args.json", "budget.png", "summary.json")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, default=100, help="optimisation steps (default 100)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--target-density", type=float, default=0.3, help="t_d: kept-MAC fraction")
-    parser.add_argument(
-        "--ratio-source",
-        choices=RATIO_SOURCES,
-        default="sampled",
-        help="budget loss on sampled (paper) or eval-style masks",
-    )
-    parser.add_argument(
-        "--multiplier-lr",
-        type=float,
-        default=0.0,
-        help="Lagrange multiplier step (0: fixed lambda, the paper)",
-    )
-    parser.add_argument("--steps-per-epoch", type=int, default=10, help="steps between p updates")
-    parser.add_argument(
-        "--lr", type=float, default=0.3, help="base lr, scaled by batch/256 (paper: 0.3)"
-    )
-    parser.add_argument("--proj-dim", type=int, default=512, help="projector width (paper: 2048)")
-    parser.add_argument("--train-size", type=int, default=2000)
-    parser.add_argument("--test-size", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
-
-
-def _features(backbone, images: torch.Tensor, branch: str, batch_size: int = 256) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat(
-            [backbone.forward_branch(x, branch).feats for x in images.split(batch_size)]
-        )
-
-
-def _plot(rows: list[dict], target: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [r["step"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax1.plot(
-        steps, [r["train_flops_ratio"] for r in rows], label="training ratio r in the budget loss"
-    )
-    ax1.axhline(target, color="k", ls="--", label=f"target t_d = {target}")
-    ax1.set_xlabel("step"), ax1.set_ylabel("kept-MAC ratio"), ax1.legend()
-    ax2.plot(steps, [r["vicreg_loss"] for r in rows], label="VICReg")
-    ax2.plot(steps, [r["budget_loss"] for r in rows], label="L_G")
-    ax2.set_xlabel("step"), ax2.set_yscale("log"), ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def run(args: argparse.Namespace) -> dict:
-    """Train, evaluate both branches and write the outputs; returns the summary dict."""
-    check_interval("--steps", args.steps, 1, float("inf"))
-    check_interval("--batch-size", args.batch_size, 2, float("inf"))
-    budget = BudgetConfig(
+def budget_config(args: argparse.Namespace) -> BudgetConfig:
+    """The budget loss L_G of the options (other fields: the paper's defaults)."""
+    return BudgetConfig(
         target_density=args.target_density,
+        lambda_flops=args.lambda_flops,
         ratio_source=args.ratio_source,
         multiplier_lr=args.multiplier_lr,
     )
-    multiplier = BudgetMultiplier()
-    torch.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
 
-    train_x, train_y = synthetic_shapes(args.train_size, seed=args.seed)
-    test_x, test_y = synthetic_shapes(args.test_size, seed=args.seed + 1)
-    backbone = create_backbone("dg_resnet18", stem="cifar")
-    projector = Projector(backbone.num_features, args.proj_dim, args.proj_dim)
+
+def optimizer_settings(args: argparse.Namespace) -> dict:
+    """LARS keyword arguments: the base lr scaled by batch/256, as in the paper's recipe."""
+    return {
+        "lr": args.lr * args.batch_size / 256,
+        "momentum": 0.9,
+        "weight_decay": WEIGHT_DECAY,
+        "eta": LARS_ETA,
+    }
+
+
+def configuration(args: argparse.Namespace) -> dict:
+    """Everything the run depends on: the options and what they resolve to (``args.json``)."""
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {
+        "options": options,
+        "budget": dataclasses.asdict(budget_config(args)),
+        "backbone": {"name": BACKBONE, "stem": STEM, "width": args.width},
+        "projector": {"hidden_dim": args.proj_dim, "out_dim": args.proj_dim},
+        "optimizer": {"name": "LARS", **optimizer_settings(args), "gate_weight_decay": 0.0},
+        "data": {"dataset": "embedded synthetic shapes (dualgate_solo.synthetic)", "size": 32},
+    }
+
+
+def train(
+    backbone: GatedResNet,
+    projector: Projector,
+    images: Tensor,
+    args: argparse.Namespace,
+    budget: BudgetConfig,
+) -> list[dict]:
+    """``args.steps`` VICReg-Dual-Gating steps on random batches of ``images [N, 3, 32, 32]``.
+
+    Returns one row per step: ``step, p, loss, vicreg_loss, budget_loss, train_flops_ratio``
+    (the batch-mean r the budget loss costs) and ``multiplier`` (nu after the step).
+    """
     gate_params = [p for n, p in backbone.named_parameters() if ".gate." in n]
     other_params = [p for n, p in backbone.named_parameters() if ".gate." not in n]
     optimizer = LARS(
         [
             {"params": other_params + list(projector.parameters())},
-            {"params": gate_params, "weight_decay": 0.0},  # D11: gates get no weight decay
+            {"params": gate_params, "weight_decay": 0.0},  # gates get no weight decay
         ],
-        lr=args.lr * args.batch_size / 256,
-        weight_decay=1e-4,
-        eta=0.02,
+        **optimizer_settings(args),
     )
+    multiplier = BudgetMultiplier()
     gen = torch.Generator().manual_seed(args.seed)
+    backbone.train()
+    projector.train()
     rows = []
-    for step in tqdm(range(args.steps), desc="VICReg-Dual-Gating demo"):
+    bar = tqdm(range(args.steps), desc="training", unit="step")
+    for step in bar:
         p = anneal_p(step // args.steps_per_epoch, budget.anneal_alpha)
-        index = torch.randint(0, args.train_size, (args.batch_size,), generator=gen)
-        views = (augment(train_x[index], gen), augment(train_x[index], gen))
+        index = torch.randint(0, images.shape[0], (args.batch_size,), generator=gen)
+        views = (augment(images[index], gen), augment(images[index], gen))
         out = dual_gating_objective(
             backbone, projector, views, budget, p, vicreg_loss, multiplier=multiplier.value
         )
@@ -127,54 +117,167 @@ def run(args: argparse.Namespace) -> dict:
         out.loss.backward()
         optimizer.step()
         multiplier.update(out.budget.ratio, budget)
-        rows.append(
-            {
-                "step": step,
-                "p": p,
-                "loss": out.loss.item(),
-                "vicreg_loss": out.vicreg.item(),
-                "budget_loss": out.budget.loss.item(),
-                "train_flops_ratio": out.budget.ratio.item(),
-                "multiplier": multiplier.value.item(),
-            }
+        row = {
+            "step": step,
+            "p": p,
+            "loss": out.loss.item(),
+            "vicreg_loss": out.vicreg.item(),
+            "budget_loss": out.budget.loss.item(),
+            "train_flops_ratio": out.budget.ratio.item(),
+            "multiplier": multiplier.value.item(),
+        }
+        rows.append(row)
+        bar.set_postfix(
+            loss=f"{row['loss']:.2f}",
+            r=f"{row['train_flops_ratio']:.3f}",
+            p=f"{p:.2f}",
+            refresh=False,
         )
+    return rows
 
+
+def _ticking(batches: list[Tensor], bar: tqdm, stage: str):
+    """Yield ``batches``, naming ``stage`` on ``bar`` and advancing it once per batch."""
+    bar.set_postfix_str(stage)
+    for batch in batches:
+        yield batch
+        bar.update()
+
+
+@torch.no_grad()
+def evaluate(
+    backbone: GatedResNet,
+    train_data: tuple[Tensor, Tensor],
+    test_data: tuple[Tensor, Tensor],
+    k: int,
+) -> tuple[GateStatistics, dict[str, float]]:
+    """Gate statistics on the test images and k-NN top-1 (%) of both branches, eval mode.
+
+    ``train_data``/``test_data`` are ``(images [N, 3, 32, 32], labels [N])``; one progress bar
+    counts every batch of the gate statistics and of the feature extraction, and each k-NN.
+    """
     backbone.eval()
-    stats = collect_gate_statistics(backbone, test_x.split(256), progress=False)
-    accuracy = {
-        branch: knn_top1(
-            _features(backbone, train_x, branch),
-            train_y,
-            _features(backbone, test_x, branch),
-            test_y,
+    train_batches = train_data[0].split(EVAL_BATCH)
+    test_batches = test_data[0].split(EVAL_BATCH)
+    total = len(test_batches) + 2 * (len(train_batches) + len(test_batches) + 1)
+    with tqdm(total=total, desc="evaluation", unit="batch") as bar:
+        stats = collect_gate_statistics(
+            backbone, _ticking(test_batches, bar, "gate statistics"), progress=False
         )
-        for branch in ("dense", "gated")
-    }
-    summary = {
-        **provenance(),
-        "command": "dualgate-solo demo "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "command"),
-        "target_density": args.target_density,
-        "knn20_top1_dense": accuracy["dense"],
-        "knn20_top1_gated": accuracy["gated"],
-        "eval_flops_ratio": stats.mean_ratio,
-        "eval_flops_ratio_std": stats.std_ratio,
-        "eval_flops_reduction": stats.flops_reduction,
-        "layer_densities": stats.layer_densities,
-        "dense_macs": stats.costs.dense_macs,
-        "gate_macs": stats.costs.gate_macs,
-        "final_train_flops_ratio": rows[-1]["train_flops_ratio"],
-    }
-    with open(args.out / "metrics.csv", "w", newline="") as f:
+        accuracy = {}
+        for branch in ("dense", "gated"):
+            feats = [
+                torch.cat(
+                    [
+                        backbone.forward_branch(x, branch).feats
+                        for x in _ticking(batches, bar, f"{branch} features, {split}")
+                    ]
+                )
+                for split, batches in (("train", train_batches), ("test", test_batches))
+            ]
+            bar.set_postfix_str(f"{branch} k-NN (k={k})")
+            accuracy[branch] = knn_top1(feats[0], train_data[1], feats[1], test_data[1], k=k)
+            bar.update()
+    return stats, accuracy
+
+
+def plot(rows: list[dict], args: argparse.Namespace, eval_ratio: float, path: Path) -> None:
+    """``budget.png``: training ratio vs step with t_d, tolerance band and final eval r; losses."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in rows]
+    t_d, tol = args.target_density, args.tolerance
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    ax1.plot(
+        steps,
+        [r["train_flops_ratio"] for r in rows],
+        lw=1,
+        label=f"training r ({args.ratio_source} masks, costed by L_G)",
+    )
+    ax1.axhline(t_d, color="k", ls="--", label=f"target t_d = {t_d:g}")
+    ax1.axhspan(t_d - tol, t_d + tol, color="k", alpha=0.08, label=f"t_d ± {tol:g}")
+    ax1.plot(
+        [steps[-1]], [eval_ratio], "r*", ms=12, label=f"evaluated r = {eval_ratio:.3f} (eval gates)"
+    )
+    ax1.set_xlabel("step"), ax1.set_ylabel("kept-MAC ratio r"), ax1.set_ylim(0, 1)
+    ax1.legend(fontsize=8)
+    ax2.plot(steps, [r["vicreg_loss"] for r in rows], lw=1, label="VICReg")
+    ax2.plot(steps, [r["budget_loss"] for r in rows], lw=1, label="L_G (budget)")
+    ax2.set_xlabel("step"), ax2.set_yscale("symlog", linthresh=1e-2), ax2.legend(fontsize=8)
+    fig.suptitle(
+        f"VICReg-Dual-Gating demo: ResNet-18 width {args.width}, lambda {args.lambda_flops:g}, "
+        f"multiplier lr {args.multiplier_lr:g}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(
+    out: Path, rows: list[dict], config: dict, args: argparse.Namespace, eval_ratio: float
+) -> None:
+    """``metrics.csv``, ``args.json`` and ``budget.png`` under ``out`` (created here)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _plot(rows, args.target_density, args.out / "budget.png")
+    (out / "args.json").write_text(json.dumps(config, indent=2) + "\n")
+    plot(rows, args, eval_ratio, out / "budget.png")
+
+
+def run_demo(args: argparse.Namespace, command: str) -> dict:
+    """Train, evaluate and write the outputs for checked ``args``; returns the summary dict."""
+    start = time.perf_counter()
+    torch.manual_seed(args.seed)
+    train_data = synthetic_shapes(args.train_size, seed=args.seed)
+    test_data = synthetic_shapes(args.test_size, seed=args.seed + 1)
+    budget = budget_config(args)
+    backbone = create_backbone(BACKBONE, stem=STEM, width=args.width)
+    projector = Projector(backbone.num_features, args.proj_dim, args.proj_dim)
+    train_start = time.perf_counter()
+    rows = train(backbone, projector, train_data[0], args, budget)
+    train_seconds = time.perf_counter() - train_start
+    stats, accuracy = evaluate(backbone, train_data, test_data, args.knn_k)
+    ratio = stats.mean_ratio
+    error = abs(ratio - args.target_density)
+    summary = {
+        **provenance(),
+        "command": command,
+        "target_density": args.target_density,
+        "eval_flops_ratio": ratio,
+        "eval_flops_ratio_std": stats.std_ratio,
+        "eval_flops_reduction": stats.flops_reduction,
+        "budget_error": error,
+        "tolerance": args.tolerance,
+        "budget_met": error <= args.tolerance,
+        "final_train_flops_ratio": rows[-1]["train_flops_ratio"],
+        "knn_k": args.knn_k,
+        "knn_top1_dense": accuracy["dense"],
+        "knn_top1_gated": accuracy["gated"],
+        "width": args.width,
+        "dense_macs": stats.costs.dense_macs,
+        "gate_macs": stats.costs.gate_macs,
+        "layer_densities": stats.layer_densities,
+        "train_seconds": train_seconds,
+    }
+    write_outputs(args.out, rows, configuration(args), args, ratio)
+    summary["total_seconds"] = time.perf_counter() - start
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    verdict = "budget met" if summary["budget_met"] else "budget NOT met"
+    sign = "<=" if summary["budget_met"] else ">"
     print(
-        f"dense branch: k-NN top-1 {accuracy['dense']:.1f}% | gated branch: k-NN top-1 "
-        f"{accuracy['gated']:.1f}%, kept MACs r = {stats.mean_ratio:.3f} +- {stats.std_ratio:.3f} "
-        f"(FLOPs R. {100 * stats.flops_reduction:.1f}%, target t_d = {args.target_density}) "
-        f"of {stats.costs.dense_macs:,} dense MACs\nwrote {args.out}/metrics.csv, summary.json, budget.png"
+        f"k-NN top-1 (k={args.knn_k}): dense {accuracy['dense']:.1f}%, gated "
+        f"{accuracy['gated']:.1f}% | gated kept MACs r = {ratio:.3f} ± {stats.std_ratio:.3f} of "
+        f"{stats.costs.dense_macs:,} dense MACs (width {args.width}), FLOPs R. "
+        f"{100 * stats.flops_reduction:.1f}%\n"
+        f"wrote {', '.join(OUTPUT_FILES)} to {args.out} in {summary['total_seconds']:.0f} s "
+        f"(training {train_seconds:.0f} s)\n"
+        f"{verdict}: |r - t_d| = |{ratio:.3f} - {args.target_density:g}| = {error:.3f} {sign} "
+        f"{args.tolerance:g}"
     )
     return summary

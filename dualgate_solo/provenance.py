@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
@@ -21,15 +23,57 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(load, 2) for load in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def source_revision() -> dict[str, object] | None:
+    """``{"commit", "dirty"}`` of the git checkout this package is imported from, else ``None``
+    (an installed copy).
+
+    ``dirty`` is true when tracked files differ from the commit (untracked files are ignored), so
+    a results file can show that it was produced by committed code.
+    """
+    root = Path(__file__).resolve().parent
+
+    def git(*words: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(root), *words], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root.parent:
+            return None  # an installed copy inside some other repository
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def provenance() -> dict[str, object]:
-    """``{"date", "machine", "cpu", "cpu_count", "torch_threads", "torch", "gpu"}`` for a results file."""
+    """``{"date", "machine", "cpu", "cpu_count", "load_average", "torch_threads", "torch", "gpu",
+    "source"}`` for a results file.
+
+    ``load_average``: the system's 1/5/15-minute load averages when it is written (``None`` where
+    the platform has none), which tells whether timings ran on a busy machine; ``source``:
+    :func:`source_revision`.
+    """
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    cpu = cpu_model()
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.system()} {platform.machine()}, {cpu_model()}, {os.cpu_count()} cores",
-        "cpu": cpu_model(),
+        "machine": f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores",
+        "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        "load_average": _load_average(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "gpu": gpu,
+        "source": source_revision(),
     }
