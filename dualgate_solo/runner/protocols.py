@@ -82,8 +82,8 @@ class Run:
         Raises:
             UsageError: ``name`` is not ``<method>[-td<t_d>]-<variant>`` of a known method.
         """
-        method, *budget, variant = name.split("-")
         allowed = "<method>[-td<t_d>]-<variant>"
+        method, *budget, variant = name.split("-") if "-" in name else (name, "")
         if len(budget) > 1 or (budget and not budget[0].startswith("td")):
             raise UsageError(f"run name {name!r} is invalid; allowed: {allowed}")
         check_choice(f"method of run {name!r}", method, [*METHODS, BASELINE])
