@@ -2,7 +2,7 @@
 
 A stage record holds what identifies the stage (protocol, the run's training overrides, the
 config it ran and its complete override/argument list), its result, its wall-clock start, end
-and seconds, and the machine. A second invocation reuses a record only when the requested
+and seconds, the code version when it started, and the machine. A second invocation reuses a record only when the requested
 identity is the recorded one; otherwise it refuses with one line (never silently reuses it).
 """
 
@@ -100,7 +100,7 @@ def run_stage(
         return stage_result(cached)
     from dualgate_solo.provenance import provenance
 
-    started, clock = _utc_now(), time.monotonic()
+    started, clock, code = _utc_now(), time.monotonic(), code_version()
     result = work()
     record = {
         "stage": path.stem,
@@ -109,7 +109,7 @@ def run_stage(
         "started": started,
         "ended": _utc_now(),
         "seconds": round(time.monotonic() - clock, 1),
-        "code": code_version(),
+        "code": code,
         **provenance(),
     }
     path.write_text(json.dumps(record, indent=2))
