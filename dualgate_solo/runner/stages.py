@@ -2,8 +2,9 @@
 
 A stage record holds what identifies the stage (protocol, the run's training overrides, the
 config it ran and its complete override/argument list), its result, its wall-clock start, end
-and seconds, the code version when it started, and the machine. A second invocation reuses a record only when the requested
-identity is the recorded one; otherwise it refuses with one line (never silently reuses it).
+and seconds, the code version when it started, and the machine. A second invocation reuses a
+record only when the requested identity is the recorded one; otherwise it refuses with one line
+(never silently reuses it).
 """
 
 from __future__ import annotations
