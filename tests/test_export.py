@@ -16,7 +16,9 @@ from dualgate_solo.export import (
     DynamicGatedResNet,
     ExportPlan,
     build_pruned_resnet,
+    copy_to_pruned,
     export_pruned,
+    full_width_blocks,
     make_plan,
     recalibrate_bn,
     save_export,
@@ -37,7 +39,8 @@ def images(n: int, hw: int = 32, seed: int = 0) -> torch.Tensor:
 
 @torch.no_grad()
 def calibrate(model, x: torch.Tensor) -> None:
-    """Running statistics of both branches from ``x`` (features of order 1, so ``ATOL`` is meaningful)."""
+    """Running statistics of both branches from ``x`` (features of order 1, so ``ATOL`` is
+    meaningful)."""
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.reset_running_stats()
@@ -172,6 +175,33 @@ def test_static_export_of_data_dependent_channels_keeps_them_on(r18) -> None:
         torch.testing.assert_close(
             pruned(x), opened.eval().forward_branch(x, "gated").feats, atol=ATOL, rtol=0
         )
+
+
+@pytest.mark.parametrize("branch", ["dense", "gated"])
+def test_full_width_copy_reproduces_each_branch_with_its_own_batchnorms(r18, branch) -> None:
+    """The one weight copy: every channel kept, gated (the gated branch) or not (the dense one)."""
+    model, _, _ = r18
+    plain = copy_to_pruned(model, full_width_blocks(model, gated=branch == "gated"), branch)
+    x = images(8, seed=11)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            plain(x), model.forward_branch(x, branch).feats, atol=ATOL, rtol=0
+        )
+        other = "gated" if branch == "dense" else "dense"
+        mixed = copy_to_pruned(model, full_width_blocks(model, gated=branch == "gated"), other)
+        assert (mixed(x) - plain(x)).abs().max() > 1e-2  # the dual BNs differ
+    assert all((block.gate is not None) == (branch == "gated") for block in plain.blocks), (
+        "a gate exactly where the channels are gated"
+    )
+
+
+def test_weight_copy_refuses_blocks_of_another_backbone_and_unknown_branches(r18) -> None:
+    model, _, _ = r18
+    blocks = full_width_blocks(model, gated=False)
+    with pytest.raises(ValueError, match="plan blocks .* do not match the backbone blocks"):
+        copy_to_pruned(model, blocks[::-1])
+    with pytest.raises(ValueError, match="branch='both' is invalid; allowed values: 'dense', 'ga"):
+        copy_to_pruned(model, blocks, "both")
 
 
 def test_dynamic_batch1_matches_gated_branch(r18) -> None:

@@ -1,4 +1,5 @@
-"""The grid runner's own logic (scripts/run_grid.py): run order, data subsets, table, publishing.
+"""The grid runner's own logic (dualgate_solo.runner): runs, subsets, stage cache, k-NN records,
+table, publishing and the command line.
 
 Its solo-learn stages run in tests/integration/test_solo_scripts.py.
 """
@@ -6,41 +7,66 @@ Its solo-learn stages run in tests/integration/test_solo_scripts.py.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
+import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from dualgate_solo.method_registry import METHODS
+from dualgate_solo.runner import cli
+from dualgate_solo.runner.cpu_shim import SHIM_DIR
+from dualgate_solo.runner.data import check_image_folder, subset_folder
+from dualgate_solo.runner.environment import stage_environment
+from dualgate_solo.runner.knn_record import top1_by_k
+from dualgate_solo.runner.protocols import VARIANTS, Run, grid
+from dualgate_solo.runner.publish import publish_runs
+from dualgate_solo.runner.stages import StageIdentity, run_stage
+from dualgate_solo.runner.table import collect_rows, write_table
+from dualgate_solo.solo.custom_pipeline import ENV_VAR
+from dualgate_solo.validation import UsageError
 
-spec = importlib.util.spec_from_file_location("run_grid", REPO / "scripts" / "run_grid.py")
-run_grid = importlib.util.module_from_spec(spec)
-sys.modules["run_grid"] = run_grid  # dataclasses look their module up
-spec.loader.exec_module(run_grid)
+TRACKED = [
+    "method_kwargs.ratio_source=deterministic",
+    "method_kwargs.lambda_flops=50",
+    "method_kwargs.multiplier_lr=0.05",
+]
 
 
-def test_grid_has_every_method_budget_and_variant_once_with_the_budget_option_on_dual_only() -> (
-    None
-):
-    runs = run_grid.grid(
+def test_grid_runs_every_gated_method_at_every_budget_and_variant_then_the_baseline() -> None:
+    runs = grid(
         ["vicreg", "vicreg_gating", "vicreg_dual_gating"], [0.1, 0.3, 0.5], ["paper", "tracked"]
     )
     names = [r.name for r in runs]
-    assert len(names) == len(set(names)) == 1 + 3 + 6
+    assert len(names) == len(set(names)) == 2 * 3 * 2 + 1
     assert names[0] == "vicreg_dual_gating-td0.1-paper" and names[-1] == "vicreg-paper"
-    assert not any(r.method == "vicreg_gating" and r.variant == "tracked" for r in runs)
-    tracked = next(r for r in runs if r.variant == "tracked")
-    assert tracked.overrides() == [
-        f"method_kwargs.target_density={tracked.target_density}",
-        *run_grid.TRACKED,
+    assert "vicreg_gating-td0.5-tracked" in names
+    assert Run("vicreg_gating", 0.3, "tracked").overrides() == [
+        "method_kwargs.target_density=0.3",
+        *TRACKED,
     ]
     assert runs[0].overrides() == ["method_kwargs.target_density=0.1"]
-    assert [r.branches for r in runs[-2:]] == [("gated",), ("dense",)]
+    assert runs[-1].overrides() == []
+    assert [r.branches for r in runs[-2:]] == [METHODS["vicreg_gating"].branches, ("dense",)]
+    assert [r.gated for r in runs[-2:]] == [True, False]
+    only_gating = grid(["vicreg_gating"], [0.1, 0.3, 0.5], ["tracked"])
+    assert [r.name for r in only_gating] == [
+        "vicreg_gating-td0.1-tracked",
+        "vicreg_gating-td0.3-tracked",
+        "vicreg_gating-td0.5-tracked",
+    ]
 
 
-def _image_folder(root, per_class):
+def test_run_names_parse_back_and_bad_names_fail_in_one_line() -> None:
+    for run in grid([*METHODS, "vicreg"], [0.1, 0.25], list(VARIANTS)):
+        assert Run.from_name(run.name) == run
+    for bad in ("vicreg_gating-t0.1-paper", "simclr-paper", "vicreg_gating-td0.1-fast", "x"):
+        with pytest.raises(UsageError) as error:
+            Run.from_name(bad)
+        assert "\n" not in str(error.value)
+
+
+def _image_folder(root: Path, per_class: int) -> Path:
     for cls in ("cat", "dog"):
         (root / cls).mkdir(parents=True)
         for i in range(per_class):
@@ -50,64 +76,212 @@ def _image_folder(root, per_class):
 
 def test_subset_folder_is_seeded_per_class_and_idempotent(tmp_path) -> None:
     source = _image_folder(tmp_path / "src", 10)
-    first = run_grid.subset_folder(source, tmp_path / "a", 4)
-    again = run_grid.subset_folder(source, tmp_path / "a", 4)
-    other = run_grid.subset_folder(source, tmp_path / "b", 4)
-    listing = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))  # noqa: E731
+    first = subset_folder(source, tmp_path / "a", 4)
+    again = subset_folder(source, tmp_path / "a", 4)
+    other = subset_folder(source, tmp_path / "b", 4)
+
+    def listing(root: Path) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))
+
     assert listing(first) == listing(again) == listing(other)
     assert [len(list((first / c).iterdir())) for c in ("cat", "dog")] == [4, 4]
     assert all(p.is_symlink() and p.resolve().parent.parent == source for p in first.rglob("*.jpg"))
-    with pytest.raises(SystemExit, match="has 10 images, fewer than the 11"):
-        run_grid.subset_folder(source, tmp_path / "c", 11)
+    check_image_folder(source, 10, "--train")
+    with pytest.raises(UsageError, match=r"--train=.* cat/ has 10 images; the protocol draws 11"):
+        check_image_folder(source, 11, "--train")
+    with pytest.raises(UsageError, match=r"--val=.* allowed: an ImageFolder"):
+        check_image_folder(tmp_path / "missing", None, "--val")
+
+
+def _identity(**changes) -> StageIdentity:
+    fields = {
+        "protocol": "cpu",
+        "run_overrides": ("method_kwargs.target_density=0.3", *TRACKED),
+        "config": "pretrain/cpu/vicreg_gating",
+        "overrides": ("data.train_path=/d/train", "checkpoint.dir=/o/ckpt"),
+    }
+    return StageIdentity(**{**fields, **changes})
+
+
+def test_a_stage_is_recorded_with_its_identity_and_times_and_reused_only_when_identical(
+    tmp_path,
+) -> None:
+    path = tmp_path / "pretrain.json"
+    calls = []
+
+    def work() -> dict:
+        calls.append(1)
+        return {"checkpoint": "x.ckpt"}
+
+    assert run_stage(path, _identity(), work) == {"checkpoint": "x.ckpt"}
+    record = json.loads(path.read_text())
+    assert record["stage"] == "pretrain" and record["protocol"] == "cpu"
+    assert record["run_overrides"][-1] == "method_kwargs.multiplier_lr=0.05"
+    assert record["overrides"] == ["data.train_path=/d/train", "checkpoint.dir=/o/ckpt"]
+    assert record["config"] == "pretrain/cpu/vicreg_gating"
+    assert record["result"] == {"checkpoint": "x.ckpt"}
+    assert record["started"] <= record["ended"] and record["seconds"] >= 0
+    assert run_stage(path, _identity(), work) == {"checkpoint": "x.ckpt"}
+    assert len(calls) == 1
+
+
+def test_a_cached_stage_made_with_other_overrides_is_refused_in_one_line(tmp_path) -> None:
+    path = tmp_path / "linear-gated.json"
+    run_stage(path, _identity(), dict)
+    other = ("method_kwargs.target_density=0.3", "method_kwargs.lambda_flops=5")
+    with pytest.raises(UsageError) as error:
+        run_stage(path, _identity(run_overrides=other), dict)
+    message = str(error.value)
+    assert "\n" not in message and "differs in run_overrides" in message
+    assert "only requested ['method_kwargs.lambda_flops=5']" in message
+    assert "'method_kwargs.lambda_flops=50'" in message and str(path) in message
+    with pytest.raises(UsageError, match="differs in protocol .cached 'cpu', requested 'gpu'"):
+        run_stage(path, _identity(protocol="gpu"), dict)
+    path.write_text(json.dumps({"linear_top1": 30.0}))  # a record of the earlier runner
+    with pytest.raises(UsageError, match="differs in protocol .cached None"):
+        run_stage(path, _identity(), dict)
+
+
+def test_knn_results_file_gives_top1_per_k(tmp_path) -> None:
+    path = tmp_path / "knn.json"
+    entry = {"T": None, "distance_fx": "euclidean", "acc5": 90.0}
+    path.write_text(json.dumps([{**entry, "k": 1, "acc1": 30.5}, {**entry, "k": 20, "acc1": 35}]))
+    assert top1_by_k(path) == {1: 30.5, 20: 35.0}
+
+
+def test_knn_record_stores_what_solo_learns_classifier_computes(tmp_path) -> None:
+    knn = pytest.importorskip("solo.utils.knn", reason="solo-learn is not importable")
+    import torch
+
+    from dualgate_solo.runner.knn_record import record_knn_results
+
+    original = knn.WeightedKNNClassifier.compute
+    path = tmp_path / "knn.json"
+    try:
+        record_knn_results(path)
+        classifier = knn.WeightedKNNClassifier(k=1, distance_fx="euclidean")
+        # nearest training points (labels): 0 (0), 1 (1), 1 (1), 0 (0) for test labels
+        # 0, 0, 1, 1: right, wrong, right, wrong -> acc@1 = 50 (= acc@5: solo-learn's top-5 of
+        # a k = 1 vote is its top-1)
+        classifier(
+            train_features=torch.tensor([[0.0, 0.0], [10.0, 0.0]]),
+            train_targets=torch.tensor([0, 1]),
+            test_features=torch.tensor([[1.0, 0.0], [9.0, 0.0], [11.0, 0.0], [-1.0, 0.0]]),
+            test_targets=torch.tensor([0, 0, 1, 1]),
+        )
+        classifier.compute()
+    finally:
+        knn.WeightedKNNClassifier.compute = original
+    assert json.loads(path.read_text()) == [
+        {"k": 1, "T": 0.07, "distance_fx": "euclidean", "acc1": 50.0, "acc5": 50.0}
+    ]
+
+
+def test_stage_environment_puts_the_shim_and_solo_first_and_sets_the_pipeline(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    env = stage_environment(tmp_path, cpu=True, custom_pipeline="cifar10")
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(SHIM_DIR), str(tmp_path), "/elsewhere"]
+    assert env[ENV_VAR] == "cifar10" and (SHIM_DIR / "sitecustomize.py").is_file()
+    plain = stage_environment(tmp_path, cpu=False, custom_pipeline=None)
+    assert plain["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/elsewhere"]
+    assert ENV_VAR not in plain
+
+
+def _record(result: dict) -> str:
+    return json.dumps({**_identity().__dict__, "result": result}, default=list)
+
+
+def _finished_runs(root: Path) -> None:
+    """A published run of the earlier runner (bare results, no args.json), a new run with its
+    solo-learn args.json, and an unfinished run."""
+    legacy = root / "runs" / "vicreg_dual_gating-td0.1-paper"
+    legacy.mkdir(parents=True)
+    for name, result in {
+        "pretrain": {"checkpoint": "/gone/x.ckpt", "run_dir": "/gone"},
+        "cost": {"flops_ratio": 0.185, "flops_reduction": 0.815},
+        "linear-dense": {"linear_top1": 44.0},
+        "knn-dense": {"knn_top1_k1": 33.0, "knn_top1_k20": 38.0},
+        "linear-gated": {"linear_top1": 41.0},
+        "knn-gated": {"knn_top1_k1": 30.5, "knn_top1_k20": 35.25},
+    }.items():
+        (legacy / f"{name}.json").write_text(json.dumps(result))
+    new = root / "runs" / "vicreg_gating-td0.3-tracked"
+    (new / "pretrain" / "ckpts").mkdir(parents=True)
+    (new / "pretrain" / "ckpts" / "args.json").write_text('{"method": "vicreg_gating"}')
+    (new / "pretrain" / "ckpts" / "run.ckpt").write_bytes(b"ckpt")
+    (new / "linear-gated" / "ckpts").mkdir(parents=True)
+    (new / "linear-gated" / "ckpts" / "args.json").write_text('{"method": "linear"}')
+    (new / "cost").mkdir()
+    (new / "cost" / "channel_usage.png").write_bytes(b"png")
+    for name, result in {
+        "pretrain": {"checkpoint": "run.ckpt", "args_json": str(new / "pretrain/ckpts/args.json")},
+        "cost": {"flops_ratio": 0.3, "flops_reduction": 0.7},
+        "linear-gated": {
+            "linear_top1": 27.5,
+            "args_json": str(new / "linear-gated/ckpts/args.json"),
+        },
+        "knn-gated": {"knn_top1_k1": 20.0, "knn_top1_k20": 25.0},
+    }.items():
+        (new / f"{name}.json").write_text(_record(result))
+    unfinished = root / "runs" / "vicreg-paper"
+    unfinished.mkdir()
+    (unfinished / "pretrain.json").write_text(_record({"checkpoint": "y.ckpt"}))
 
 
 def test_table_plot_and_publish(tmp_path) -> None:
-    rows = [
-        {
-            "method": "vicreg_dual_gating",
-            "variant": "paper",
-            "t_d": 0.1,
-            "branch": "gated",
-            "linear_top1": 41.0,
-            "knn_top1_k1": 30.5,
-            "knn_top1_k20": 35.25,
-            "flops_reduction_pct": 81.5,
-        },
-        {
-            "method": "vicreg",
-            "variant": "paper",
-            "t_d": "",
-            "branch": "dense",
-            "linear_top1": 44.0,
-            "knn_top1_k1": 33.0,
-            "knn_top1_k20": 38.0,
-            "flops_reduction_pct": 0.0,
-        },
-    ]
     out = tmp_path / "out"
-    run_dir = out / "runs" / "vicreg_dual_gating-td0.1-paper"
-    (run_dir / "cost").mkdir(parents=True)
-    (run_dir / "cost" / "channel_usage.png").write_bytes(b"png")
-    (run_dir / "linear-gated.json").write_text(json.dumps({"linear_top1": 41.0}))
-    (run_dir / "pretrain" / "trained_models").mkdir(parents=True)
-    (run_dir / "pretrain" / "trained_models" / "x.ckpt").write_bytes(b"ckpt")
-    (out / "provenance.json").write_text("{}")
-    run_grid.write_table(rows, out, "title")
-    assert (
-        "| vicreg_dual_gating | paper | 0.1 | gated | 41.00 | 30.50 | 35.25 | 81.50 % |"
-        in (out / "table.md").read_text()
-    )
-    assert list(csv.DictReader((out / "table.csv").open()))[1]["linear_top1"] == "44.0"
+    _finished_runs(out)
+    rows, unfinished = collect_rows(out / "runs")
+    assert unfinished == ["vicreg-paper"]
+    write_table(rows, out, "title")
+    table = (out / "table.md").read_text()
+    assert [line for line in table.splitlines() if line.startswith("| vicreg")] == [
+        "| vicreg_dual_gating | paper | 0.1 | dense | 44.00 | 33.00 | 38.00 | 0.00 % | no |",
+        "| vicreg_dual_gating | paper | 0.1 | gated | 41.00 | 30.50 | 35.25 | 81.50 % | no |",
+        "| vicreg_gating | tracked | 0.3 | gated | 27.50 | 20.00 | 25.00 | 70.00 % | yes |",
+    ]
+    assert "args.json `no`" in table
+    table_rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [(r["method"], r["branch"], r["args_json"]) for r in table_rows] == [
+        ("vicreg_dual_gating", "dense", "no"),
+        ("vicreg_dual_gating", "gated", "no"),
+        ("vicreg_gating", "gated", "yes"),
+    ]
+    assert table_rows[1]["linear_top1"] == "41.0"
     assert (out / "accuracy_vs_flops.png").stat().st_size > 1000
-    run_grid.publish(out, tmp_path / "pub")
+
+    publish_runs(out, tmp_path / "pub", ["vicreg_gating-td0.3-tracked"])
     published = sorted(
         str(p.relative_to(tmp_path / "pub")) for p in (tmp_path / "pub").rglob("*") if p.is_file()
     )
+    run = "runs/vicreg_gating-td0.3-tracked/"
     assert published == [
-        "accuracy_vs_flops.png",
-        "provenance.json",
-        "runs/vicreg_dual_gating-td0.1-paper/cost/channel_usage.png",
-        "runs/vicreg_dual_gating-td0.1-paper/linear-gated.json",
-        "table.csv",
-        "table.md",
+        run + name
+        for name in (
+            "args.json",
+            "cost.json",
+            "cost/channel_usage.png",
+            "knn-gated.json",
+            "linear-gated.args.json",
+            "linear-gated.json",
+            "pretrain.json",
+        )
     ]
+    assert json.loads((tmp_path / "pub" / run / "args.json").read_text()) == {
+        "method": "vicreg_gating"
+    }
+
+
+def test_command_line_refuses_a_missing_solo_checkout_in_one_line_and_writes_nothing(
+    tmp_path, capsys
+) -> None:
+    data = _image_folder(tmp_path / "data", 2)
+    out = tmp_path / "out"
+    argv = ["--protocol", "smoke", "--train", str(data), "--val", str(data), "--out", str(out)]
+    assert cli.main([*argv, "--solo", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"run_grid.py: error: --solo='{tmp_path}'")
+    assert "no main_pretrain.py" in error and not out.exists()

@@ -1,11 +1,13 @@
 """Deployable networks from a gated backbone: static prune export, hybrid gates, dynamic execution.
 
 Turns the analytic "FLOPs R." of VICReg-Dual-Gating (Krishna et al., "Unifying Synergies between
-Self-supervised Learning and Dynamic Computation", BMVC 2023) into wall-clock savings (spec §9):
+Self-supervised Learning and Dynamic Computation", BMVC 2023) into wall-clock savings:
 
 * :mod:`~dualgate_solo.export.plan`: which channels to keep, from gate statistics;
 * :mod:`~dualgate_solo.export.pruned_resnet`: the plain, torch-only pruned ResNet;
-* :mod:`~dualgate_solo.export.exporter`: weight copy, BN re-calibration, state dict / TorchScript / ONNX;
+* :mod:`~dualgate_solo.export.weights`: the one weight copy from a gated backbone into it;
+* :mod:`~dualgate_solo.export.exporter`: export, BN re-calibration, state dict / TorchScript /
+  ONNX;
 * :mod:`~dualgate_solo.export.dynamic`: batch-1 execution that gathers the active channels.
 """
 
@@ -14,14 +16,21 @@ from dualgate_solo.export.exporter import (
     EXPORT_FORMATS,
     ONNX_EXPORTERS,
     export_pruned,
-    gated_norm,
     onnx_export,
     recalibrate_bn,
     save_export,
     verify_onnx,
 )
-from dualgate_solo.export.plan import POLICIES, BlockPlan, ExportPlan, check_backbone, make_plan
+from dualgate_solo.export.plan import (
+    POLICIES,
+    BlockPlan,
+    ExportPlan,
+    check_backbone,
+    full_width_blocks,
+    make_plan,
+)
 from dualgate_solo.export.pruned_resnet import PrunedResNet, build_pruned_resnet
+from dualgate_solo.export.weights import branch_norm, copy_to_pruned, gated_norm
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -31,9 +40,12 @@ __all__ = [
     "DynamicGatedResNet",
     "ExportPlan",
     "PrunedResNet",
+    "branch_norm",
     "build_pruned_resnet",
     "check_backbone",
+    "copy_to_pruned",
     "export_pruned",
+    "full_width_blocks",
     "gated_norm",
     "make_plan",
     "onnx_export",

@@ -1,21 +1,12 @@
-"""Copy a gated backbone's gated-branch weights into a physically pruned plain ResNet, and save it.
+"""Export a gated backbone's gated branch as a physically pruned plain ResNet, and save it.
 
-Static prune export of VICReg-Dual-Gating (Krishna et al., BMVC 2023; spec §9 "Real speed-up",
-idea (i)): given an :class:`~dualgate_solo.export.plan.ExportPlan`,
-
-* conv weights are sliced to the kept channels: BasicBlock conv1 rows ``[w, C_in, 3, 3]`` and conv2
-  columns ``[C_out, w, 3, 3]``; Bottleneck conv1 rows, conv2 rows and columns, conv3 columns;
-* every BatchNorm is the one the *gated* branch uses (``DualBatchNorm.gated`` where the
-  ``dual_bn_scope`` made it dual, the shared BN elsewhere), sliced like the channels it normalises;
-* with the ``hybrid`` policy the gate's ``reduce``/``bn`` are copied and its ``expand`` rows are
-  restricted to the data-dependent channels;
-* a group with nothing kept gets one placeholder channel with zero conv rows/columns and a BN of
-  weight 0, bias 0, so its activation is exactly 0, as in the gated branch.
-
-Then optionally re-calibrate BN statistics (:func:`recalibrate_bn`) and write a ``state_dict`` +
-``spec.json`` (reloadable with :func:`~dualgate_solo.export.pruned_resnet.build_pruned_resnet`
-alone), TorchScript and ONNX (dynamic batch axis, checked against ONNX Runtime) with
-:func:`save_export`.
+Static prune export of VICReg-Dual-Gating (Krishna et al., BMVC 2023): given an
+:class:`~dualgate_solo.export.plan.ExportPlan`, :func:`export_pruned` copies the gated branch's
+weights of the kept channels with :func:`~dualgate_solo.export.weights.copy_to_pruned` (with the
+``hybrid`` policy the data-dependent channels keep their gate). Then optionally re-calibrate
+BN statistics (:func:`recalibrate_bn`) and write a ``state_dict`` + ``spec.json`` (reloadable
+with :func:`~dualgate_solo.export.pruned_resnet.build_pruned_resnet` alone), TorchScript and
+ONNX (dynamic batch axis, checked against ONNX Runtime) with :func:`save_export`.
 """
 
 from __future__ import annotations
@@ -30,9 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.export.plan import ExportPlan, check_backbone
-from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet, build_pruned_resnet
-from dualgate_solo.layers import DualBatchNorm
-from dualgate_solo.models.blocks import GatedBottleneck
+from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet
+from dualgate_solo.export.weights import copy_to_pruned
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.validation import check_choice, check_interval
 
@@ -42,132 +32,43 @@ EXPORT_FORMATS = ("state_dict", "torchscript", "onnx")
 ONNX_EXPORTERS = ("dynamo", "torchscript")
 
 
-def gated_norm(norm: nn.Module) -> nn.BatchNorm2d:
-    """The BatchNorm the gated branch applies: ``norm.gated`` for a ``DualBatchNorm``, else ``norm``."""
-    return norm.gated if isinstance(norm, DualBatchNorm) else norm
-
-
-@torch.no_grad()
-def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, index: Tensor | None = None) -> None:
-    """``dst`` <- ``src`` restricted to channels ``index`` (``[w]`` int64; ``None``: all)."""
-    pick = (lambda t: t) if index is None else (lambda t: t.index_select(0, index))
-    dst.weight.copy_(pick(src.weight))
-    dst.bias.copy_(pick(src.bias))
-    dst.running_mean.copy_(pick(src.running_mean))
-    dst.running_var.copy_(pick(src.running_var))
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
-    dst.eps = src.eps
-
-
-@torch.no_grad()
-def _zero_placeholder(conv_out: nn.Conv2d, bn: nn.BatchNorm2d, conv_in: nn.Conv2d) -> None:
-    """Make a width-1 placeholder channel exactly inert: zero rows/columns, BN output 0."""
-    conv_out.weight.zero_()
-    conv_in.weight.zero_()
-    bn.weight.zero_()
-    bn.bias.zero_()
-    bn.running_mean.zero_()
-    bn.running_var.fill_(1.0)
-
-
-def _index(kept: list[int], device: torch.device) -> Tensor:
-    return torch.tensor(kept if kept else [0], dtype=torch.long, device=device)
-
-
-@torch.no_grad()
-def _copy_downsample(dst: nn.Module | None, src: nn.Module | None) -> None:
-    if src is not None:
-        dst.conv.weight.copy_(src.conv.weight)
-        _copy_bn(dst.bn, gated_norm(src.bn))
-
-
-@torch.no_grad()
-def _copy_gate(dst: PrunedGate | None, src: nn.Module, rows: list[int]) -> None:
-    """Copy the gate's reduce conv and BN, and the ``expand`` rows of the kept gated channels."""
-    if dst is None:
-        return
-    dst.reduce.weight.copy_(src.reduce.weight)
-    _copy_bn(dst.bn, src.bn)
-    dst.expand.weight.copy_(
-        src.expand.weight.index_select(
-            0, torch.tensor(rows, dtype=torch.long, device=src.expand.weight.device)
-        )
-    )
-
-
-@torch.no_grad()
 def export_pruned(backbone: GatedResNet, plan: ExportPlan) -> PrunedResNet:
-    """Build the pruned plain ResNet of ``plan`` and fill it with ``backbone``'s gated-branch weights.
+    """The pruned plain ResNet of ``plan``, filled with ``backbone``'s gated-branch weights.
 
     Args:
         backbone: a :class:`GatedResNet` (ResNet-18/34/50); weights are read, never modified.
         plan: from :func:`~dualgate_solo.export.plan.make_plan` on this backbone.
 
     Returns:
-        The :class:`PrunedResNet` in eval mode, on ``backbone``'s device. ``forward(x [B, 3, H, W])``
-        -> ``[B, num_features]``.
+        The :class:`PrunedResNet` in eval mode, on ``backbone``'s device.
+        ``forward(x [B, 3, H, W])`` -> ``[B, num_features]``.
     """
     check_backbone(backbone)
     if not isinstance(plan, ExportPlan):
         raise ValueError(
             f"plan={type(plan).__name__} is invalid; allowed values: an ExportPlan from make_plan"
         )
-    blocks = list(backbone.named_blocks())
-    if (plan.depth, plan.stem, plan.width, len(plan.blocks)) != (
-        backbone.depth,
-        backbone.stem,
-        backbone.conv1.out_channels,
-        len(blocks),
-    ):
+    width = backbone.conv1.out_channels
+    if (plan.depth, plan.stem, plan.width) != (backbone.depth, backbone.stem, width):
         raise ValueError(
-            f"plan (depth {plan.depth}, stem {plan.stem!r}, width {plan.width}) does not match the backbone "
-            f"(depth {backbone.depth}, stem {backbone.stem!r}, width {backbone.conv1.out_channels})"
+            f"plan (depth {plan.depth}, stem {plan.stem!r}, width {plan.width}) does not match "
+            f"the backbone (depth {backbone.depth}, stem {backbone.stem!r}, width {width})"
         )
-    device = backbone.conv1.weight.device
-    model = build_pruned_resnet(plan.spec()).to(device)
-    model.conv1.weight.copy_(backbone.conv1.weight)
-    _copy_bn(model.bn1, gated_norm(backbone.bn1))
-    for (name, src), dst, bp in zip(blocks, model.blocks, plan.blocks):
-        if bp.name != name:
-            raise ValueError(f"plan block {bp.name!r} does not match backbone block {name!r}")
-        _copy_downsample(dst.downsample, src.downsample)
-        if isinstance(src, GatedBottleneck):
-            k1, k2 = (_index(k, device) for k in bp.kept)
-            dst.conv1.weight.copy_(src.conv1.weight.index_select(0, k1))
-            _copy_bn(dst.bn1, gated_norm(src.bn1), k1)
-            dst.conv2.weight.copy_(src.conv2.weight.index_select(0, k2).index_select(1, k1))
-            _copy_bn(dst.bn2, gated_norm(src.bn2), k2)
-            dst.conv3.weight.copy_(src.conv3.weight.index_select(1, k2))
-            _copy_bn(dst.bn3, gated_norm(src.bn3))
-            if bp.placeholders[0]:
-                _zero_placeholder(dst.conv1, dst.bn1, dst.conv2)
-            if bp.placeholders[1]:
-                _zero_placeholder(dst.conv2, dst.bn2, dst.conv3)
-            size = bp.group_sizes[0]
-            rows = bp.kept[0][: bp.gated[0]] + [size + i for i in bp.kept[1][: bp.gated[1]]]
-        else:
-            k = _index(bp.kept[0], device)
-            dst.conv1.weight.copy_(src.conv1.weight.index_select(0, k))
-            _copy_bn(dst.bn1, gated_norm(src.bn1), k)
-            dst.conv2.weight.copy_(src.conv2.weight.index_select(1, k))
-            _copy_bn(dst.bn2, gated_norm(src.bn2))
-            if bp.placeholders[0]:
-                _zero_placeholder(dst.conv1, dst.bn1, dst.conv2)
-            rows = bp.kept[0][: bp.gated[0]]
-        _copy_gate(dst.gate, src.gate, rows)
-    return model.eval()
+    return copy_to_pruned(backbone, plan.blocks, "gated")
 
 
 @torch.no_grad()
 def recalibrate_bn(
     model: nn.Module, batches: Iterable, num_batches: int = 10, device: str | torch.device = "cpu"
 ) -> nn.Module:
-    """Re-estimate the running statistics of every BatchNorm of ``model`` on ``num_batches`` batches.
+    """Re-estimate the running statistics of every BatchNorm of ``model`` on ``num_batches``
+    batches.
 
     Statistics are reset and accumulated as a cumulative average (``momentum=None``) in train
     mode, without gradients. Gate BNs (inside :class:`PrunedGate`) are kept as trained, since they
     decide which channels are on, and placeholder channels stay inert (their BN affine is 0).
-    ``batches`` yields ``[B, 3, H, W]`` tensors or ``(images, labels)``. Returns ``model`` in eval mode.
+    ``batches`` yields ``[B, 3, H, W]`` tensors or ``(images, labels)``. Returns ``model`` in
+    eval mode.
     """
     check_interval("num_batches", num_batches, 1, float("inf"))
     gate_bns = {id(m) for g in model.modules() if isinstance(g, PrunedGate) for m in g.modules()}
@@ -203,7 +104,8 @@ def recalibrate_bn(
 def onnx_export(
     model: nn.Module, example: Tensor, path: str | Path, exporter: str = "dynamo"
 ) -> str:
-    """Export ``model`` to ONNX with a dynamic batch axis (input ``images [B, 3, H, W]``, output ``features``).
+    """Export ``model`` to ONNX with a dynamic batch axis (input ``images [B, 3, H, W]``, output
+    ``features``).
 
     Returns the exporter that produced the file: ``dynamo`` falls back to ``torchscript`` (and
     says so in the returned string) if the torch.export-based exporter fails.
@@ -244,7 +146,8 @@ def onnx_export(
 def verify_onnx(
     path: str | Path, model: nn.Module, inputs: Iterable[Tensor], atol: float = 1e-4
 ) -> float:
-    """Run the ONNX file in ONNX Runtime (CPU) on each input and return the max abs difference to ``model``.
+    """Run the ONNX file in ONNX Runtime (CPU) on each input; the max abs difference to
+    ``model``.
 
     Raises ``ValueError`` when a difference exceeds ``atol``.
     """
@@ -274,10 +177,10 @@ def save_export(
 ) -> dict[str, Any]:
     """Write the exported network to ``out``; returns ``{format: path, ...}`` plus check results.
 
-    Files: ``weights.pt`` (state dict) and ``spec.json`` (``state_dict``), ``model.ts`` (TorchScript,
-    ``torch.jit.script``), ``model.onnx`` (dynamic batch axis, compared with ONNX Runtime on
-    ``example`` and on a batch of one when ``verify``; ``onnx_exporter`` picks the exporter),
-    ``plan.json`` when ``plan`` is given.
+    Files: ``weights.pt`` (state dict) and ``spec.json`` (``state_dict``), ``model.ts``
+    (TorchScript, ``torch.jit.script``), ``model.onnx`` (dynamic batch axis, compared with ONNX
+    Runtime on ``example`` and on a batch of one when ``verify``; ``onnx_exporter`` picks the
+    exporter), ``plan.json`` when ``plan`` is given.
     """
     formats = [check_choice("format", f, EXPORT_FORMATS) for f in formats]
     out = Path(out)

@@ -1,6 +1,6 @@
 """Which gated channels survive a static export: a serialisable per-block prune plan.
 
-Krishna et al. (BMVC 2023, paper Fig. 1; spec §9 limitation 2) observe that at low budgets most
+Krishna et al. (BMVC 2023, paper Fig. 1) observe that at low budgets most
 gates are input-independent: each block's channels split into *always off*, *always on* and
 *data dependent*. From per-channel on-rates over a calibration split
 (:func:`dualgate_solo.gate_stats.collect_gate_statistics`, categories from
@@ -45,7 +45,8 @@ class BlockPlan:
     Attributes:
         name: ``"layer<s>.<i>"``.
         group_sizes: full inner widths per gated group (``[C]`` BasicBlock, ``[w, w]`` Bottleneck).
-        kept: per group, kept original channel indices (within the group), ``[gated..., static...]``.
+        kept: per group, kept original channel indices (within the group),
+            ``[gated..., static...]``.
         gated: per group, how many leading entries of ``kept`` keep their gate (0 for ``static``).
         gate_in: block input channels (the gate's C_in).
         gate_hidden: the gate's hidden width (copied when any ``gated`` > 0).
@@ -72,13 +73,23 @@ class BlockPlan:
         """Per group, whether the built width is a zeroed placeholder channel."""
         return [len(k) == 0 for k in self.kept]
 
+    def spec_entry(self) -> dict[str, Any]:
+        """This block's entry of the pruned network's JSON spec (see ``pruned_resnet``)."""
+        return {
+            "name": self.name,
+            "widths": self.widths,
+            "gated": list(self.gated),
+            "gate_hidden": self.gate_hidden,
+        }
+
 
 @dataclass
 class ExportPlan:
     """Per-block kept channels of a gated backbone plus the options that produced them.
 
-    ``spec()`` is the architecture description :func:`~dualgate_solo.export.pruned_resnet.build_pruned_resnet`
-    needs; ``to_json()`` / ``from_json()`` round-trip the whole plan.
+    ``spec()`` is the architecture description
+    :func:`~dualgate_solo.export.pruned_resnet.build_pruned_resnet` needs; ``to_json()`` /
+    ``from_json()`` round-trip the whole plan.
     """
 
     policy: str
@@ -109,21 +120,7 @@ class ExportPlan:
 
     def spec(self) -> dict[str, Any]:
         """The JSON architecture spec of the exported network (see ``pruned_resnet``)."""
-        return {
-            "format": SPEC_FORMAT,
-            "depth": self.depth,
-            "stem": self.stem,
-            "width": self.width,
-            "blocks": [
-                {
-                    "name": b.name,
-                    "widths": b.widths,
-                    "gated": list(b.gated),
-                    "gate_hidden": b.gate_hidden,
-                }
-                for b in self.blocks
-            ],
-        }
+        return pruned_spec(self.depth, self.stem, self.width, self.blocks)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,15 +139,48 @@ class ExportPlan:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+def pruned_spec(depth: int, stem: str, width: int, blocks: list[BlockPlan]) -> dict[str, Any]:
+    """The JSON spec (see ``pruned_resnet``) of the network that builds ``blocks``' channels."""
+    return {
+        "format": SPEC_FORMAT,
+        "depth": depth,
+        "stem": stem,
+        "width": width,
+        "blocks": [b.spec_entry() for b in blocks],
+    }
+
+
 def check_backbone(backbone: Any) -> GatedResNet:
     """Refuse anything but a :class:`GatedResNet` of a supported depth (``ValueError``)."""
     if not isinstance(backbone, GatedResNet):
         raise ValueError(
-            f"backbone={type(backbone).__name__} is invalid; allowed values: a dualgate_solo GatedResNet "
-            "(dg_resnet18/34/50); a checkpoint of a non-gated method has no gates to export"
+            f"backbone={type(backbone).__name__} is invalid; allowed values: a dualgate_solo "
+            "GatedResNet (dg_resnet18/34/50); a checkpoint of a non-gated method has no gates to "
+            "export"
         )
     check_choice("backbone.depth", backbone.depth, SUPPORTED_DEPTHS)
     return backbone
+
+
+def full_width_blocks(backbone: GatedResNet, gated: bool) -> list[BlockPlan]:
+    """Block plans that keep every channel in its original order, every one gated or none.
+
+    ``gated=True`` describes the gated branch itself (all gates kept: the masked network);
+    ``gated=False`` a plain full-width ResNet (no gate, e.g. for the dense branch). MACs are
+    not predicted (``macs`` and ``dense_macs`` stay 0): these plans need no gate statistics.
+    """
+    check_backbone(backbone)
+    plans = []
+    for name, block in backbone.named_blocks():
+        n_groups = 2 if isinstance(block, GatedBottleneck) else 1
+        size = block.gate.expand.out_channels // n_groups
+        kept = [list(range(size)) for _ in range(n_groups)]
+        n_gated = [size if gated else 0] * n_groups
+        hidden = block.gate.reduce.out_channels
+        plans.append(
+            BlockPlan(name, [size] * n_groups, kept, n_gated, block.conv1.in_channels, hidden)
+        )
+    return plans
 
 
 def _block_macs(block: Any, cost: Any, kept_widths: list[int], n_gated: int, hidden: int) -> int:
@@ -191,14 +221,15 @@ def make_plan(
     blocks = list(backbone.named_blocks())
     if not isinstance(stats, GateStatistics) or len(stats.on_counts) != len(blocks):
         raise ValueError(
-            f"stats has {len(getattr(stats, 'on_counts', []))} blocks; allowed values: GateStatistics of "
-            f"this backbone ({len(blocks)} gated blocks)"
+            f"stats has {len(getattr(stats, 'on_counts', []))} blocks; allowed values: "
+            f"GateStatistics of this backbone ({len(blocks)} gated blocks)"
         )
     plans = []
     for (name, block), rate, cost in zip(blocks, stats.on_rates, stats.costs.blocks):
         if rate.numel() != block.gate.expand.out_channels:
             raise ValueError(
-                f"stats for block {name} have {rate.numel()} channels; the backbone's gate has {block.gate.expand.out_channels}"
+                f"stats for block {name} have {rate.numel()} channels; the backbone's gate has "
+                f"{block.gate.expand.out_channels}"
             )
         n_groups = 2 if isinstance(block, GatedBottleneck) else 1
         size = rate.numel() // n_groups

@@ -1,13 +1,14 @@
 """Plain-PyTorch ResNets with physically narrower residual blocks: the deployable export target.
 
-Static channel pruning from gate statistics (spec §9 "Real speed-up", idea (i)) of
+Static channel pruning from gate statistics of
 VICReg-Dual-Gating (Krishna et al., "Unifying Synergies between Self-supervised Learning and
 Dynamic Computation", BMVC 2023): channels a gate never switches on are removed from the weights,
 so the exported network is an ordinary, smaller dense ResNet.
 
-This module needs only ``torch`` and the torch-only :mod:`dualgate_solo.stems` (no gate code). A saved ``state_dict`` plus the JSON ``spec`` written by
-:mod:`dualgate_solo.export.exporter` are enough to rebuild the network with
-:func:`build_pruned_resnet`, without this package's gate/block code (this file and ``stems.py`` are all it takes).
+This module needs only ``torch`` and the torch-only :mod:`dualgate_solo.stems` (no gate code).
+A saved ``state_dict`` plus the JSON ``spec`` written by :mod:`dualgate_solo.export.exporter`
+are enough to rebuild the network with :func:`build_pruned_resnet`, without this package's
+gate/block code (this file and ``stems.py`` are all it takes).
 
 Spec format (a JSON-serialisable dict)::
 
@@ -234,7 +235,8 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
         )
     if spec.get("stem") not in STEMS:
         raise ValueError(
-            f"spec.stem={spec.get('stem')!r} is invalid; allowed values: {', '.join(map(repr, STEMS))}"
+            f"spec.stem={spec.get('stem')!r} is invalid; allowed values: "
+            f"{', '.join(map(repr, STEMS))}"
         )
     width = spec.get("width")
     if not isinstance(width, int) or width < 1:
@@ -244,7 +246,8 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
     n_groups = 1 if EXPANSION[depth] == 1 else 2
     if not isinstance(blocks, list) or len(blocks) != n_blocks:
         raise ValueError(
-            f"spec.blocks has {len(blocks) if isinstance(blocks, list) else blocks!r} entries; allowed values: a list of {n_blocks} (depth {depth})"
+            f"spec.blocks has {len(blocks) if isinstance(blocks, list) else blocks!r} entries; "
+            f"allowed values: a list of {n_blocks} (depth {depth})"
         )
     for b, entry in enumerate(blocks):
         widths, gated = entry.get("widths"), entry.get("gated", [0] * n_groups)
@@ -254,7 +257,8 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
             and all(isinstance(w, int) and w >= 1 for w in widths)
         ):
             raise ValueError(
-                f"spec.blocks[{b}].widths={widths!r} is invalid; allowed values: {n_groups} int(s) >= 1"
+                f"spec.blocks[{b}].widths={widths!r} is invalid; allowed values: "
+                f"{n_groups} int(s) >= 1"
             )
         if not (
             isinstance(gated, list)
@@ -262,7 +266,8 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
             and all(isinstance(g, int) and 0 <= g <= w for g, w in zip(gated, widths))
         ):
             raise ValueError(
-                f"spec.blocks[{b}].gated={gated!r} is invalid; allowed values: {n_groups} int(s) in [0, width]"
+                f"spec.blocks[{b}].gated={gated!r} is invalid; allowed values: "
+                f"{n_groups} int(s) in [0, width]"
             )
     return spec
 
@@ -272,8 +277,8 @@ def build_pruned_resnet(
 ) -> PrunedResNet:
     """Build the pruned ResNet described by ``spec``; load ``state_dict`` strictly when given.
 
-    Returns the module in eval mode. Needs only ``torch``: e.g.
-    ``build_pruned_resnet(json.load(open("spec.json")), torch.load("weights.pt", weights_only=True))``.
+    Returns the module in eval mode. Needs only ``torch``: e.g. ``build_pruned_resnet(
+    json.load(open("spec.json")), torch.load("weights.pt", weights_only=True))``.
     """
     model = PrunedResNet(spec)
     if state_dict is not None:

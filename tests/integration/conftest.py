@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-SHIM_DIR = Path(__file__).parent / "cpu_shim"
+from dualgate_solo.runner.cpu_shim import SHIM_DIR
+
 REPO = Path(__file__).resolve().parents[2]
 NOISE = ("Warning", "warn(", "register_model", "custom_fwd", "pkg_resources")
 

@@ -1,9 +1,9 @@
-"""TEST-ONLY start-up shim: run solo-learn's CUDA-hard-coded main_knn.py / main_umap.py on a CPU.
+"""Start-up shim: run solo-learn's CUDA-hard-coded main_knn.py / main_umap.py on a CPU.
 
 Put this directory on PYTHONPATH; Python imports ``sitecustomize`` at start-up. It maps
 ``.cuda()`` and ``"cuda..."`` devices to the CPU, and, when ``DUALGATE_HOOK_DIR`` is set, processes
 that directory's ``.pth`` files (the package's real start-up hook) as site-packages would.
-Never used outside the integration tests; on a GPU machine no shim is needed.
+Used by the grid runner's ``--cpu`` and the integration tests; a GPU machine needs no shim.
 """
 
 import os

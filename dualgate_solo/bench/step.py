@@ -1,0 +1,248 @@
+"""Training-step time and peak memory: ``vicreg_dual_gating`` vs solo-learn's ``vicreg``.
+
+Both methods are built by solo-learn from the package's CIFAR-10 configs (paper recipe:
+ResNet-18, CIFAR stem, 2048-d projector, LARS) and run the same two-view batch: forward,
+backward and optimiser step, the work of one Lightning training step without the Trainer's
+bookkeeping. Each method runs in its own process, so the peak-memory figures do not mix; on CPU
+the peak is the growth of the resident set size (ru_maxrss, glibc's mmap threshold fixed at
+128 KiB so freed tensors leave the resident set) over the size after building the model, on
+CUDA ``torch.cuda.max_memory_allocated``. The bytes autograd saves for backward in one step are
+also reported (``saved_for_backward_mib``): allocator-independent, the part that scales with the
+batch. Needs solo-learn importable (``SOLO_LEARN_SRC`` works).
+
+    SOLO_LEARN_SRC=/path/to/solo-learn python scripts/bench_step.py --batch-size 64 --steps 5
+
+Writes ``<out>/bench_step.{csv,json,png}`` with the machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: solo-learn's VICReg (the baseline) and the method it is compared with
+COMPARED = ("vicreg", "vicreg_dual_gating")
+
+
+def _build(method: str, batch_size: int, device: str):
+    """A solo-learn method built from the package's ``pretrain/cifar10/<method>.yaml``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from solo.args.pretrain import parse_cfg
+    from solo.methods import METHODS as SOLO_METHODS
+
+    from dualgate_solo.solo import register
+    from dualgate_solo.solo.paths import config_dir
+
+    register()
+    with initialize_config_dir(
+        config_dir=str(config_dir() / "pretrain" / "cifar10"), version_base="1.2"
+    ):
+        cfg = compose(
+            config_name=method,
+            overrides=[f"optimizer.batch_size={batch_size}", "knn_eval.enabled=False"],
+        )
+    OmegaConf.set_struct(cfg, False)
+    cfg = parse_cfg(cfg)
+    model = SOLO_METHODS[method](cfg).to(device)
+    if not cfg.performance.disable_channel_last:
+        model = model.to(memory_format=__import__("torch").channels_last)
+    return model
+
+
+def _rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _saved_for_backward_mib(model, batch) -> float:
+    """MiB of distinct tensor storages autograd keeps for the backward of one training step."""
+    import torch
+
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.training_step(batch, 0)
+    return sum(storages.values()) / 2**20
+
+
+def child(method: str, batch_size: int, steps: int, warmup: int, device: str) -> dict:
+    """Time ``steps`` training steps after ``warmup``; returns one result row."""
+    import torch
+    from solo.utils.lars import LARS
+
+    torch.manual_seed(0)
+    model = _build(method, batch_size, device).train()
+    model.log_dict = model.log = lambda *args, **kwargs: None  # no Trainer attached
+    if hasattr(model, "on_train_epoch_start"):
+        model.on_train_epoch_start()
+    # the method's own parameter groups (gates at weight decay 0), solo-learn's LARS as configured
+    optimizer = LARS(
+        model.learnable_params,
+        lr=model.lr,
+        weight_decay=model.weight_decay,
+        **model.extra_optimizer_args,
+    )
+    views = [torch.rand(batch_size, 3, 32, 32, device=device) for _ in range(2)]
+    batch = [torch.arange(batch_size), views, torch.randint(0, 10, (batch_size,), device=device)]
+    saved = _saved_for_backward_mib(model, batch)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    rss_before = _rss_mib()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for step in range(warmup + steps):
+        sync()
+        start = time.perf_counter()
+        out = model.training_step(batch, step)
+        loss = out["loss"] if isinstance(out, dict) else out
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _rss_mib() - rss_before
+    )
+    times.sort()
+    return {
+        "method": method,
+        "device": device,
+        "batch_size": batch_size,
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "median_step_s": times[len(times) // 2],
+        "min_step_s": times[0],
+        "peak_mem_mib": peak,
+        "saved_for_backward_mib": saved,
+        "peak_mem_kind": "cuda max_memory_allocated"
+        if device == "cuda"
+        else "ru_maxrss growth after model build",
+    }
+
+
+def _plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    names = [r["method"] for r in rows]
+    for ax, key, label in zip(
+        axes, ("median_step_s", "peak_mem_mib"), ("median step time [s]", "peak memory [MiB]")
+    ):
+        bars = ax.bar(names, [r[key] for r in rows], color=["#888888", "#3b75af"])
+        ax.bar_label(bars, fmt="%.3g")
+        ax.set_ylabel(label)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _run_child(cmd: list[str], method: str, extra_env: dict[str, str]) -> dict:
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, **extra_env}
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench_step.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu"
+    )
+    parser.add_argument("--out", type=Path, default=Path("results/bench_step"))
+    parser.add_argument("--child", choices=COMPARED, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.batch_size, args.steps, args.warmup, args.device)))
+        return
+
+    from dualgate_solo.provenance import provenance
+
+    rows = []
+    for method in COMPARED:
+        cmd = [
+            sys.executable,
+            "-m",
+            "dualgate_solo.bench.step",
+            "--child",
+            method,
+            "--batch-size",
+            str(args.batch_size),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--device",
+            args.device,
+        ]
+        timed = _run_child(cmd, method, {})
+        # memory pass: a fixed mmap threshold stops glibc from keeping freed large blocks in its
+        # heap, so the resident-set peak follows the live tensors instead of the allocator's history
+        # (it also slows allocation, so the times come from the first, default pass)
+        measured = _run_child(
+            cmd, method, {"MALLOC_MMAP_THRESHOLD_": "131072"} if args.device == "cpu" else {}
+        )
+        rows.append({**timed, "peak_mem_mib": measured["peak_mem_mib"]})
+        print(
+            f"{method:>20}: {rows[-1]['median_step_s']:.3f} s/step, "
+            f"peak {rows[-1]['peak_mem_mib']:.0f} MiB"
+        )
+    base, dual = rows
+    summary = {
+        "time_ratio": dual["median_step_s"] / base["median_step_s"],
+        "memory_ratio": dual["peak_mem_mib"] / base["peak_mem_mib"],
+        "saved_for_backward_ratio": dual["saved_for_backward_mib"] / base["saved_for_backward_mib"],
+        "target": "<= 1.10 for both",
+    }
+    print(
+        f"dual / vicreg: time x{summary['time_ratio']:.3f}, "
+        f"peak memory x{summary['memory_ratio']:.3f}, "
+        f"saved for backward x{summary['saved_for_backward_ratio']:.3f} (target <= 1.10)"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = provenance()
+    (args.out / "bench_step.json").write_text(
+        json.dumps({"provenance": meta, "rows": rows, "summary": summary}, indent=2)
+    )
+    with open(args.out / "bench_step.csv", "w") as f:
+        f.write(",".join(rows[0]) + "\n")
+        for row in rows:
+            f.write(",".join(str(v) for v in row.values()) + "\n")
+    _plot(
+        rows,
+        args.out / "bench_step.png",
+        f"ResNet-18 CIFAR, batch {args.batch_size}, {args.device}; "
+        f"{meta.get('date', '')} {meta.get('cpu', '')}",
+    )
+
+
+if __name__ == "__main__":  # the child processes: python -m dualgate_solo.bench.step --child
+    main()

@@ -1,0 +1,35 @@
+"""Environments and logs of the grid's subprocesses (solo-learn scripts, ``dualgate-solo``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from dualgate_solo.runner.cpu_shim import SHIM_DIR
+from dualgate_solo.solo.custom_pipeline import ENV_VAR as PIPELINE_VAR
+
+
+def stage_environment(solo: Path, cpu: bool, custom_pipeline: str | None) -> dict[str, str]:
+    """This process's environment with solo-learn (and, for ``cpu``, the CUDA->CPU shim) first on
+    ``PYTHONPATH`` and ``$DUALGATE_CUSTOM_PIPELINE`` set to ``custom_pipeline`` when given."""
+    paths = [*([str(SHIM_DIR)] if cpu else []), str(solo), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    if custom_pipeline:
+        env[PIPELINE_VAR] = custom_pipeline
+    return env
+
+
+def call(cmd: list[str], cwd: Path, log: Path, env: dict[str, str]) -> None:
+    """Run ``cmd`` in ``cwd`` with its output streamed to ``log`` (``tail -f`` shows its bar).
+
+    Raises:
+        RuntimeError: the command failed; the message names the log.
+    """
+    cwd.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        returncode = subprocess.run(
+            cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT
+        ).returncode
+    if returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed (rc={returncode}); see {log}")

@@ -1,0 +1,128 @@
+"""The grid's table (``table.csv``, ``table.md``) and ``accuracy_vs_flops.png`` from run records.
+
+Rows are read back from the stage records under ``<dir>/runs/<run>/``, one row per trained branch,
+so a table can combine runs of several invocations (and the published records of earlier ones).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from dualgate_solo.method_registry import METHODS
+from dualgate_solo.runner.protocols import BASELINE, VARIANTS, Run
+from dualgate_solo.runner.stages import stage_result
+
+COLUMNS = (
+    "method",
+    "variant",
+    "t_d",
+    "branch",
+    "linear_top1",
+    "knn_top1_k1",
+    "knn_top1_k20",
+    "flops_reduction_pct",
+    "args_json",
+)
+NO_ARGS_JSON = (
+    "args.json `no`: no solo-learn args.json was published for the run; its "
+    "`runs/<run>/provenance.json` says where the row comes from."
+)
+
+
+def run_rows(run_dir: Path) -> list[dict[str, Any]] | None:
+    """One row per trained branch of the run in ``run_dir``; ``None`` while a stage is missing."""
+    run = Run.from_name(run_dir.name)
+    stages = ["pretrain", *(["cost"] if run.gated else [])]
+    stages += [f"{kind}-{b}" for b in run.branches for kind in ("linear", "knn")]
+    if not all((run_dir / f"{s}.json").is_file() for s in stages):
+        return None
+    result = {s: stage_result(json.loads((run_dir / f"{s}.json").read_text())) for s in stages}
+    return [
+        {
+            "method": run.method,
+            "variant": run.variant,
+            "t_d": "" if run.target_density is None else run.target_density,
+            "branch": branch,
+            **result[f"linear-{branch}"],
+            **result[f"knn-{branch}"],
+            "flops_reduction_pct": (
+                100 * result["cost"]["flops_reduction"] if branch == "gated" else 0.0
+            ),
+            "args_json": "yes" if _has_args_json(run_dir, result["pretrain"]) else "no",
+        }
+        for branch in run.branches
+    ]
+
+
+def _has_args_json(run_dir: Path, pretrain: dict[str, Any]) -> bool:
+    """A published ``args.json`` next to the records, or the one the pre-training record names."""
+    named = pretrain.get("args_json")
+    return (run_dir / "args.json").is_file() or (named is not None and Path(named).is_file())
+
+
+def _order(run: Run) -> tuple:
+    methods = [*METHODS, BASELINE]
+    return (methods.index(run.method), run.target_density or 0.0, list(VARIANTS).index(run.variant))
+
+
+def collect_rows(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of every finished run under ``runs_dir`` in grid order, and the unfinished runs."""
+    rows, unfinished = [], []
+    for run_dir in sorted(runs_dir.iterdir(), key=lambda d: _order(Run.from_name(d.name))):
+        found = run_rows(run_dir)
+        if found is None:
+            unfinished.append(run_dir.name)
+        else:
+            rows += found
+    return rows, unfinished
+
+
+def write_table(rows: list[dict[str, Any]], out: Path, title: str) -> None:
+    """``table.csv``, ``table.md`` and ``accuracy_vs_flops.png`` in ``out``."""
+    with open(out / "table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    header = (
+        "| method | variant | t_d | branch | linear top-1 | k-NN top-1 (k=1) | k-NN top-1 (k=20) "
+        "| FLOPs R. | args.json |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    body = "".join(
+        f"| {r['method']} | {r['variant']} | {r['t_d']} | {r['branch']} | {r['linear_top1']:.2f} "
+        f"| {r['knn_top1_k1']:.2f} | {r['knn_top1_k20']:.2f} | {r['flops_reduction_pct']:.2f} % "
+        f"| {r['args_json']} |\n"
+        for r in rows
+    )
+    footnote = f"\n{NO_ARGS_JSON}\n" if any(r["args_json"] == "no" for r in rows) else ""
+    (out / "table.md").write_text(f"{title}\n\n{header}{body}{footnote}")
+    plot(rows, out / "accuracy_vs_flops.png", title)
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Linear top-1 against FLOPs R., one marker per (method, variant, branch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((r["method"], r["variant"], r["branch"]) for r in rows))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for group, marker in zip(groups, "osD^vP*X<>"):
+        points = [r for r in rows if (r["method"], r["variant"], r["branch"]) == group]
+        ax.plot(
+            [r["flops_reduction_pct"] for r in points],
+            [r["linear_top1"] for r in points],
+            marker=marker,
+            linestyle="none",
+            label="{} {} ({})".format(*group),
+        )
+    ax.set_xlabel("FLOPs R. [%] (0 = dense)")
+    ax.set_ylabel("linear top-1 [%]")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

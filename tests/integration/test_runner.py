@@ -1,0 +1,86 @@
+"""The grid runner end to end through solo-learn's unchanged scripts (``smoke`` protocol, CPU).
+
+One VICReg-Gating run with the ``tracked`` budget options on the small generated ImageFolders:
+stage records with their overrides and times, k-NN results from the recorder file, the published
+``args.json``, reuse of finished stages and refusal of a cache made with other overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from dualgate_solo.runner import cli
+from dualgate_solo.runner.protocols import VARIANTS
+
+
+def test_runner_records_publishes_reuses_and_refuses_other_overrides(
+    solo_src, image_folders, tmp_path, capsys
+) -> None:
+    train, val = image_folders
+    out, published = tmp_path / "out", tmp_path / "published"
+    argv = [
+        "--protocol",
+        "smoke",
+        "--cpu",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--solo",
+        str(solo_src),
+        "--out",
+        str(out),
+        "--methods",
+        "vicreg_gating",
+        "--variants",
+        "tracked",
+        "--densities",
+        "0.3",
+        "--workers",
+        "0",
+        "--publish",
+        str(published),
+    ]
+    assert cli.main(argv) == 0
+    run = out / "runs" / "vicreg_gating-td0.3-tracked"
+    pretrain = json.loads((run / "pretrain.json").read_text())
+    tracked = ["method_kwargs.target_density=0.3", *VARIANTS["tracked"]]
+    assert pretrain["run_overrides"] == tracked and set(tracked) <= set(pretrain["overrides"])
+    assert pretrain["config"] == "pretrain/cpu_quick/vicreg_gating"
+    assert pretrain["protocol"] == "smoke" and pretrain["seconds"] > 0
+    assert pretrain["started"] <= pretrain["ended"]
+
+    args = json.loads((published / "runs" / run.name / "args.json").read_text())
+    assert args["method"] == "vicreg_gating"
+    kwargs = args["method_kwargs"]
+    assert (kwargs["target_density"], kwargs["lambda_flops"], kwargs["multiplier_lr"]) == (
+        0.3,
+        50,
+        0.05,
+    )
+    assert kwargs["ratio_source"] == "deterministic"
+    assert (published / "runs" / run.name / "linear-gated.args.json").is_file()
+
+    # the k-NN stage reads the recorder's file, which agrees with what main_knn.py printed
+    knn = json.loads((run / "knn-gated.json").read_text())["result"]
+    recorded = json.loads((run / "knn-gated-results.json").read_text())
+    assert [(r["k"], r["distance_fx"]) for r in recorded] == [(1, "euclidean"), (20, "euclidean")]
+    assert knn == {"knn_top1_k1": recorded[0]["acc1"], "knn_top1_k20": recorded[1]["acc1"]}
+    printed = re.findall(r"Result: acc@1=([\d.]+)", (run / "knn-gated.log").read_text())
+    assert [float(a) for a in printed] == [r["acc1"] for r in recorded]
+
+    row = next(line for line in (published / "table.md").read_text().splitlines() if "0.3" in line)
+    assert row.startswith("| vicreg_gating | tracked | 0.3 | gated |") and row.endswith("| yes |")
+
+    records = {p: p.read_text() for p in run.glob("*.json")}
+    assert cli.main(argv) == 0  # every stage reused
+    assert {p: p.read_text() for p in run.glob("*.json")} == records
+    capsys.readouterr()
+    assert cli.main([*argv, "--pretrain-override", "method_kwargs.lambda_flops=5"]) == 2
+    stderr = capsys.readouterr().err  # the grid's progress bar, then the one-line error
+    error = stderr.splitlines()[-1]
+    assert "Traceback" not in stderr and error.startswith("run_grid.py: error: cached stage")
+    assert "differs in run_overrides" in error
+    assert "only requested ['method_kwargs.lambda_flops=5']" in error
+    assert {p: p.read_text() for p in run.glob("*.json")} == records
