@@ -53,7 +53,7 @@ def synthetic_shapes(num_samples: int, seed: int = 0, size: int = 32) -> tuple[T
 
 
 def augment(images: Tensor, gen: torch.Generator | None = None) -> Tensor:
-    """Light SSL views of ``images [N, 3, H, W]``: pad-4 random crop, h-flip, brightness/contrast jitter."""
+    """Light SSL views of ``images [N, 3, H, W]``: pad-4 crop, h-flip, colour jitter."""
     n, _, h, w = images.shape
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4), mode="reflect")
     dx = torch.randint(0, 9, (n,), generator=gen)

@@ -37,15 +37,6 @@ def test_checkpoint_and_data_options_are_identical_in_every_command_that_reads_a
     assert tuple(reference["--stem"].choices) == ("cifar", "imagenet")
 
 
-def test_torch_free_names_match_the_modules_that_implement_them() -> None:
-    # until export/ imports these names from dualgate_solo.choices
-    from dualgate_solo import export
-
-    assert choices.POLICIES == export.POLICIES
-    assert choices.EXPORT_FORMATS == export.EXPORT_FORMATS
-    assert choices.ONNX_EXPORTERS == export.ONNX_EXPORTERS
-
-
 def test_integer_and_fraction_types() -> None:
     assert integer(1)("3") == 3 and integer(0)("0") == 0
     for bad in ("0", "-2", "1.5", "x", ""):

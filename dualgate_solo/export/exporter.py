@@ -20,16 +20,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS
 from dualgate_solo.export.plan import ExportPlan, check_backbone
 from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet
 from dualgate_solo.export.weights import copy_to_pruned
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.validation import check_choice, check_interval
-
-EXPORT_FORMATS = ("state_dict", "torchscript", "onnx")
-#: ``dynamo``: ``torch.onnx.export(dynamo=True)`` (torch.export based, the default since torch 2.9);
-#: ``torchscript``: the legacy TorchScript-based exporter (several times faster to run).
-ONNX_EXPORTERS = ("dynamo", "torchscript")
 
 
 def export_pruned(backbone: GatedResNet, plan: ExportPlan) -> PrunedResNet:

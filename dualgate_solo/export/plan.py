@@ -28,13 +28,13 @@ from typing import Any
 
 import torch
 
+from dualgate_solo.choices import POLICIES
 from dualgate_solo.export.pruned_resnet import SPEC_FORMAT
 from dualgate_solo.gate_stats import GateStatistics, channel_categories
 from dualgate_solo.models.blocks import GatedBottleneck
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.validation import check_choice, check_interval
 
-POLICIES = ("static", "hybrid")
 SUPPORTED_DEPTHS = (18, 34, 50)
 
 

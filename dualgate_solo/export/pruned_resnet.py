@@ -40,12 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dualgate_solo.choices import STEMS
 from dualgate_solo.stems import stem_layers
 
 SPEC_FORMAT = "dualgate_solo.pruned_resnet/1"
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 EXPANSION = {18: 1, 34: 1, 50: 4}
-STEMS = ("cifar", "imagenet")
 
 
 class PrunedGate(nn.Module):

@@ -128,7 +128,7 @@ class GatedBasicBlock(nn.Module):
         )
 
     def macs_for(self, mask: Tensor, cost: BlockCost) -> Tensor:
-        """Per-sample MACs ``[B]`` (float64, differentiable) of the gated block for ``mask [B, C_out]``."""
+        """Per-sample MACs ``[B]`` (float64, differentiable) for ``mask [B, C_out]``."""
         return mask.to(MAC_DTYPE).sum(1) * cost.macs_per_active_channel + cost.downsample_macs
 
     def _residual(self, x: Tensor, mask: Tensor | None, branch: str) -> Tensor:
@@ -207,7 +207,10 @@ class GatedBottleneck(nn.Module):
         )
 
     def macs_for(self, mask: Tensor, cost: BlockCost) -> Tensor:
-        """Per-sample MACs ``[B]`` for ``mask [B, 2 * width]``: ``c1 f1 + c2 f1 f2 + c3 f2 + shortcut``."""
+        """Per-sample MACs ``[B]`` for ``mask [B, 2 * width]``.
+
+        ``c1 f1 + c2 f1 f2 + c3 f2 + shortcut`` with active fractions ``f1, f2``.
+        """
         c1, c2, c3, shortcut = self._conv_costs(cost.in_hw, cost.out_hw)
         width = self.conv1.out_channels
         f1 = mask[:, :width].to(MAC_DTYPE).mean(1)

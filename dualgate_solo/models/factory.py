@@ -16,10 +16,11 @@ from dualgate_solo.validation import check_choice
 
 
 def create_backbone(name: str, **kwargs: Any) -> GatedResNet:
-    """Build a registered gated ResNet by name, e.g. ``create_backbone("dg_resnet18", stem="cifar")``.
+    """A registered gated ResNet by name, e.g. ``create_backbone("dg_resnet18", stem="cifar")``.
 
     Keyword arguments are those of :class:`GatedResNet` (``stem``, ``branch``, ``dual_bn_scope``,
-    ``gate_reduction``, ``gate_tau``, ``width``); an unknown keyword raises ``ValueError`` naming it.
+    ``gate_reduction``, ``gate_tau``, ``width``); an unknown keyword raises
+    ``ValueError`` naming it.
     """
     depth = BACKBONE_DEPTHS[check_choice("backbone.name", name, BACKBONE_DEPTHS)]
     allowed = ("stem", "branch", "dual_bn_scope", "gate_reduction", "gate_tau", "width")

@@ -19,7 +19,8 @@ _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 def _build(name: str, pretrained: bool, kwargs: dict[str, Any]) -> GatedResNet:
     if pretrained:
         raise ValueError(
-            f"pretrained=True is invalid for {name}; allowed values: False (no weights are published)"
+            f"pretrained=True is invalid for {name}; "
+            "allowed values: False (no weights are published)"
         )
     for key in _TIMM_ONLY:
         kwargs.pop(key, None)

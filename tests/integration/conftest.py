@@ -34,7 +34,8 @@ def _solo_importable() -> str | None:
         import solo.methods  # noqa: F401
     except ImportError as error:
         return (
-            f"solo-learn is not importable ({error}); install it with `pip install -r requirements-solo.txt` "
+            f"solo-learn is not importable ({error}); install it with "
+            "`pip install -r requirements-solo.txt` "
             "or set SOLO_LEARN_SRC=<solo-learn checkout at 9187ea3>"
         )
     return None

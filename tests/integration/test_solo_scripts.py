@@ -1,4 +1,4 @@
-"""solo-learn's unchanged main_pretrain / main_linear / main_knn / main_umap with both methods (CPU).
+"""solo-learn's unchanged main_pretrain / main_linear / main_knn / main_umap, both methods (CPU).
 
 Every run uses the package's ``cpu_quick`` configs (width-8 ResNet-18, 2 epochs of 4 steps) on
 small generated ImageFolders. main_knn/main_umap hard-code CUDA: they run with the test-only shim
@@ -308,7 +308,7 @@ def test_resume_continues_annealing_budget_state_and_step_counts(
     assert final["epoch"] == 2
     assert final["state_dict"]["backbone.trained_steps"].tolist() == [12, 12]  # 8 before + 4 after
     assert final["state_dict"]["anneal_p"].item() == pytest.approx(math.exp(-0.02 * 2))
-    # the multiplier moved on from the saved value (4 updates of size <= 0.5), it did not restart at 0
+    # the multiplier moved on from the saved value (4 updates of size <= 0.5), not from 0
     assert (
         abs(
             final["state_dict"]["budget_multiplier.value"].item()
