@@ -241,3 +241,32 @@ def test_source_revision_names_this_checkout() -> None:
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     )
     assert source_revision()["commit"] == head.stdout.strip()
+
+
+def test_source_revision_dirty_means_code_not_results(tmp_path) -> None:
+    from dualgate_solo.provenance import source_revision
+
+    def git(*words: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *words],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "summary.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    head = git("rev-parse", "HEAD")
+    assert source_revision(tmp_path / "pkg") == {"commit": head, "dirty": False}
+    (tmp_path / "results" / "summary.json").write_text('{"new": 1}\n')
+    assert source_revision(tmp_path / "pkg") == {"commit": head, "dirty": False}
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert source_revision(tmp_path / "pkg") == {"commit": head, "dirty": True}
+    (tmp_path / "pkg" / "nested").mkdir()
+    assert source_revision(tmp_path / "pkg" / "nested") is None  # not at the checkout's top
