@@ -233,6 +233,8 @@ def write_outputs(
 def run_demo(args: argparse.Namespace, command: str) -> dict:
     """Train, evaluate and write the outputs for checked ``args``; returns the summary dict."""
     start = time.perf_counter()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     train_data = synthetic_shapes(args.train_size, seed=args.seed)
     test_data = synthetic_shapes(args.test_size, seed=args.seed + 1)

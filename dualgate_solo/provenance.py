@@ -23,6 +23,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+PACKAGE = Path(__file__).resolve().parent
+#: git pathspec of what counts as code for ``source_revision``'s ``dirty``: all but ``results/``
+CODE_PATHS = ("--", ".", ":(exclude)results")
+
+
 def _load_average() -> list[float] | None:
     try:
         return [round(load, 2) for load in os.getloadavg()]
@@ -30,27 +35,28 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def source_revision() -> dict[str, object] | None:
-    """``{"commit", "dirty"}`` of the git checkout this package is imported from, else ``None``
-    (an installed copy).
+def source_revision(package: Path = PACKAGE) -> dict[str, object] | None:
+    """``{"commit", "dirty"}`` of the git checkout whose top folder holds ``package`` (by default
+    the folder this package is imported from), else ``None`` (an installed copy).
 
-    ``dirty`` is true when tracked files differ from the commit (untracked files are ignored), so
-    a results file can show that it was produced by committed code.
+    ``dirty`` is true when tracked files other than published results differ from the commit
+    (untracked files are ignored), so a results file can show that it was produced by committed
+    code, also when it overwrites an earlier committed result.
     """
-    root = Path(__file__).resolve().parent
+    package = package.resolve()
 
     def git(*words: str) -> str:
         done = subprocess.run(
-            ["git", "-C", str(root), *words], capture_output=True, text=True, check=True
+            ["git", "-C", str(package), *words], capture_output=True, text=True, check=True
         )
         return done.stdout.strip()
 
     try:
-        if Path(git("rev-parse", "--show-toplevel")).resolve() != root.parent:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != package.parent:
             return None  # an installed copy inside some other repository
         return {
             "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", *CODE_PATHS)),
         }
     except (OSError, subprocess.CalledProcessError):
         return None

@@ -36,12 +36,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
 TINY = [
     "--steps", "3", "--batch-size", "8", "--train-size", "40", "--test-size", "20",
     "--width", "8", "--proj-dim", "16", "--knn-k", "5", "--target-density", "0.4",
+    "--threads", "1",
 ]  # fmt: skip
 
 
 def test_tiny_run_writes_consistent_outputs(tmp_path, capsys) -> None:
+    import torch
+
     out = tmp_path / "demo"
-    summary = command.run(parse([*TINY, "--out", str(out)]))
+    threads = torch.get_num_threads()
+    try:
+        summary = command.run(parse([*TINY, "--out", str(out)]))
+    finally:
+        torch.set_num_threads(threads)  # --threads 1 set it for the whole process
 
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["metrics.csv", "summary.json", "args.json", "budget.png"]
@@ -70,6 +77,7 @@ def test_tiny_run_writes_consistent_outputs(tmp_path, capsys) -> None:
     assert 0 < summary["train_seconds"] <= summary["total_seconds"]
     for key in ("date", "machine", "cpu_count", "torch"):
         assert summary[key]
+    assert summary["torch_threads"] == 1
 
     last = capsys.readouterr().out.strip().splitlines()[-1]
     verdict = "budget met" if summary["budget_met"] else "budget NOT met"
@@ -141,6 +149,7 @@ BAD_INPUTS = [
     (["--proj-dim", "0"], "--proj-dim=0 is invalid; allowed values: a number in [1, inf]"),
     (["--width", "0"], "--width=0 is invalid; allowed values: a number in [1, inf]"),
     (["--knn-k", "0"], "--knn-k=0 is invalid; allowed values: a number in [1, inf]"),
+    (["--threads", "0"], "--threads=0 is invalid; allowed values: a number in [1, inf]"),
     (["--lr", "-0.1"], "--lr=-0.1 is invalid; allowed values: a number in (0.0, inf)"),
     (["--lr", "nan"], "--lr=nan is invalid; allowed values: a number in (0.0, inf)"),
     (["--batch-size", "1"], "--batch-size=1 is invalid; allowed values: a number in [2, inf]"),
@@ -232,3 +241,32 @@ def test_source_revision_names_this_checkout() -> None:
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
     )
     assert source_revision()["commit"] == head.stdout.strip()
+
+
+def test_source_revision_dirty_means_code_not_results(tmp_path) -> None:
+    from dualgate_solo.provenance import source_revision
+
+    def git(*words: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *words],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "summary.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    head = git("rev-parse", "HEAD")
+    assert source_revision(tmp_path / "pkg") == {"commit": head, "dirty": False}
+    (tmp_path / "results" / "summary.json").write_text('{"new": 1}\n')
+    assert source_revision(tmp_path / "pkg") == {"commit": head, "dirty": False}
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert source_revision(tmp_path / "pkg") == {"commit": head, "dirty": True}
+    (tmp_path / "pkg" / "nested").mkdir()
+    assert source_revision(tmp_path / "pkg" / "nested") is None  # not at the checkout's top

@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     training.add_argument("--proj-dim", type=int, default=512, help="projector width (paper: 2048)")
     training.add_argument("--seed", type=int, default=0, help="seed of data, init and sampling")
+    training.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's, one per core); 1 is much faster on a "
+        "machine busy with other jobs",
+    )
     data = parser.add_argument_group("data and evaluation")
     data.add_argument("--train-size", type=int, default=2000, help="embedded training images")
     data.add_argument("--test-size", type=int, default=500, help="embedded held-out images")
@@ -120,6 +126,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     check_interval("--proj-dim", args.proj_dim, *at_least_one)
     check_interval("--seed", args.seed, 0, 2**63 - 1)
     check_interval("--knn-k", args.knn_k, *at_least_one)
+    if args.threads is not None:
+        check_interval("--threads", args.threads, *at_least_one)
     check_interval("--test-size", args.test_size, *at_least_one)
     if args.train_size < args.knn_k:
         raise UsageError(
@@ -146,7 +154,7 @@ def command_line(args: argparse.Namespace) -> str:
         option = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             words += [option] if value else []
-        else:
+        elif value is not None:
             words += [option, str(value)]
     return shlex.join(words)
 
