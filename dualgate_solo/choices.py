@@ -36,3 +36,18 @@ EXPORT_FORMATS = ("state_dict", "torchscript", "onnx")
 #: ``dynamo``: ``torch.onnx.export(dynamo=True)`` (torch.export based, the default since torch 2.9);
 #: ``torchscript``: the legacy TorchScript-based exporter (several times faster to run)
 ONNX_EXPORTERS = ("dynamo", "torchscript")
+
+#: masks the budget loss costs: the sampled training masks (the paper) or the eval-style
+#: ``1[logit >= 0]`` ones with a straight-through gradient
+RATIO_SOURCES = ("sampled", "deterministic")
+
+#: per-layer bound of the budget loss around ``sqrt(t_d)`` (the paper) or ``t_d``
+BOUND_TARGETS = ("sqrt", "linear")
+
+#: budget-loss presets (``method_kwargs`` values): ``paper`` = :class:`BudgetConfig`'s defaults;
+#: ``tracked`` steers the evaluated ratio to t_d (eval-style masks, a 10x stiffer quadratic term,
+#: a slow Lagrange multiplier that removes what offset remains)
+BUDGET_PRESETS = {
+    "paper": {"ratio_source": "sampled", "lambda_flops": 5.0, "multiplier_lr": 0.0},
+    "tracked": {"ratio_source": "deterministic", "lambda_flops": 50.0, "multiplier_lr": 0.05},
+}

@@ -16,13 +16,12 @@ import os
 import shlex
 from pathlib import Path
 
+from dualgate_solo.choices import BUDGET_PRESETS, RATIO_SOURCES
 from dualgate_solo.validation import UsageError, check_interval
 
-#: budget-loss settings that steer the evaluated ratio to t_d (the cpu grid's ``tracked`` variant)
-TRACKED_BUDGET = {"ratio_source": "deterministic", "lambda_flops": 50.0, "multiplier_lr": 0.05}
-#: the paper's budget loss (``BudgetConfig``'s defaults; ``--paper``)
-PAPER_BUDGET = {"ratio_source": "sampled", "lambda_flops": 5.0, "multiplier_lr": 0.0}
-RATIO_SOURCES = ("sampled", "deterministic")
+#: budget-loss settings that steer the evaluated ratio to t_d (default) and the paper's (--paper)
+TRACKED_BUDGET = BUDGET_PRESETS["tracked"]
+PAPER_BUDGET = BUDGET_PRESETS["paper"]
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

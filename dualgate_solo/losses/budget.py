@@ -31,10 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from dualgate_solo.choices import BOUND_TARGETS, RATIO_SOURCES
 from dualgate_solo.validation import check_choice, check_interval
-
-BOUND_TARGETS = ("sqrt", "linear")
-RATIO_SOURCES = ("sampled", "deterministic")
 
 
 @dataclass(frozen=True)
