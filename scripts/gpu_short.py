@@ -3,7 +3,8 @@
 Runs solo-learn's unchanged ``main_pretrain.py`` twice on the full CIFAR-10 (JPEG ImageFolder,
 ``data.dataset: custom`` evaluated at 32 px through ``$DUALGATE_CUSTOM_PIPELINE``), on the
 width-64 ResNet-18 ``dg_resnet18`` with the CIFAR stem, with the recipe of
-``configs/pretrain/cifar10/`` (LARS, batch 512, lr 0.3 x 512/256, k-NN k = 20, Euclidean):
+``configs/pretrain/cifar10/`` (LARS, batch 512, lr 0.3 x 512/256 unless ``--lr``, k-NN k = 20,
+Euclidean; at that lr VICReg diverged on this network, see results/gpu_short/README.md):
 
 * ``vicreg_dual_gating-td0.3-tracked``: VICReg-Dual-Gating, t_d = 0.3, the budget-tracking options;
 * ``vicreg``: solo-learn's VICReg on the same network run dense with one BN set (Baseline-1).
@@ -13,11 +14,12 @@ of every trained branch, and the gated branch's FLOPs ratio. Stages, all inside 
 
 1. install the carried wheels (``--wheels``) into a directory put first on ``PYTHONPATH``;
 2. unpack the CIFAR-10 JPEG tarball (``--data``);
-3. calibrate: each run for a few dozen steps and one validation: seconds per step, per validation
-   and of start-up;
+3. calibrate: each run for 2 epochs of a few dozen steps at a low lr (timing only): seconds of
+   start-up, per step and per validation; a failed calibration retries all with :func:`fallback`;
 4. choose one epoch count for both runs so that they fit ``--train-budget`` (and the deadline),
-   and scale the schedule to it (warm-up 2 % of the epochs, p-annealing over the whole run);
-5. run both; a run that outlives the deadline is interrupted (its metrics so far are kept);
+   and scale the schedule to it (:func:`warmup_epochs`, p-annealing over the whole run);
+5. run both (``--runs``: some); a run stops at its first non-finite loss, and one that outlives
+   the deadline is interrupted (its metrics so far are kept);
 6. write ``<out>/summary.json`` and per run ``<out>/<run>/{metrics.csv,epochs.csv,args.json}``.
 
 solo-learn logs only to wandb; this script adds a Lightning ``CSVLogger`` and a timing callback by
@@ -65,8 +67,10 @@ TRACKED = (
 )
 #: p = exp(-alpha * epoch) decays over E epochs as exp(-0.02 * epoch) does over the paper's 500
 PAPER_ANNEAL_SPAN = 0.02 * 500
-#: the paper's warm-up, 10 of 500 epochs
-WARMUP_FRACTION = 10 / 500
+#: the paper's (and solo-learn's) warm-up epochs; a short run warms up for at most half its epochs
+PAPER_WARMUP_EPOCHS = 10
+#: the calibration's lr (before solo-learn's batch scaling)
+CALIBRATION_LR = 0.01
 #: epoch-time estimates are inflated by this factor before choosing the epoch count
 SAFETY = 1.10
 #: seconds kept after the last run for the result files
@@ -144,6 +148,8 @@ class Settings:
     max_epochs: int
     train_budget_s: float
     deadline_s: float
+    #: ``optimizer.lr`` before solo-learn's batch scaling (``None``: the recipe's 0.3)
+    lr: float | None = None
 
     @property
     def calibration_steps(self) -> int:
@@ -162,6 +168,15 @@ def fallback(settings: Settings) -> Settings:
     return replace(settings, precision="32-true", workers=max(1, settings.workers * 2 // 3))
 
 
+def warmup_epochs(epochs: int) -> int:
+    """The paper's 10 warm-up epochs, at most half of ``epochs`` (at least 1).
+
+    A 1-epoch warm-up (2 % of 15 epochs, the paper's fraction) to the paper's peak lr (0.6 at
+    batch 512) made solo-learn's VICReg diverge within 50 steps on an H200 (results/gpu_short).
+    """
+    return max(1, min(PAPER_WARMUP_EPOCHS, epochs // 2))
+
+
 def hydra_overrides(
     spec: RunSpec, settings: Settings, train: Path, val: Path, epochs: int
 ) -> list[str]:
@@ -172,7 +187,7 @@ def hydra_overrides(
     ]
     schedule = [
         f"max_epochs={epochs}",
-        f"scheduler.warmup_epochs={max(1, round(WARMUP_FRACTION * epochs))}",
+        f"scheduler.warmup_epochs={warmup_epochs(epochs)}",
         "scheduler.interval=step",
     ]
     anneal = [f"method_kwargs.anneal_alpha={PAPER_ANNEAL_SPAN / epochs:g}"] if spec.anneals else []
@@ -189,6 +204,7 @@ def hydra_overrides(
         f"data.num_workers={settings.workers}",
         *stats,
         f"optimizer.batch_size={settings.batch_size}",
+        *([f"optimizer.lr={settings.lr}"] if settings.lr else []),
         *schedule,
         "knn_eval.enabled=True",
         "checkpoint.enabled=False",
@@ -309,8 +325,10 @@ def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 def run_summary(table: list[dict[str, object]], timing: dict, status: str, epochs: int) -> dict:
-    """Status, wall-clock and the last epoch's numbers of one run."""
+    """Status, wall-clock and the last epoch's numbers of one run (stopped early if it diverged)."""
     final = table[-1] if table else {}
+    if "diverged_at_step" in timing:
+        status = f"diverged: non-finite loss at step {timing['diverged_at_step']}, stopped"
     wall = timing.get("exit_time", time.time()) - timing["launch_time"]
     return {
         "status": status,
@@ -439,15 +457,18 @@ class Session:
         for spec in specs:
             run_dir = self.work / "calibration" / spec.name
             overrides = hydra_overrides(spec, self.settings, train, val, epochs=2)
-            overrides.append(f"++limit_train_batches={steps}")
+            # it measures time only: a low lr keeps it finite (a 48-step ramp to 0.6 diverged)
+            overrides += [f"++limit_train_batches={steps}", f"optimizer.lr={CALIBRATION_LR}"]
             self.log(f"calibrating {spec.name}: 2 epochs of {steps} steps and a validation")
             status = self.launch(spec, run_dir, overrides, self.left_s() - POST_MARGIN_S)
             timing_path = run_dir / "timing.json"
-            if status != "ok" or not timing_path.is_file():
+            timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
+            if status == "ok" and len([e for e in timing.get("epochs", []) if "end" in e]) < 2:
+                status = "stopped before its second epoch"
+            if status != "ok":
                 self.summary["runs"][spec.name] = {"status": f"calibration {status}"}
                 self.log(f"{spec.name}: calibration {status}")
                 continue
-            timing = json.loads(timing_path.read_text())
             calibrations[spec.name] = calibrate(timing, self.settings.workers)
             self.summary["runs"].pop(spec.name, None)
             self.summary.setdefault("environment", timing["environment"])
@@ -459,8 +480,8 @@ class Session:
         overrides = hydra_overrides(spec, self.settings, train, val, epochs)
         self.log(f"training {spec.name} for {epochs} epochs")
         status = self.launch(spec, run_dir, overrides, self.left_s() - POST_MARGIN_S)
-        self.log(f"{spec.name}: {status}")
         self.collect(spec, run_dir, status, epochs)
+        self.log(f"{spec.name}: {self.summary['runs'][spec.name]['status']}")
 
     def collect(self, spec: RunSpec, run_dir: Path, status: str, epochs: int) -> None:
         """Copy the run's result files into ``<out>/<run>/`` and add it to the summary."""
@@ -501,7 +522,7 @@ class Session:
             "val": str(val),
             "steps_per_epoch": steps_per_epoch,
         }
-        specs = runs(self.settings.width)
+        specs = [r for r in runs(self.settings.width) if r.name in (self.args.runs or [r.name])]
         calibrations = self.calibrate_all(specs, train, val)
         self.summary["calibration"] = {
             name: {**asdict(c), "epoch_s": round(c.epoch_s(steps_per_epoch), 2)}
@@ -591,6 +612,10 @@ def _launch(argv: list[str]) -> None:
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             timing["epochs"][-1]["step_ends"].append(time.time())
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            if loss is not None and not torch.isfinite(loss).all():
+                timing.setdefault("diverged_at_step", trainer.global_step)
+                trainer.should_stop = True  # the rest of the run would be NaN
 
         def on_validation_start(self, trainer, pl_module) -> None:
             if timing["epochs"]:
@@ -659,7 +684,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="CPU, width 8, batch 16, one worker, 2 epochs at most",
     )
     parser.add_argument(
-        "--train-budget", type=float, help="seconds for the two training runs (default 480)"
+        "--runs",
+        nargs="+",
+        choices=[r.name for r in runs(GPU.width)],
+        help="only these runs (default: both)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help="optimizer.lr before the batch scaling (default: the recipe's 0.3, peak 0.6 at 512,"
+        " at which VICReg diverged on this network: results/gpu_short/README.md)",
+    )
+    parser.add_argument(
+        "--train-budget", type=float, help="seconds for the training runs (default 480)"
     )
     parser.add_argument(
         "--deadline", type=float, help="seconds after which everything ends (default 565)"
@@ -681,7 +718,7 @@ def main(argv: list[str]) -> int:
         return 0
     args = parse_args(argv)
     settings = DRY_RUN if args.dry_run else GPU
-    changes = {"train_budget_s": args.train_budget, "deadline_s": args.deadline}
+    changes = {"train_budget_s": args.train_budget, "deadline_s": args.deadline, "lr": args.lr}
     settings = Settings(**{**asdict(settings), **{k: v for k, v in changes.items() if v}})
     return Session(args, settings).run()
 

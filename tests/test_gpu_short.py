@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -89,14 +90,27 @@ def test_epoch_table_keeps_epoch_means_and_validation_and_drops_step_values() ->
     summary = gpu_short.run_summary(table, TIMING, "ok", 2)
     assert summary["epochs_done"] == 1 and summary["wall_s"] == 58.0
     assert summary["final"] == {"val_acc1": 31.5, "val_knn_acc1": 28.0, "train_vicreg_loss": 7.5}
+    diverged = gpu_short.run_summary(table, {**TIMING, "diverged_at_step": 42}, "ok", 2)
+    assert diverged["status"] == "diverged: non-finite loss at step 42, stopped"
 
 
-def _composed(spec_, epochs: int):
+def test_warmup_is_the_papers_ten_epochs_at_most_half_the_run() -> None:
+    assert [gpu_short.warmup_epochs(e) for e in (1, 2, 3, 15, 19, 20, 21, 500)] == [
+        1,
+        1,
+        1,
+        7,
+        9,
+        10,
+        10,
+        10,
+    ]
+
+
+def _composed(spec_, epochs: int, settings=gpu_short.GPU):
     """The config main_pretrain.py would see for ``spec_`` (Hydra's compose API, no solo-learn)."""
     hydra = pytest.importorskip("hydra")
-    args = gpu_short.hydra_overrides(
-        spec_, gpu_short.GPU, Path("/d/train"), Path("/d/test"), epochs
-    )
+    args = gpu_short.hydra_overrides(spec_, settings, Path("/d/train"), Path("/d/test"), epochs)
     assert args[:4] == ["--config-path", str(gpu_short.CONFIGS), "--config-name", spec_.config]
     with hydra.initialize_config_dir(config_dir=args[1], version_base="1.2"):
         return hydra.compose(args[3], overrides=args[4:])
@@ -116,7 +130,7 @@ def test_overrides_give_the_dual_gating_run_the_tracked_budget_and_a_scaled_sche
     assert (kwargs.target_density, kwargs.ratio_source) == (0.3, "deterministic")
     assert (kwargs.lambda_flops, kwargs.multiplier_lr) == (50, 0.05)
     assert kwargs.anneal_alpha == 0.4  # 10 / 25: p decays as over the paper's 500 epochs
-    assert (cfg.max_epochs, cfg.scheduler.warmup_epochs, cfg.scheduler.interval) == (25, 1, "step")
+    assert (cfg.max_epochs, cfg.scheduler.warmup_epochs, cfg.scheduler.interval) == (25, 10, "step")
     assert (cfg.data.dataset, cfg.data.train_path, cfg.data.val_path) == (
         "custom",
         "/d/train",
@@ -141,8 +155,11 @@ def test_overrides_run_vicreg_on_the_same_network_dense_with_one_bn_set() -> Non
         "branch": "dense",
     }
     assert "anneal_alpha" not in cfg.method_kwargs
-    assert (cfg.max_epochs, cfg.scheduler.warmup_epochs) == (60, 1)
+    assert (cfg.max_epochs, cfg.scheduler.warmup_epochs) == (60, 10)
     assert cfg.method_kwargs.proj_output_dim == 2048
+    assert cfg.optimizer.lr == 0.3  # the recipe's, unless --lr
+    lower = _composed(vicreg, epochs=60, settings=replace(gpu_short.GPU, lr=0.05))
+    assert lower.optimizer.lr == 0.05
 
 
 def test_a_failed_calibration_calibrates_every_run_again_with_the_fallback_settings(
