@@ -59,12 +59,6 @@ CONFIGS = REPO / "configs" / "pretrain" / "cifar10"
 #: ``custom`` data it would normalise with ImageNet's, unlike its 32-px evaluation pipeline
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-#: the ``tracked`` budget options (README "Hitting the budget")
-TRACKED = (
-    "method_kwargs.ratio_source=deterministic",
-    "method_kwargs.lambda_flops=50",
-    "method_kwargs.multiplier_lr=0.05",
-)
 #: p = exp(-alpha * epoch) decays over E epochs as exp(-0.02 * epoch) does over the paper's 500
 PAPER_ANNEAL_SPAN = 0.02 * 500
 #: the paper's (and solo-learn's) warm-up epochs; a short run warms up for at most half its epochs
@@ -114,12 +108,14 @@ class RunSpec:
 
 def runs(width: int) -> tuple[RunSpec, ...]:
     """The proposed method first (a run cut by the deadline is then the baseline)."""
+    from dualgate_solo.runner.protocols import VARIANTS  # the ``tracked`` budget options
+
     stem = f"backbone.kwargs.stem=cifar backbone.kwargs.width={width}".split()
     return (
         RunSpec(
             "vicreg_dual_gating-td0.3-tracked",
             "vicreg_dual_gating",
-            (*stem, "method_kwargs.target_density=0.3", *TRACKED),
+            (*stem, "method_kwargs.target_density=0.3", *VARIANTS["tracked"]),
             anneals=True,
         ),
         RunSpec(
