@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from dualgate_solo.layers import DualBatchNorm
@@ -21,3 +23,12 @@ def copy_dense_bn_to_gated(model: GatedResNet) -> GatedResNet:
         if isinstance(module, DualBatchNorm):
             module.gated.load_state_dict(module.dense.state_dict())
     return model
+
+
+def fake_solo_methods(root: Path, body: str) -> Path:
+    """``root`` holding a stand-in ``solo.methods`` package whose ``__init__`` is ``body``."""
+    methods = root / "solo" / "methods"
+    methods.mkdir(parents=True)
+    (methods.parent / "__init__.py").write_text("")
+    (methods / "__init__.py").write_text(body)
+    return root

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from model_utils import fake_solo_methods
+
 from dualgate_solo.solo import import_hook
 from dualgate_solo.solo.hook_install import hook_files, install_hook, uninstall_hook
 
@@ -95,10 +97,7 @@ def test_hook_at_start_up_imports_only_itself(tmp_path) -> None:
 def test_hook_left_behind_without_the_package_leaves_solo_methods_working(tmp_path) -> None:
     """``-S``: no site-packages, so ``dualgate_solo`` is not importable; the hook stays silent."""
     hook_dir = install_hook(tmp_path / "site").parent
-    fake = tmp_path / "fake" / "solo" / "methods"
-    fake.mkdir(parents=True)
-    (fake.parent / "__init__.py").write_text("")
-    (fake / "__init__.py").write_text("METHODS = {'vicreg': None}\n")
+    fake = fake_solo_methods(tmp_path / "fake", "METHODS = {'vicreg': None}\n")
     code = (
         "import sys\n"
         "sys.path[:0] = sys.argv[1:]\n"
@@ -109,16 +108,13 @@ def test_hook_left_behind_without_the_package_leaves_solo_methods_working(tmp_pa
         "import solo.methods\n"
         "print(len(finders), sorted(solo.methods.METHODS), 'dualgate_solo' in sys.modules)\n"
     )
-    out = _run(code, tmp_path, str(hook_dir), str(tmp_path / "fake"), flags=("-S",), checkout=False)
+    out = _run(code, tmp_path, str(hook_dir), str(fake), flags=("-S",), checkout=False)
     assert out == "1 ['vicreg'] False"
 
 
 def test_registering_loader_keeps_the_real_loaders_interface(tmp_path) -> None:
     """Tools that read ``module.__loader__`` (inspect, pkgutil) still reach the real loader."""
-    fake = tmp_path / "fake" / "solo" / "methods"
-    fake.mkdir(parents=True)
-    (fake.parent / "__init__.py").write_text("")
-    (fake / "__init__.py").write_text("X = 1\n")
+    fake = fake_solo_methods(tmp_path / "fake", "X = 1\n")
     code = (
         "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
@@ -129,5 +125,5 @@ def test_registering_loader_keeps_the_real_loaders_interface(tmp_path) -> None:
         "import solo.methods\n"
         "print(solo.methods.__loader__.get_filename('solo.methods') == solo.methods.__file__)\n"
     )
-    out = _run(code, tmp_path, str(tmp_path / "fake"))
+    out = _run(code, tmp_path, str(fake))
     assert out.splitlines() == ["registered", "True"]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from model_utils import fake_solo_methods
 
 from dualgate_solo.cli import main
 from dualgate_solo.solo.branch_dir import make_branch_dirs
@@ -24,10 +25,7 @@ CONFIGS = config_dir()
 def test_pth_hook_registers_right_after_the_trigger_module_is_imported(tmp_path) -> None:
     """A fake ``solo.methods`` stands in for solo-learn; ``site`` processes the real .pth file."""
     hook_dir = install_hook(tmp_path / "site").parent
-    fake = tmp_path / "fake" / "solo" / "methods"
-    fake.mkdir(parents=True)
-    (fake.parent / "__init__.py").write_text("")
-    (fake / "__init__.py").write_text("METHODS = {}\n")
+    fake = fake_solo_methods(tmp_path / "fake", "METHODS = {}\n")
     script = (
         "import site, sys; site.addsitedir(sys.argv[1]); sys.path.insert(0, sys.argv[2])\n"
         "import dualgate_solo.solo as plugin\n"
@@ -36,7 +34,7 @@ def test_pth_hook_registers_right_after_the_trigger_module_is_imported(tmp_path)
         "import solo.methods\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script, str(hook_dir), str(tmp_path / "fake")],
+        [sys.executable, "-c", script, str(hook_dir), str(fake)],
         capture_output=True,
         text=True,
         check=True,

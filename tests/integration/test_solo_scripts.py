@@ -204,6 +204,24 @@ def _knn_accuracies(output: str) -> list[float]:
     return [float(x) for x in re.findall(r"Result: acc@1=([\d.]+)", output)]
 
 
+def _eval_script_args(train: Path, val: Path, checkpoint_dir: str) -> list[str]:
+    """The arguments ``main_knn.py`` and ``main_umap.py`` share: data, loader, checkpoint dir."""
+    return [
+        "--dataset",
+        "custom",
+        "--train_data_path",
+        str(train),
+        "--val_data_path",
+        str(val),
+        "--batch_size",
+        "16",
+        "--num_workers",
+        "0",
+        "--pretrained_checkpoint_dir",
+        checkpoint_dir,
+    ]
+
+
 def test_main_knn_runs_on_each_branch(
     solo_src, dual_run, image_folders, hook_dir, tmp_path
 ) -> None:
@@ -211,18 +229,7 @@ def test_main_knn_runs_on_each_branch(
     results = {}
     for branch, directory in make_branch_dirs(dual_run, out=tmp_path).items():
         args = [
-            "--dataset",
-            "custom",
-            "--train_data_path",
-            str(train),
-            "--val_data_path",
-            str(val),
-            "--batch_size",
-            "16",
-            "--num_workers",
-            "0",
-            "--pretrained_checkpoint_dir",
-            str(directory),
+            *_eval_script_args(train, val, str(directory)),
             "--k",
             "1",
             "20",
@@ -269,20 +276,7 @@ def test_main_umap_runs_on_each_branch(
 ) -> None:
     train, val = image_folders
     for branch, directory in make_branch_dirs(dual_run, out=tmp_path).items():
-        args = [
-            "--dataset",
-            "custom",
-            "--train_data_path",
-            str(train),
-            "--val_data_path",
-            str(val),
-            "--batch_size",
-            "16",
-            "--num_workers",
-            "0",
-            "--pretrained_checkpoint_dir",
-            ".",
-        ]
+        args = _eval_script_args(train, val, ".")
         run_script(solo_src / "main_umap.py", args, cwd=directory, shim=True, hook_dir=hook_dir)
         assert (directory / "im100_val_umap.pdf").stat().st_size > 0, branch
 
