@@ -1,8 +1,8 @@
 """solo-learn's unchanged main_pretrain / main_linear / main_knn / main_umap, both methods (CPU).
 
 Every run uses the package's ``cpu_quick`` configs (width-8 ResNet-18, 2 epochs of 4 steps) on
-small generated ImageFolders. main_knn/main_umap hard-code CUDA: they run with the test-only shim
-(``cpu_shim/sitecustomize.py``) and with the package's real start-up ``.pth`` hook.
+small generated ImageFolders. main_knn/main_umap hard-code CUDA: they run with the package's shim
+(``dualgate_solo/runner/cpu_shim/sitecustomize.py``) and its real start-up ``.pth`` hook.
 """
 
 from __future__ import annotations
