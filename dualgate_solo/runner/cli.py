@@ -127,7 +127,6 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     from dualgate_solo.runner.data import subset_folder
     from dualgate_solo.runner.grid import GridRunner
     from dualgate_solo.runner.publish import publish_runs
-    from dualgate_solo.runner.stages import code_version
     from dualgate_solo.runner.table import collect_rows, write_table
 
     protocol = PROTOCOLS[args.protocol]
@@ -153,7 +152,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     for run in tqdm(runs, desc="grid", unit="run"):
         runner.run(run)
 
-    meta = {**provenance(), "code": code_version(), "command": command}
+    meta = {**provenance(), "command": command}
     meta["runs"] = [run.name for run in runs]
     targets = [args.out] + ([args.publish] if args.publish else [])
     if args.publish:

@@ -10,7 +10,6 @@ record only when the requested identity is the recorded one; otherwise it refuse
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -41,21 +40,6 @@ class StageIdentity:
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def code_version() -> str | None:
-    """``git describe --always --dirty`` of the checkout this package runs from, if any."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
 
 
 def stage_result(record: dict[str, Any]) -> dict[str, Any]:
@@ -99,9 +83,9 @@ def run_stage(
     cached = check_cached(path, identity)
     if cached is not None:
         return stage_result(cached)
-    from dualgate_solo.provenance import provenance
+    from dualgate_solo.provenance import provenance, source_revision
 
-    started, clock, code = _utc_now(), time.monotonic(), code_version()
+    started, clock, code = _utc_now(), time.monotonic(), source_revision()
     result = work()
     record = {
         "stage": path.stem,
