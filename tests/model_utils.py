@@ -32,3 +32,27 @@ def fake_solo_methods(root: Path, body: str) -> Path:
     (methods.parent / "__init__.py").write_text("")
     (methods / "__init__.py").write_text(body)
     return root
+
+
+def write_shape_folders(root: Path, eval_split: str, suffix: str) -> Path:
+    """``root/{train,<eval_split>}/class<k>/`` ImageFolders of 32-px coloured shapes; ``root``.
+
+    6 classes, 16 training and 8 evaluation images each, saved as ``suffix`` (``.png`` or
+    ``.jpg``, JPEG quality 75 as in the shipped CIFAR-10 copy).
+    """
+    from PIL import Image
+
+    from dualgate_solo.synthetic import synthetic_shapes
+
+    images, labels = synthetic_shapes(600, seed=0, size=32)
+    counts: dict[tuple[str, int], int] = {}
+    for image, label in zip(images, labels.tolist()):
+        split = "train" if counts.get(("train", label), 0) < 16 else eval_split
+        if label >= 6 or counts.get((eval_split, label), 0) >= 8:
+            continue
+        counts[(split, label)] = counts.get((split, label), 0) + 1
+        folder = root / split / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        array = (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy()
+        Image.fromarray(array).save(folder / f"{counts[(split, label)]:04d}{suffix}", quality=75)
+    return root

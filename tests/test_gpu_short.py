@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from model_utils import write_shape_folders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -194,22 +195,7 @@ def test_a_failed_calibration_calibrates_every_run_again_with_the_fallback_setti
 # ----------------------------------------------------------------------------- dry run
 def _tiny_tarball(path: Path) -> Path:
     """``cifar10_jpg/{train,test}/<class>/`` of 6 classes of shapes, 16 + 8 JPEGs each."""
-    from PIL import Image
-
-    from dualgate_solo.synthetic import synthetic_shapes
-
-    root = path / "cifar10_jpg"
-    images, labels = synthetic_shapes(600, seed=0, size=32)
-    counts: dict[tuple[str, int], int] = {}
-    for image, label in zip(images, labels.tolist()):
-        split = "train" if counts.get(("train", label), 0) < 16 else "test"
-        if label >= 6 or counts.get(("test", label), 0) >= 8:
-            continue
-        counts[(split, label)] = counts.get((split, label), 0) + 1
-        folder = root / split / f"class{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        array = (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy()
-        Image.fromarray(array).save(folder / f"{counts[(split, label)]:04d}.jpg", quality=75)
+    root = write_shape_folders(path / "cifar10_jpg", "test", ".jpg")
     tarball = path / "tiny.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(root, arcname="cifar10_jpg")

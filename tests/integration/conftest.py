@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_utils import write_shape_folders
 
 from dualgate_solo.runner.cpu_shim import SHIM_DIR
 
@@ -65,22 +66,7 @@ def solo_src() -> Path:
 @pytest.fixture(scope="session")
 def image_folders(tmp_path_factory) -> tuple[Path, Path]:
     """Train/val ImageFolders: 6 classes of coloured shapes, 16 + 8 images each, 32 px PNGs."""
-    from PIL import Image
-
-    from dualgate_solo.synthetic import synthetic_shapes
-
-    root = tmp_path_factory.mktemp("images")
-    images, labels = synthetic_shapes(600, seed=0, size=32)
-    counts: dict[tuple[str, int], int] = {}
-    for image, label in zip(images, labels.tolist()):
-        split = "train" if counts.get(("train", label), 0) < 16 else "val"
-        if label >= 6 or counts.get(("val", label), 0) >= 8:
-            continue
-        counts[(split, label)] = counts.get((split, label), 0) + 1
-        folder = root / split / f"class{label}"
-        folder.mkdir(parents=True, exist_ok=True)
-        array = (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy()
-        Image.fromarray(array).save(folder / f"{counts[(split, label)]}.png")
+    root = write_shape_folders(tmp_path_factory.mktemp("images"), "val", ".png")
     return root / "train", root / "val"
 
 
