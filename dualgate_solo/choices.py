@@ -9,6 +9,12 @@ from __future__ import annotations
 #: gated ResNet constructor name -> depth
 BACKBONE_DEPTHS = {"dg_resnet18": 18, "dg_resnet34": 34, "dg_resnet50": 50}
 
+#: slimmable ResNet constructor name -> depth
+SLIM_BACKBONE_DEPTHS = {"slim_resnet18": 18, "slim_resnet50": 50}
+
+#: SlimCLR's width multipliers (its released scripts), the default ``width_mult_list``
+DEFAULT_WIDTH_MULTS = (1.0, 0.75, 0.5, 0.25)
+
 #: ``cifar``: 3x3 conv, stride 1, padding 2 (32 -> 34 px), no max-pool;
 #: ``imagenet``: 7x7/2 conv + 3x3/2 max-pool.
 STEMS = ("cifar", "imagenet")

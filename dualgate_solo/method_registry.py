@@ -1,8 +1,9 @@
 """The one registry of this package's pre-training methods.
 
 Each method is one :class:`MethodSpec`: its registry name, the solo-learn class that trains it,
-the branches it trains (primary first), the ``backbone.kwargs.dual_bn_scope`` values it accepts
-and the dataclasses whose fields are its ``method_kwargs``. Config checks, solo-learn
+the networks it trains (primary first: the gated methods' branches, the slimmable methods'
+widths), the backbones and ``backbone.kwargs.dual_bn_scope`` values it accepts and the
+dataclasses whose fields are its ``method_kwargs``. Config checks, solo-learn
 registration, checkpoint loading, the grid runner and the reports all read :data:`METHODS`;
 adding a method is adding one entry.
 
@@ -20,11 +21,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dualgate_solo.choices import BACKBONE_DEPTHS, SLIM_BACKBONE_DEPTHS
 from dualgate_solo.losses.budget import BudgetConfig
+from dualgate_solo.slim_options import (
+    BarlowConfig,
+    EmbeddingDistillOptions,
+    MoCoV3Config,
+    SACLOptions,
+    SlimCLROptions,
+)
 from dualgate_solo.validation import UsageError, check_choice, check_interval
 
 #: the backbone branches a gated ResNet can run
 BRANCHES = ("dense", "gated")
+
+
+def width_label(width_mult: float) -> str:
+    """The name of a slimmable network's width in metrics and directories: ``w1``, ``w0.5``."""
+    return f"w{float(width_mult):g}"
+
+
+def label_width(label: str) -> float:
+    """Inverse of :func:`width_label`."""
+    return float(label[1:])
 
 
 @dataclass(frozen=True)
@@ -73,11 +92,15 @@ class MethodSpec:
         name: the registry name (solo-learn's ``method:``).
         summary: one line for help texts and tables.
         solo_class: ``"module:Class"`` of the solo-learn ``BaseMethod`` subclass (needs solo-learn).
-        branches: the backbone branches it trains, the primary one (solo-learn's own ``val_acc1``,
-            ``val_knn_acc1``) first.
-        dual_bn_scopes: the ``backbone.kwargs.dual_bn_scope`` values it accepts; the first is
-            the default.
+        branches: the networks it trains and the grid evaluates, the primary one (solo-learn's
+            own ``val_acc1``, ``val_knn_acc1``) first: gated-ResNet branches (``dense``,
+            ``gated``) or slimmable widths (:func:`width_label`, e.g. ``w1``, ``w0.5``).
+        dual_bn_scopes: the ``backbone.kwargs.dual_bn_scope`` values it accepts (the first is
+            the default); empty for the slimmable backbones.
         kwargs_types: the dataclasses whose fields together are its ``method_kwargs``.
+        backbones: the ``backbone.name`` values it trains.
+        selector: the ``backbone.kwargs`` key that picks the network ``forward(x)`` returns
+            (``branch`` or ``width_mult``), i.e. what the unchanged scripts evaluate.
     """
 
     name: str
@@ -86,6 +109,8 @@ class MethodSpec:
     branches: tuple[str, ...]
     dual_bn_scopes: tuple[str, ...]
     kwargs_types: tuple[type, ...]
+    backbones: tuple[str, ...] = tuple(BACKBONE_DEPTHS)
+    selector: str = "branch"
 
     @property
     def primary_branch(self) -> str:
@@ -95,12 +120,25 @@ class MethodSpec:
     def trains_gates(self) -> bool:
         return "gated" in self.branches
 
+    @property
+    def slimmable(self) -> bool:
+        """Whether it trains a slimmable backbone (networks are widths, not branches)."""
+        return self.selector == "width_mult"
+
+    def selector_value(self, network: str) -> str | float:
+        """The ``backbone.kwargs.<selector>`` value that evaluates ``network``."""
+        return label_width(network) if self.slimmable else network
+
     def method_defaults(self) -> dict[str, Any]:
         """``method_kwargs`` defaults: the field defaults of :attr:`kwargs_types`, in order."""
         return {f.name: f.default for kind in self.kwargs_types for f in dataclasses.fields(kind)}
 
     def backbone_defaults(self) -> dict[str, Any]:
-        """``backbone.kwargs`` defaults: the primary branch and the first allowed scope."""
+        """``backbone.kwargs`` defaults of a gated method: the primary branch and the first
+        allowed scope (a slimmable method's width kwargs depend on its options: filled by
+        :func:`dualgate_solo.solo.config.configure_run`)."""
+        if self.slimmable:
+            return {}
         return {"branch": self.primary_branch, "dual_bn_scope": self.dual_bn_scopes[0]}
 
     def parse_method_kwargs(self, method_kwargs: Mapping[str, Any]) -> dict[type, Any]:
@@ -154,6 +192,36 @@ METHODS: dict[str, MethodSpec] = {
             dual_bn_scopes=("none",),
             kwargs_types=(VICRegConfig, BudgetConfig),
         ),
+        MethodSpec(
+            name="slimclr_vicreg",
+            summary="SlimCLR (IJCV 2024) over VICReg: every width of a slimmable ResNet",
+            solo_class="dualgate_solo.solo.slim_methods:SlimCLRVICReg",
+            branches=("w1", "w0.5", "w0.25"),
+            dual_bn_scopes=(),
+            kwargs_types=(VICRegConfig, SlimCLROptions, EmbeddingDistillOptions),
+            backbones=tuple(SLIM_BACKBONE_DEPTHS),
+            selector="width_mult",
+        ),
+        MethodSpec(
+            name="slimclr_mocov3",
+            summary="SlimCLR (IJCV 2024) over MoCo v3: every width against full-width targets",
+            solo_class="dualgate_solo.solo.slim_methods:SlimCLRMoCoV3",
+            branches=("w1", "w0.5", "w0.25"),
+            dual_bn_scopes=(),
+            kwargs_types=(MoCoV3Config, SlimCLROptions),
+            backbones=tuple(SLIM_BACKBONE_DEPTHS),
+            selector="width_mult",
+        ),
+        MethodSpec(
+            name="sacl_xd",
+            summary="SACL-XD (NeurIPS 2023): host and slimmed network, cross-distillation",
+            solo_class="dualgate_solo.solo.slim_methods:SACLXD",
+            branches=("w0.5", "w1"),
+            dual_bn_scopes=(),
+            kwargs_types=(BarlowConfig, SACLOptions),
+            backbones=tuple(SLIM_BACKBONE_DEPTHS),
+            selector="width_mult",
+        ),
     )
 }
 
@@ -163,7 +231,21 @@ def get_method(name: str) -> MethodSpec:
     return METHODS[check_choice("method", name, METHODS)]
 
 
-def trained_branches(method: str) -> tuple[str, ...]:
-    """Branches a run of ``method`` trained: the spec's, or ``("dense",)`` for any method of
-    solo-learn's own (e.g. ``vicreg`` on a ``dg_resnet*`` backbone trains the dense network)."""
-    return METHODS[method].branches if method in METHODS else ("dense",)
+def trained_branches(
+    method: str, backbone_kwargs: Mapping[str, Any] | None = None
+) -> tuple[str, ...]:
+    """Networks a run of ``method`` trained, primary first.
+
+    The spec's branches; for a slimmable method whose ``backbone_kwargs`` (``args.json``) are
+    given, every width of its ``width_mult_list`` (the primary one first); ``("dense",)`` for
+    any method of solo-learn's own (e.g. ``vicreg`` on a ``dg_resnet*`` backbone).
+    """
+    if method not in METHODS:
+        return ("dense",)
+    spec = METHODS[method]
+    widths = (backbone_kwargs or {}).get("width_mult_list")
+    if not spec.slimmable or widths is None:
+        return spec.branches
+    labels = [width_label(w) for w in widths]
+    primary = width_label(backbone_kwargs.get("width_mult", 1.0))
+    return (primary, *[label for label in labels if label != primary])

@@ -22,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--branch",
         action="append",
         default=None,
-        help="a branch the run trained, dense or gated (repeatable; default: every trained branch)",
+        help=(
+            "a network the run trained: dense or gated, or a width such as w0.5 (repeatable; "
+            "default: every trained network)"
+        ),
     )
     parser.add_argument(
         "--out",

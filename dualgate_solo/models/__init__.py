@@ -1,8 +1,8 @@
-"""Gated ResNet backbones (dense and gated branch over shared weights) and their factories."""
+"""Gated ResNets (dense and gated branch over shared weights), slimmable ResNets, factories."""
 
 from dualgate_solo.models import timm_registry  # noqa: F401  (registers dg_resnet* in timm)
 from dualgate_solo.models.blocks import BlockOutput, GatedBasicBlock, GatedBottleneck
-from dualgate_solo.models.factory import BACKBONE_DEPTHS, create_backbone
+from dualgate_solo.models.factory import BACKBONE_DEPTHS, BACKBONES, create_backbone
 from dualgate_solo.models.gated_resnet import (
     DUAL_BN_SCOPES,
     STEMS,
@@ -10,8 +10,10 @@ from dualgate_solo.models.gated_resnet import (
     DualOutput,
     GatedResNet,
 )
+from dualgate_solo.models.slim_resnet import SlimResNet, WidthOutput
 
 __all__ = [
+    "BACKBONES",
     "BACKBONE_DEPTHS",
     "DUAL_BN_SCOPES",
     "STEMS",
@@ -21,5 +23,7 @@ __all__ = [
     "GatedBasicBlock",
     "GatedBottleneck",
     "GatedResNet",
+    "SlimResNet",
+    "WidthOutput",
     "create_backbone",
 ]

@@ -1,4 +1,5 @@
-"""Named constructors ``dg_resnet18/34/50`` shared by timm, solo-learn and user code.
+"""Named constructors ``dg_resnet18/34/50`` and ``slim_resnet18/50`` shared by timm, solo-learn
+and user code.
 
 Names deliberately do not start with ``resnet``: solo-learn patches any backbone named
 ``resnet*`` (replaces ``conv1`` and ``fc``, reads ``inplanes``), which would break the dual-BN stem.
@@ -8,22 +9,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from dualgate_solo.choices import BACKBONE_DEPTHS
+from dualgate_solo.choices import BACKBONE_DEPTHS, SLIM_BACKBONE_DEPTHS
 from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.models.slim_resnet import SlimResNet
 from dualgate_solo.validation import check_choice
 
-#: Backbone name -> depth.
+#: every backbone name this package registers -> (class, depth, its keyword arguments)
+BACKBONES: dict[str, tuple[type, int, tuple[str, ...]]] = {
+    **{
+        name: (
+            GatedResNet,
+            depth,
+            ("stem", "branch", "dual_bn_scope", "gate_reduction", "gate_tau", "width"),
+        )
+        for name, depth in BACKBONE_DEPTHS.items()
+    },
+    **{
+        name: (SlimResNet, depth, ("stem", "width", "width_mult_list", "width_mult"))
+        for name, depth in SLIM_BACKBONE_DEPTHS.items()
+    },
+}
 
 
-def create_backbone(name: str, **kwargs: Any) -> GatedResNet:
-    """A registered gated ResNet by name, e.g. ``create_backbone("dg_resnet18", stem="cifar")``.
+def create_backbone(name: str, **kwargs: Any) -> GatedResNet | SlimResNet:
+    """A registered backbone by name, e.g. ``create_backbone("dg_resnet18", stem="cifar")``.
 
-    Keyword arguments are those of :class:`GatedResNet` (``stem``, ``branch``, ``dual_bn_scope``,
-    ``gate_reduction``, ``gate_tau``, ``width``); an unknown keyword raises
-    ``ValueError`` naming it.
+    Keyword arguments are those of :class:`GatedResNet` (``dg_resnet*``: ``stem``, ``branch``,
+    ``dual_bn_scope``, ``gate_reduction``, ``gate_tau``, ``width``) or :class:`SlimResNet`
+    (``slim_resnet*``: ``stem``, ``width``, ``width_mult_list``, ``width_mult``); an unknown
+    keyword raises ``ValueError`` naming it.
     """
-    depth = BACKBONE_DEPTHS[check_choice("backbone.name", name, BACKBONE_DEPTHS)]
-    allowed = ("stem", "branch", "dual_bn_scope", "gate_reduction", "gate_tau", "width")
+    kind, depth, allowed = BACKBONES[check_choice("backbone.name", name, BACKBONES)]
     for key in kwargs:
         check_choice("backbone.kwargs key", key, allowed)
-    return GatedResNet(depth=depth, **kwargs)
+    return kind(depth=depth, **kwargs)

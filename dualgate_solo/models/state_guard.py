@@ -163,3 +163,53 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
             f"backbone.kwargs.branch={branch!r} was never trained in this checkpoint "
             f"(training passes: {steps}); allowed values: {', '.join(given.trained_branches)}"
         )
+
+
+def check_slim_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
+    """Refuse to load ``state`` (keys under ``prefix``) into the slimmable ResNet ``module``.
+
+    Raises:
+        UsageError: ``state`` is not a slimmable ResNet's; it was saved with another width list,
+            ``width``, stem or depth (the message names the ``backbone.kwargs`` value to set); or
+            ``module.width_mult`` never ran in training while other widths did.
+    """
+    own_shapes, given_shapes = _shapes(module.state_dict(), ""), _shapes(state, prefix)
+    if "width_mults" not in given_shapes:
+        lacking = sorted(set(own_shapes) - set(given_shapes))
+        raise UsageError(
+            f"checkpoint does not match the backbone slim_resnet{module.depth}: it holds no "
+            f"slimmable ResNet ({len(lacking)} of the backbone's {len(own_shapes)} tensors are "
+            f"missing, e.g. {lacking[:3]}); set backbone.name and backbone.kwargs to the network "
+            "it was pre-trained with"
+        )
+    widths = [round(float(w), 6) for w in state[prefix + "width_mults"].tolist()]
+    if widths != list(module.widths):
+        raise UsageError(
+            f"backbone.kwargs.width_mult_list={list(module.widths)} does not match the "
+            f"checkpoint, which holds {widths}; allowed values: {widths}"
+        )
+    if own_shapes != given_shapes:
+        conv1 = state[prefix + "conv1.weight"]
+        given = {
+            "width": int(conv1.shape[0]),
+            "stem": "cifar" if conv1.shape[-1] == 3 else "imagenet",
+        }
+        have = {"width": module.width, "stem": module.stem}
+        settings = [f"backbone.kwargs.{k}={v}" for k, v in given.items() if v != have[k]]
+        detail = (
+            f"set {' '.join(settings)}"
+            if settings
+            else _key_differences(own_shapes, given_shapes, prefix)
+        )
+        raise UsageError(
+            f"checkpoint does not match the backbone slim_resnet{module.depth} "
+            f"(width={module.width}, stem={module.stem!r}); {detail}"
+        )
+    steps = [int(n) for n in state[prefix + "trained_steps"].tolist()]
+    trained = [w for w, n in zip(widths, steps) if n > 0]
+    if trained and module.width_mult not in trained:
+        raise UsageError(
+            f"backbone.kwargs.width_mult={module.width_mult:g} was never trained in this "
+            f"checkpoint (training passes per width: {dict(zip(widths, steps))}); allowed values: "
+            f"{', '.join(format(w, 'g') for w in trained)}"
+        )

@@ -1,4 +1,6 @@
-"""Registers ``dg_resnet18/34/50`` in timm's model registry (``timm.create_model(name, ...)``).
+"""Registers ``dg_resnet18/34/50`` and ``slim_resnet18/50`` in timm's model registry.
+
+``timm.create_model(name, ...)`` then builds them.
 
 Imported by :mod:`dualgate_solo.models`; no pretrained weights exist, so ``pretrained=True``
 raises ``ValueError``.
@@ -12,11 +14,12 @@ from timm.models import is_model, register_model
 
 from dualgate_solo.models.factory import create_backbone
 from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.models.slim_resnet import SlimResNet
 
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
 
 
-def _build(name: str, pretrained: bool, kwargs: dict[str, Any]) -> GatedResNet:
+def _build(name: str, pretrained: bool, kwargs: dict[str, Any]) -> GatedResNet | SlimResNet:
     if pretrained:
         raise ValueError(
             f"pretrained=True is invalid for {name}; "
@@ -42,6 +45,16 @@ def dg_resnet50(pretrained: bool = False, **kwargs: Any) -> GatedResNet:
     return _build("dg_resnet50", pretrained, kwargs)
 
 
-for _entrypoint in (dg_resnet18, dg_resnet34, dg_resnet50):
+def slim_resnet18(pretrained: bool = False, **kwargs: Any) -> SlimResNet:
+    """Slimmable ResNet-18 (SlimCLR's weight-sharing widths, switchable BN)."""
+    return _build("slim_resnet18", pretrained, kwargs)
+
+
+def slim_resnet50(pretrained: bool = False, **kwargs: Any) -> SlimResNet:
+    """Slimmable ResNet-50 (Bottleneck v1.5; SlimCLR's backbone)."""
+    return _build("slim_resnet50", pretrained, kwargs)
+
+
+for _entrypoint in (dg_resnet18, dg_resnet34, dg_resnet50, slim_resnet18, slim_resnet50):
     if not is_model(_entrypoint.__name__):
         register_model(_entrypoint)

@@ -59,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--densities", nargs="+", type=float, default=[0.1, 0.3, 0.5])
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument(
+        "--baseline-widths",
+        nargs="*",
+        type=int,
+        default=[],
+        help=f"also train {BASELINE} directly at these backbone widths (the small network alone)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=None, help="data-loader workers (default: the protocol's)"
     )
     parser.add_argument(
@@ -98,6 +105,8 @@ def check_args(args: argparse.Namespace) -> None:
             )
     for t_d in args.densities:
         check_interval("--densities", t_d, 0.0, 1.0, low_inclusive=False)
+    for width in args.baseline_widths:
+        check_interval("--baseline-widths", width, 1, float("inf"))
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers={args.workers} is invalid; allowed values: an integer >= 0")
     if args.cost_data is not None and not args.cost_data.is_dir():
@@ -148,7 +157,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         pretrain_overrides=tuple(args.pretrain_override),
         linear_overrides=tuple(args.linear_override),
     )
-    runs = grid(args.methods, args.densities, args.variants)
+    runs = grid(args.methods, args.densities, args.variants, tuple(args.baseline_widths))
     for run in tqdm(runs, desc="grid", unit="run"):
         runner.run(run)
 

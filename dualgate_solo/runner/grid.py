@@ -18,12 +18,21 @@ from typing import Any
 from dualgate_solo.method_registry import METHODS
 from dualgate_solo.runner.environment import call, stage_environment
 from dualgate_solo.runner.knn_record import top1_by_k
+from dualgate_solo.runner.macs import network_macs
 from dualgate_solo.runner.protocols import Protocol, Run
 from dualgate_solo.runner.stages import StageIdentity, run_stage
 from dualgate_solo.solo.paths import config_dir
 
 #: the k of the k-NN evaluation (Euclidean distance on backbone features)
 KNN_K = (1, 20)
+
+
+def _selector(run: Run, network: str) -> list[str]:
+    """The override that evaluates ``network`` of a run of this package's methods."""
+    if run.method not in METHODS:
+        return []
+    spec = METHODS[run.method]
+    return [f"backbone.kwargs.{spec.selector}={spec.selector_value(network)}"]
 
 
 def _newest(root: Path, pattern: str) -> list[Path]:
@@ -126,7 +135,8 @@ class GridRunner:
             *self._data(),
             f"checkpoint.dir={ckpt_root}",
             f"pretrained_feature_extractor='{checkpoint}'",
-            *([f"backbone.kwargs.branch={branch}"] if run.method in METHODS else []),
+            *run.backbone_overrides(),
+            *_selector(run, branch),
             *self.linear_overrides,
         ]
 
@@ -200,6 +210,16 @@ class GridRunner:
 
         return self._identity(run, command, arguments), work
 
+    def macs(self, run: Run, run_dir: Path, args_json: str) -> dict[str, Any]:
+        """Per-image MACs of each network of the run (:func:`network_macs`, in-process)."""
+        dataset = "cifar_jpg" if self.protocol.dataset == "custom" else self.protocol.dataset
+        identity = self._identity(run, "macs", [dataset])
+
+        def work() -> dict[str, Any]:
+            return network_macs(Path(args_json), run.branches, dataset)
+
+        return run_stage(run_dir / "macs.json", identity, work)
+
     def cost(self, run: Run, run_dir: Path, pretrain_run_dir: str) -> dict[str, Any]:
         identity, report = self._report(
             run, run_dir, "cost-report", pretrain_run_dir, run_dir / "cost"
@@ -228,10 +248,11 @@ class GridRunner:
         run_dir = self.out / "runs" / run.name
         run_dir.mkdir(parents=True, exist_ok=True)
         pre = self.pretrain(run, run_dir)
+        self.macs(run, run_dir, pre["args_json"])
         if run.gated:
             self.cost(run, run_dir, pre["run_dir"])
-        if len(run.branches) > 1:
-            self.umap(run, run_dir, pre["run_dir"])
+            if len(run.branches) > 1:
+                self.umap(run, run_dir, pre["run_dir"])
         for branch in run.branches:
             self.linear(run, run_dir, pre["checkpoint"], branch)
             self.knn(run, run_dir, pre["run_dir"], branch)

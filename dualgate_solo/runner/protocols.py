@@ -63,37 +63,46 @@ PROTOCOLS = {
 class Run:
     """One pre-training of the grid: a method, its budget ``t_d`` and its budget variant.
 
-    The baseline has neither budget nor variant options (``target_density=None``, ``"paper"``).
+    Methods without gates have neither budget nor variant options (``target_density=None``,
+    ``"paper"``). ``width`` overrides ``backbone.kwargs.width`` (the baseline trained directly at
+    a smaller width).
     """
 
     method: str
     target_density: float | None
     variant: str
+    width: int | None = None
 
     @property
     def name(self) -> str:
-        """The run directory's name, e.g. ``vicreg_gating-td0.3-tracked`` or ``vicreg-paper``."""
+        """The run directory's name, e.g. ``vicreg_gating-td0.3-tracked``, ``vicreg-paper`` or
+        ``vicreg-width8-paper``."""
         td = "" if self.target_density is None else f"-td{self.target_density}"
-        return f"{self.method}{td}-{self.variant}"
+        width = "" if self.width is None else f"-width{self.width}"
+        return f"{self.method}{td}{width}-{self.variant}"
 
     @classmethod
     def from_name(cls, name: str) -> Run:
         """The run a directory name stands for (inverse of :attr:`name`).
 
         Raises:
-            UsageError: ``name`` is not ``<method>[-td<t_d>]-<variant>`` of a known method.
+            UsageError: ``name`` is not ``<method>[-td<t_d>][-width<w>]-<variant>`` of a known
+                method.
         """
-        allowed = "<method>[-td<t_d>]-<variant>"
-        method, *budget, variant = name.split("-") if "-" in name else (name, "")
-        if len(budget) > 1 or (budget and not budget[0].startswith("td")):
-            raise UsageError(f"run name {name!r} is invalid; allowed: {allowed}")
+        allowed = "<method>[-td<t_d>][-width<w>]-<variant>"
+        method, *tokens, variant = name.split("-") if "-" in name else (name, "")
         check_choice(f"method of run {name!r}", method, [*METHODS, BASELINE])
         check_choice(f"variant of run {name!r}", variant, VARIANTS)
+        budget = [t[2:] for t in tokens if t.startswith("td")]
+        widths = [t[5:] for t in tokens if t.startswith("width")]
+        if len(budget) > 1 or len(widths) > 1 or len(budget) + len(widths) != len(tokens):
+            raise UsageError(f"run name {name!r} is invalid; allowed: {allowed}")
         try:
-            target_density = float(budget[0][2:]) if budget else None
+            target_density = float(budget[0]) if budget else None
+            width = int(widths[0]) if widths else None
         except ValueError:
             raise UsageError(f"run name {name!r} is invalid; allowed: {allowed}") from None
-        return cls(method, target_density, variant)
+        return cls(method, target_density, variant, width)
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -105,24 +114,41 @@ class Run:
         """Whether the run trains gates (has a FLOPs cost to report)."""
         return "gated" in self.branches
 
+    def backbone_overrides(self) -> list[str]:
+        """Overrides of the backbone, which the linear probe must repeat."""
+        return [] if self.width is None else [f"backbone.kwargs.width={self.width}"]
+
     def overrides(self) -> list[str]:
-        """Hydra overrides that make this run: its budget and its variant's options."""
+        """Hydra overrides that make this run: its backbone, budget and variant's options."""
         if self.target_density is None:
-            return []
-        return [f"method_kwargs.target_density={self.target_density}", *VARIANTS[self.variant]]
+            return self.backbone_overrides()
+        return [
+            *self.backbone_overrides(),
+            f"method_kwargs.target_density={self.target_density}",
+            *VARIANTS[self.variant],
+        ]
 
 
-def grid(methods: list[str], densities: list[float], variants: list[str]) -> list[Run]:
+def grid(
+    methods: list[str],
+    densities: list[float],
+    variants: list[str],
+    baseline_widths: tuple[int, ...] = (),
+) -> list[Run]:
     """The runs in registry order (the proposed method first), then the baseline.
 
     Every gated method of ``methods`` runs at every ``t_d`` of ``densities`` in every variant of
-    ``variants``; :data:`BASELINE` runs once.
+    ``variants``; the other methods and :data:`BASELINE` run once, the baseline also once per
+    width of ``baseline_widths`` (the small network trained directly).
     """
-    runs = [
-        Run(method, t_d, variant)
-        for method in METHODS
-        if method in methods
-        for t_d in densities
-        for variant in variants
-    ]
-    return runs + ([Run(BASELINE, None, "paper")] if BASELINE in methods else [])
+    runs = []
+    for method in METHODS:
+        if method not in methods:
+            continue
+        if METHODS[method].trains_gates:
+            runs += [Run(method, t_d, v) for t_d in densities for v in variants]
+        else:
+            runs.append(Run(method, None, "paper"))
+    if BASELINE in methods:
+        runs += [Run(BASELINE, None, "paper", w) for w in (None, *baseline_widths)]
+    return runs

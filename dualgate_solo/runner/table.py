@@ -17,6 +17,7 @@ from dualgate_solo.runner.stages import stage_result
 
 COLUMNS = (
     "method",
+    "width",
     "variant",
     "t_d",
     "branch",
@@ -24,6 +25,7 @@ COLUMNS = (
     "knn_top1_k1",
     "knn_top1_k20",
     "flops_reduction_pct",
+    "macs_m",
     "args_json",
 )
 NO_ARGS_JSON = (
@@ -40,21 +42,40 @@ def run_rows(run_dir: Path) -> list[dict[str, Any]] | None:
     if not all((run_dir / f"{s}.json").is_file() for s in stages):
         return None
     result = {s: stage_result(json.loads((run_dir / f"{s}.json").read_text())) for s in stages}
+    macs_file = run_dir / "macs.json"
+    macs = stage_result(json.loads(macs_file.read_text())) if macs_file.is_file() else {}
     return [
         {
             "method": run.method,
+            "width": run.width or "",
             "variant": run.variant,
             "t_d": "" if run.target_density is None else run.target_density,
             "branch": branch,
             **result[f"linear-{branch}"],
             **result[f"knn-{branch}"],
-            "flops_reduction_pct": (
-                100 * result["cost"]["flops_reduction"] if branch == "gated" else 0.0
-            ),
+            "flops_reduction_pct": _reduction(result, macs, branch),
+            "macs_m": _macs(result, macs, branch),
             "args_json": "yes" if _has_args_json(run_dir, result["pretrain"]) else "no",
         }
         for branch in run.branches
     ]
+
+
+def _reduction(result: dict[str, Any], macs: dict[str, int], network: str) -> float:
+    """FLOPs R. [%] of ``network`` against the run's own full network: the gated branch's
+    from the cost report, a slimmable width's from its MACs, 0 for a dense network."""
+    if network == "gated":
+        return 100 * result["cost"]["flops_reduction"]
+    full = macs.get("macs_w1")
+    return 100 * (1 - macs[f"macs_{network}"] / full) if full else 0.0
+
+
+def _macs(result: dict[str, Any], macs: dict[str, int], network: str) -> float | str:
+    """Per-image MACs in millions (the gated branch's expected ones); ``""`` if unrecorded."""
+    if network == "gated" and "macs_dense" in macs:
+        return macs["macs_dense"] * result["cost"]["flops_ratio"] / 1e6
+    value = macs.get(f"macs_{network}")
+    return "" if value is None else value / 1e6
 
 
 def _has_args_json(run_dir: Path, pretrain: dict[str, Any]) -> bool:
@@ -65,7 +86,8 @@ def _has_args_json(run_dir: Path, pretrain: dict[str, Any]) -> bool:
 
 def _order(run: Run) -> tuple:
     methods = [*METHODS, BASELINE]
-    return (methods.index(run.method), run.target_density or 0.0, list(VARIANTS).index(run.variant))
+    variant = list(VARIANTS).index(run.variant)
+    return (methods.index(run.method), run.target_density or 0.0, variant, -(run.width or 1e9))
 
 
 def collect_rows(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -87,18 +109,26 @@ def write_table(rows: list[dict[str, Any]], out: Path, title: str) -> None:
         writer.writeheader()
         writer.writerows(rows)
     header = (
-        "| method | variant | t_d | branch | linear top-1 | k-NN top-1 (k=1) | k-NN top-1 (k=20) "
-        "| FLOPs R. | args.json |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| method | variant | t_d | network | linear top-1 | k-NN top-1 (k=1) | k-NN top-1 (k=20) "
+        "| FLOPs R. | MACs [M] | args.json |\n|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
-        f"| {r['method']} | {r['variant']} | {r['t_d']} | {r['branch']} | {r['linear_top1']:.2f} "
-        f"| {r['knn_top1_k1']:.2f} | {r['knn_top1_k20']:.2f} | {r['flops_reduction_pct']:.2f} % "
-        f"| {r['args_json']} |\n"
+        f"| {r['method']}{_width_tag(r)} | {r['variant']} | {r['t_d']} | {r['branch']} "
+        f"| {r['linear_top1']:.2f} | {r['knn_top1_k1']:.2f} | {r['knn_top1_k20']:.2f} "
+        f"| {r['flops_reduction_pct']:.2f} % | {_fmt(r['macs_m'])} | {r['args_json']} |\n"
         for r in rows
     )
     footnote = f"\n{NO_ARGS_JSON}\n" if any(r["args_json"] == "no" for r in rows) else ""
     (out / "table.md").write_text(f"{title}\n\n{header}{body}{footnote}")
     plot(rows, out / "accuracy_vs_flops.png", title)
+
+
+def _fmt(macs: float | str) -> str:
+    return macs if isinstance(macs, str) else f"{macs:.2f}"
+
+
+def _width_tag(row: dict[str, Any]) -> str:
+    return f" (width {row['width']})" if row.get("width") else ""
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:

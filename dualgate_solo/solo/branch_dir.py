@@ -1,9 +1,10 @@
-"""Per-branch checkpoint directories for solo-learn's ``main_knn.py`` / ``main_umap.py``.
+"""Per-network checkpoint directories for solo-learn's ``main_knn.py`` / ``main_umap.py``.
 
 solo-learn's ``main_knn.py`` and ``main_umap.py`` rebuild the model from ``<dir>/args.json`` and
-take no overrides. For each requested branch :func:`make_branch_dirs` writes
-``<out>/eval-<branch>/`` holding a symlink to the run's newest checkpoint and a copy of
-``args.json`` whose ``backbone.kwargs.branch`` names the branch. Nothing in the run directory is
+take no overrides. For each requested network (a gated method's branch, a slimmable method's
+width such as ``w0.5``) :func:`make_branch_dirs` writes ``<out>/eval-<network>/`` holding a
+symlink to the run's newest checkpoint and a copy of ``args.json`` whose ``backbone.kwargs``
+selects the network (``branch``, or ``width_mult``). Nothing in the run directory is
 modified. Command line: ``dualgate-solo branch-dir`` (:mod:`dualgate_solo.commands.branch_dir`).
 """
 
@@ -37,7 +38,8 @@ def make_branch_dirs(
     checkpoint = find_checkpoint(run_dir)
     args = run_args(checkpoint)
     method = check_choice("method (args.json)", args.get("method"), METHODS)
-    allowed = trained_branches(method)
+    spec = METHODS[method]
+    allowed = trained_branches(method, args["backbone"].get("kwargs"))
     branches = [check_choice("--branch", b, allowed) for b in branches or allowed]
     out = Path(out) if out is not None else run_dir
     if out.exists() and not out.is_dir():
@@ -50,7 +52,8 @@ def make_branch_dirs(
             stale.unlink()
         (target / checkpoint.name).symlink_to(checkpoint.resolve())
         branch_args = json.loads(json.dumps(args))
-        branch_args["backbone"].setdefault("kwargs", {})["branch"] = branch
+        kwargs = branch_args["backbone"].setdefault("kwargs", {})
+        kwargs[spec.selector] = spec.selector_value(branch)
         (target / "args.json").write_text(json.dumps(branch_args, indent=4))
         made[branch] = target
     return made

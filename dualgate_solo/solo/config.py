@@ -24,14 +24,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dualgate_solo.choices import DEFAULT_WIDTH_MULTS
+from dualgate_solo.layers.slimmable import check_width, check_width_list
 from dualgate_solo.method_registry import MethodSpec
-from dualgate_solo.models import BACKBONE_DEPTHS
+from dualgate_solo.slim_options import SACLOptions, SlimCLROptions
 from dualgate_solo.validation import UsageError, check_choice
 
 #: Training crops up to this size (px) get the ``cifar`` stem by default.
 SMALL_CROP = 64
-#: ``backbone.kwargs`` that select the evaluated branch only: no part of the run's identity.
-EVALUATION_ONLY_KWARGS = ("branch",)
+#: ``backbone.kwargs`` that select the evaluated network only: no part of the run's identity.
+EVALUATION_ONLY_KWARGS = ("branch", "width_mult")
 
 
 def default_stem(crop_size: int) -> str:
@@ -91,11 +93,49 @@ def _as_default_type(value: Any, default: Any) -> Any:
     return float(value) if isinstance(default, float) and is_int else value
 
 
+def _resolve_options(cfg: DictConfig, options: dict[type, Any]) -> None:
+    """Replace options whose default depends on the run: SlimCLR's ``slow_start_epochs=-1``
+    becomes half of ``max_epochs``."""
+    slim = options.get(SlimCLROptions)
+    if slim is not None and slim.slow_start_epochs == -1:
+        half = int(OmegaConf.select(cfg, "max_epochs", default=0) or 0) // 2
+        options[SlimCLROptions] = dataclasses.replace(slim, slow_start_epochs=half)
+
+
+def _fill_slim_backbone(backbone_kwargs: DictConfig, options: dict[type, Any]) -> None:
+    """Width list and evaluated width of a slimmable backbone; SACL-XD derives both from
+    ``host_width`` (the list is ``[1.0, 1 / host_width]``, the slim network is evaluated)."""
+    sacl = options.get(SACLOptions)
+    if sacl is not None:
+        widths = [1.0, sacl.slim_width]
+        given = backbone_kwargs.get("width_mult_list")
+        if given is not None and [float(w) for w in given] != widths:
+            raise UsageError(
+                f"backbone.kwargs.width_mult_list={list(given)} is invalid for sacl_xd with "
+                f"method_kwargs.host_width={sacl.host_width:g}; allowed values: {widths} "
+                "(or leave it out)"
+            )
+        backbone_kwargs.width_mult_list = widths
+        if backbone_kwargs.get("width_mult") is None:
+            backbone_kwargs.width_mult = sacl.slim_width
+    if backbone_kwargs.get("width_mult_list") is None:
+        backbone_kwargs.width_mult_list = list(DEFAULT_WIDTH_MULTS)
+    widths = check_width_list(
+        "backbone.kwargs.width_mult_list", list(backbone_kwargs.width_mult_list)
+    )
+    backbone_kwargs.width_mult_list = list(widths)
+    if backbone_kwargs.get("width_mult") is None:
+        backbone_kwargs.width_mult = 1.0
+    check_width("backbone.kwargs.width_mult", backbone_kwargs.width_mult, widths)
+
+
 def configure_run(cfg: DictConfig, spec: MethodSpec) -> dict[type, Any]:
     """Fill and check ``cfg`` for ``spec``'s method in place; returns its parsed options.
 
-    Fills ``method_kwargs`` (every key, from the spec's dataclasses) and ``backbone.kwargs``
-    (``branch``, ``dual_bn_scope`` and ``stem``, the last from the training crop size), resolves
+    Fills ``method_kwargs`` (every key, from the spec's dataclasses; run-dependent defaults such
+    as SlimCLR's ``slow_start_epochs`` as numbers) and ``backbone.kwargs`` (``branch`` and
+    ``dual_bn_scope``, or ``width_mult`` and ``width_mult_list``, and ``stem``, the last from the
+    training crop size), resolves
     interpolations such as ``name: ...-td${method_kwargs.target_density}`` (solo-learn writes
     ``args.json`` unresolved) and appends :func:`run_fingerprint` to ``name`` (idempotent:
     a cfg read back from ``args.json`` keeps its name).
@@ -104,28 +144,33 @@ def configure_run(cfg: DictConfig, spec: MethodSpec) -> dict[type, Any]:
         ``{dataclass: instance}`` for each of ``spec.kwargs_types``.
 
     Raises:
-        UsageError: an unknown, ``null`` or invalid ``method_kwargs`` value, a backbone that is not
-            a gated ResNet, a ``dual_bn_scope`` or ``branch`` the method does not support, or
-            small crops.
+        UsageError: an unknown, ``null`` or invalid ``method_kwargs`` value, a backbone the
+            method does not train, a ``dual_bn_scope``, ``branch``, width list or width the
+            method does not support, or small crops.
     """
     given = OmegaConf.select(cfg, "method_kwargs", default=None)
     given = OmegaConf.to_container(given, resolve=True) if given is not None else {}
     options = spec.parse_method_kwargs(given)
+    _resolve_options(cfg, options)
     cfg.method_kwargs = _filled_kwargs(spec, options)
 
-    check_choice("backbone.name", OmegaConf.select(cfg, "backbone.name"), BACKBONE_DEPTHS)
+    check_choice("backbone.name", OmegaConf.select(cfg, "backbone.name"), spec.backbones)
     if OmegaConf.select(cfg, "backbone.kwargs", default=None) is None:
         cfg.backbone.kwargs = {}
     backbone_kwargs = cfg.backbone.kwargs
-    for key, value in spec.backbone_defaults().items():
-        if backbone_kwargs.get(key) is None:
-            backbone_kwargs[key] = value
+    if spec.slimmable:
+        _fill_slim_backbone(backbone_kwargs, options)
+    else:
+        for key, value in spec.backbone_defaults().items():
+            if backbone_kwargs.get(key) is None:
+                backbone_kwargs[key] = value
     if backbone_kwargs.get("stem") is None:
         backbone_kwargs.stem = default_stem(training_crop_size(cfg))
-    check_choice(
-        "backbone.kwargs.dual_bn_scope", backbone_kwargs.dual_bn_scope, spec.dual_bn_scopes
-    )
-    check_choice("backbone.kwargs.branch", backbone_kwargs.branch, spec.branches)
+    if not spec.slimmable:
+        check_choice(
+            "backbone.kwargs.dual_bn_scope", backbone_kwargs.dual_bn_scope, spec.dual_bn_scopes
+        )
+        check_choice("backbone.kwargs.branch", backbone_kwargs.branch, spec.branches)
 
     small_crops = OmegaConf.select(cfg, "data.num_small_crops", default=0)
     if small_crops:

@@ -36,6 +36,16 @@ def refuse_gated_state(
     method that trains exactly those), how many of its tensors ``backbone_name`` would load, and
     the ``backbone`` settings that load all of them.
     """
+    if prefix + "width_mults" in state:
+        widths = [float(w) for w in state[prefix + "width_mults"].tolist()]
+        conv1 = state[prefix + "conv1.weight"]
+        raise UsageError(
+            f"checkpoint is a slimmable ResNet checkpoint (width_mult_list={widths}); "
+            f"backbone.name={backbone_name} would load part of it and leave the rest at random "
+            f"initialisation; use backbone.name=slim_resnet<depth> backbone.kwargs.width="
+            f"{int(conv1.shape[0])} backbone.kwargs.width_mult_list={widths} "
+            f"backbone.kwargs.width_mult=<{'|'.join(format(w, 'g') for w in widths)}>"
+        )
     given = read_architecture(state, prefix)
     if given is None:
         return

@@ -26,12 +26,9 @@ from typing import Any, ClassVar
 
 import omegaconf
 import torch
-import torch.nn.functional as F
 from solo.losses.vicreg import vicreg_loss_func
 from solo.methods.base import BaseMethod
-from solo.utils.knn import WeightedKNNClassifier
-from solo.utils.metrics import accuracy_at_k, weighted_mean
-from torch import Tensor, nn
+from torch import Tensor
 
 from dualgate_solo.layers.gate import ChannelGate
 from dualgate_solo.losses import BudgetConfig, BudgetMultiplier, anneal_p
@@ -45,9 +42,10 @@ from dualgate_solo.models import BranchOutput
 from dualgate_solo.models.projector import Projector
 from dualgate_solo.objective import ObjectiveOutput, dual_gating_objective, gating_objective
 from dualgate_solo.solo.config import configure_run
+from dualgate_solo.solo.probes import OnlineProbes
 
 
-class GatedMethod(BaseMethod):
+class GatedMethod(OnlineProbes, BaseMethod):
     """Shared machinery of the gated methods, driven by ``SPEC``; subclasses add :meth:`objective`.
 
     Class attributes:
@@ -79,43 +77,13 @@ class GatedMethod(BaseMethod):
         self.projector = Projector(
             self.features_dim, vicreg.proj_hidden_dim, vicreg.proj_output_dim, dual_projector
         )
-        self.extra_classifiers = nn.ModuleDict(
-            {
-                b: nn.Linear(self.features_dim, self.num_classes)
-                for b in self.SPEC.branches
-                if b != self.SPEC.primary_branch
-            }
-        )
-        self.extra_knns = nn.ModuleDict(
-            {
-                b: WeightedKNNClassifier(k=self.knn_k, distance_fx=cfg.knn_eval.distance_func)
-                for b in self.extra_classifiers
-            }
-            if self.knn_eval
-            else {}
-        )
+        branches = list(self.SPEC.branches)
+        self.init_probes(cfg, branches, dict.fromkeys(branches, self.features_dim))
         self.gated_block_names = [
             n for n, b in self.backbone.named_blocks() if getattr(b, "gate", None) is not None
         ]
         self.budget_multiplier = BudgetMultiplier()
         self.register_buffer("anneal_p", torch.tensor(1.0, dtype=torch.float64))
-
-    # ----------------------------------------------------------------------------- heads
-    def classifier_for(self, branch: str) -> nn.Module:
-        """The online linear probe of ``branch`` (solo-learn's ``classifier`` for the primary)."""
-        if branch == self.SPEC.primary_branch:
-            return self.classifier
-        return self.extra_classifiers[branch]
-
-    def knn_for(self, branch: str) -> WeightedKNNClassifier | None:
-        """The online k-NN of ``branch`` (``None`` when ``knn_eval.enabled`` is off)."""
-        if not self.knn_eval:
-            return None
-        return self.knn if branch == self.SPEC.primary_branch else self.extra_knns[branch]
-
-    def metric_prefix(self, branch: str) -> str:
-        """``val_`` for the primary branch (solo-learn's keys), ``val_<branch>_`` otherwise."""
-        return "" if branch == self.SPEC.primary_branch else f"{branch}_"
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
@@ -143,16 +111,7 @@ class GatedMethod(BaseMethod):
             else:
                 groups.append(group)
         groups.append({"name": "projector", "params": self.projector.parameters()})
-        for branch, head in self.extra_classifiers.items():
-            groups.append(
-                {
-                    "name": f"{branch}_classifier",
-                    "params": head.parameters(),
-                    "lr": self.classifier_lr,
-                    "weight_decay": 0,
-                }
-            )
-        return groups
+        return groups + self.probe_param_groups()
 
     # ----------------------------------------------------------------------------- forward
     def _layout(self, X: Tensor) -> Tensor:
@@ -185,12 +144,6 @@ class GatedMethod(BaseMethod):
         """p = exp(-alpha * epoch), derived from ``current_epoch``, so a resume restores it."""
         self.anneal_p.fill_(anneal_p(self.current_epoch, self.budget.anneal_alpha))
 
-    def _probe(self, out: BranchOutput, targets: Tensor) -> dict[str, Tensor]:
-        logits = self.classifier_for(out.branch)(out.feats.detach())
-        loss = F.cross_entropy(logits, targets, ignore_index=-1)
-        acc1, acc5 = accuracy_at_k(logits, targets, top_k=(1, min(5, logits.size(1))))
-        return {"loss": loss, "acc1": acc1, "acc5": acc5}
-
     def training_step(self, batch: list[Any], batch_idx: int) -> Tensor:
         """``batch = [indexes, [view_1, view_2], targets]`` -> SSL loss + L_G + probe losses."""
         _, views, targets = batch
@@ -211,22 +164,8 @@ class GatedMethod(BaseMethod):
             "p": float(self.anneal_p),
             "budget_multiplier": float(self.budget_multiplier.value),
         }
-        class_loss = 0.0
-        mask = targets != -1
-        for branch_out in self._first_per_branch(out.outputs):
-            probe = self._probe(branch_out, targets)
-            class_loss = class_loss + probe["loss"]
-            prefix = f"train_{self.metric_prefix(branch_out.branch)}"
-            log.update(
-                {
-                    f"{prefix}class_loss": probe["loss"],
-                    f"{prefix}acc1": probe["acc1"],
-                    f"{prefix}acc5": probe["acc5"],
-                }
-            )
-            knn = self.knn_for(branch_out.branch)
-            if knn is not None:
-                knn(train_features=branch_out.feats.detach()[mask], train_targets=targets[mask])
+        feats = {o.branch: o.feats for o in self._first_per_branch(out.outputs)}
+        class_loss = self.train_probes(feats, targets, log)
         for name, density in zip(self.gated_block_names, out.budget.densities):
             log[f"train_density/{name}"] = density
         self.log_dict(log, on_epoch=True, sync_dist=True)
@@ -253,18 +192,7 @@ class GatedMethod(BaseMethod):
         metrics: dict[str, Any] = {"batch_size": targets.size(0)}
         for branch in self.SPEC.branches:
             out = self.backbone.forward_branch(X, branch)
-            probe = self._probe(out, targets)
-            prefix = f"val_{self.metric_prefix(branch)}"
-            metrics.update(
-                {
-                    f"{prefix}loss": probe["loss"],
-                    f"{prefix}acc1": probe["acc1"],
-                    f"{prefix}acc5": probe["acc5"],
-                }
-            )
-            knn = self.knn_for(branch)
-            if knn is not None and not self.trainer.sanity_checking:
-                knn(test_features=out.feats.detach(), test_targets=targets.detach())
+            self.validate_network(branch, out.feats, targets, metrics)
             if branch == "gated":
                 metrics["val_flops_ratio"] = out.ratio.mean()
                 for name, mask in zip(self.gated_block_names, out.masks):
@@ -272,23 +200,6 @@ class GatedMethod(BaseMethod):
         if update_validation_step_outputs:
             self.validation_step_outputs.append(metrics)
         return metrics
-
-    def on_validation_epoch_end(self) -> None:
-        """Batch-size-weighted means of the validation metrics, FLOPs R. and k-NN per branch."""
-        outputs = self.validation_step_outputs
-        keys = [k for k in outputs[0] if k != "batch_size"] if outputs else []
-        log = {k: weighted_mean(outputs, k, "batch_size") for k in keys}
-        if "val_flops_ratio" in log:
-            log["val_flops_reduction"] = 1.0 - log["val_flops_ratio"]
-        if not self.trainer.sanity_checking:
-            for branch in self.SPEC.branches:
-                knn = self.knn_for(branch)
-                if knn is not None:
-                    acc1, acc5 = knn.compute()
-                    prefix = f"val_{self.metric_prefix(branch)}"
-                    log.update({f"{prefix}knn_acc1": acc1, f"{prefix}knn_acc5": acc5})
-        self.log_dict(log, sync_dist=True)
-        outputs.clear()
 
 
 class VICRegDualGating(GatedMethod):

@@ -3,8 +3,8 @@
 It mutates solo-learn's own registries in place (``solo.methods.METHODS`` and the class-level
 ``BaseMethod._BACKBONES``, which ``main_linear.py`` reads explicitly), so every unchanged script
 sees each method of :data:`dualgate_solo.method_registry.METHODS` and ``backbone.name:
-dg_resnet18|34|50``. It also guards solo-learn's own backbones against this package's
-checkpoints (:mod:`~dualgate_solo.solo.load_guard`), completes every run's cfg
+dg_resnet18|34|50|slim_resnet18|50``. It also guards solo-learn's own backbones against this
+package's checkpoints (:mod:`~dualgate_solo.solo.load_guard`), completes every run's cfg
 (:mod:`~dualgate_solo.solo.run_cfg`) and installs the custom-data pipeline choice
 (:mod:`~dualgate_solo.solo.custom_pipeline`). Safe to call any number of times (Hydra re-runs
 plugin modules; the start-up hook and user code may call it too).
@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 from dualgate_solo.method_registry import METHODS
-from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, create_backbone
+from dualgate_solo.models import BACKBONES, GatedResNet, SlimResNet, create_backbone
 
 
 class _Factory:
@@ -25,7 +25,7 @@ class _Factory:
     def __init__(self, name: str):
         self.name = name
 
-    def __call__(self, method: str | None = None, **kwargs: Any) -> GatedResNet:
+    def __call__(self, method: str | None = None, **kwargs: Any) -> GatedResNet | SlimResNet:
         return create_backbone(self.name, **kwargs)
 
     def __repr__(self) -> str:
@@ -33,7 +33,8 @@ class _Factory:
 
 
 def register() -> None:
-    """Add every registered method and ``dg_resnet*`` to solo-learn's registries."""
+    """Add every registered method, ``dg_resnet*`` and ``slim_resnet*`` to solo-learn's
+    registries."""
     # sys.modules, not the ``solo.methods`` attribute: the start-up hook runs while ``solo`` itself
     # is still initialising, before the attribute exists.
     methods = importlib.import_module("solo.methods")
@@ -46,7 +47,7 @@ def register() -> None:
     for name, spec in METHODS.items():
         methods.METHODS.setdefault(name, spec.solo_class_object())
     guard_backbones(BaseMethod._BACKBONES)
-    for name in BACKBONE_DEPTHS:
+    for name in BACKBONES:
         BaseMethod._BACKBONES.setdefault(name, _Factory(name))
     run_cfg.install()
     install_custom_pipeline()

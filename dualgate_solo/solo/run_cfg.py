@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from dualgate_solo.models import BACKBONE_DEPTHS
+from dualgate_solo.models import BACKBONES
 from dualgate_solo.solo.custom_pipeline import record
 
 
 def complete(cfg: DictConfig) -> DictConfig:
     """This package's part of a run's cfg defaults (in place); returns ``cfg``."""
     record(cfg)
-    if OmegaConf.select(cfg, "backbone.name", default=None) in BACKBONE_DEPTHS:
+    if OmegaConf.select(cfg, "backbone.name", default=None) in BACKBONES:
         OmegaConf.resolve(cfg)
     return cfg
 
