@@ -3,8 +3,8 @@
 * :func:`slimclr_objective`: SlimCLR (Zhao et al., IJCV 2024) over any per-width SSL loss:
   ``L = lambda_max L(w_max) + sum_{w < w_max} [(1 - beta) L_ssl(w) + beta KD(w <- w_max)]``,
   the narrower terms only once the sub-networks are on (after the slow start).
-* :func:`slimclr_vicreg_terms`: VICReg's ``L_ssl(w)`` with full-width targets and the embedding
-  distillation.
+* :func:`slimclr_vicreg_objective`: SlimCLR over VICReg; :func:`slimclr_vicreg_terms` is a
+  narrower width's ``L_ssl(w)`` with full-width targets and its embedding distillation.
 * :func:`sacl_xd_objective`: SACL-XD (Meng et al., NeurIPS 2023):
   ``L = alpha BT(host(x_A), slim(x_B)) + (1 - alpha) L_XD``.
 
@@ -13,7 +13,7 @@ Shapes: views ``[B, 3, H, W]``, embeddings ``[B, D]``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -27,6 +27,7 @@ from dualgate_solo.losses.slim import (
     slimclr_loss_weights,
 )
 from dualgate_solo.losses.vicreg import covariance_loss, invariance_loss, variance_loss
+from dualgate_solo.method_registry import VICRegConfig
 from dualgate_solo.models.slim_heads import SlimMLP
 from dualgate_solo.models.slim_resnet import SlimResNet
 from dualgate_solo.slim_options import BarlowConfig, SACLOptions, SlimCLROptions
@@ -118,6 +119,31 @@ def slimclr_vicreg_terms(
         embedding_distillation(zw, zf, distill_loss, sim) for zw, zf in zip(z, full)
     )
     return WidthTerms(ssl, distill)
+
+
+def slimclr_vicreg_objective(
+    backbone: SlimResNet,
+    projector: SlimMLP,
+    views: tuple[Tensor, Tensor],
+    vicreg: VICRegConfig,
+    options: SlimCLROptions,
+    distill_loss: str,
+    subnetworks_on: bool,
+    vicreg_fn: Callable[[Tensor, Tensor], Tensor],
+) -> SlimObjectiveOutput:
+    """SlimCLR over VICReg on two views: ``L(w_max) = vicreg_fn(z_1, z_2)`` of the full width;
+    with ``subnetworks_on`` every narrower width adds :func:`slimclr_vicreg_terms`, combined
+    by :func:`slimclr_objective`. One pass per view and active width."""
+    weights = (vicreg.sim_loss_weight, vicreg.var_loss_weight, vicreg.cov_loss_weight)
+    full_feats, full = embed_views(backbone, projector, views, 1.0)
+    feats = {1.0: full_feats[0]}
+    narrow = {}
+    for w in backbone.widths[1:] if subnetworks_on else ():
+        f, z = embed_views(backbone, projector, views, w)
+        narrow[w] = slimclr_vicreg_terms((z[0], z[1]), (full[0], full[1]), weights, distill_loss)
+        feats[w] = f[0]
+    loss, terms = slimclr_objective(backbone.widths, vicreg_fn(*full), narrow, options)
+    return SlimObjectiveOutput(loss, terms, feats)
 
 
 def embed_views(

@@ -15,6 +15,7 @@ Imports solo-learn at module level: import it only through :func:`dualgate_solo.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, ClassVar
 
 import omegaconf
@@ -40,10 +41,9 @@ from dualgate_solo.models.slim_heads import SlimMLP
 from dualgate_solo.slim_objective import (
     SlimObjectiveOutput,
     WidthTerms,
-    embed_views,
     sacl_xd_objective,
     slimclr_objective,
-    slimclr_vicreg_terms,
+    slimclr_vicreg_objective,
 )
 from dualgate_solo.slim_options import (
     BarlowConfig,
@@ -199,25 +199,22 @@ class SlimCLRVICReg(WidthMethod, BaseMethod):
         return self.projector(feats, self.backbone.width_index(width_mult), width_mult)
 
     def objective(self, views: tuple[Tensor, Tensor]) -> SlimObjectiveOutput:
-        weights = (
-            self.vicreg.sim_loss_weight,
-            self.vicreg.var_loss_weight,
-            self.vicreg.cov_loss_weight,
+        vicreg = self.vicreg
+        return slimclr_vicreg_objective(
+            self.backbone,
+            self.projector,
+            views,
+            vicreg,
+            self.options[SlimCLROptions],
+            self.options[EmbeddingDistillOptions].distill_loss,
+            self.subnetworks_on,
+            partial(
+                vicreg_loss_func,
+                sim_loss_weight=vicreg.sim_loss_weight,
+                var_loss_weight=vicreg.var_loss_weight,
+                cov_loss_weight=vicreg.cov_loss_weight,
+            ),
         )
-        full_feats, full = embed_views(self.backbone, self.projector, views, 1.0)
-        full_loss = vicreg_loss_func(*full, *weights)
-        feats = {1.0: full_feats[0]}
-        narrow = {}
-        if self.subnetworks_on:
-            distill = self.options[EmbeddingDistillOptions].distill_loss
-            for w in self.widths[1:]:
-                f, z = embed_views(self.backbone, self.projector, views, w)
-                narrow[w] = slimclr_vicreg_terms(tuple(z), tuple(full), weights, distill)
-                feats[w] = f[0]
-        loss, terms = slimclr_objective(
-            self.widths, full_loss, narrow, self.options[SlimCLROptions]
-        )
-        return SlimObjectiveOutput(loss, terms, feats)
 
 
 class SlimCLRMoCoV3(WidthMethod, MoCoV3):
