@@ -16,6 +16,7 @@ import pytest
 from model_utils import write_shape_folders
 
 from dualgate_solo.runner.cpu_shim import SHIM_DIR
+from dualgate_solo.solo.hook_install import install_hook
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = ("Warning", "warn(", "register_model", "custom_fwd", "pkg_resources")
@@ -100,3 +101,10 @@ def run_script(
         )[-4000:]
         raise AssertionError(f"{script.name} failed (rc={result.returncode}):\n{tail}")
     return result
+
+
+@pytest.fixture(scope="session")
+def hook_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("site")
+    install_hook(directory)
+    return directory

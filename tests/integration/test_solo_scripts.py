@@ -12,43 +12,20 @@ import math
 import re
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
-from conftest import REPO, run_script
+from conftest import run_script
+from script_helpers import (
+    checkpoint_of,
+    eval_script_args,
+    knn_accuracies,
+    linear,
+    metrics,
+    pretrain,
+)
 
 from dualgate_solo.checkpoint import load_backbone
 from dualgate_solo.solo.branch_dir import make_branch_dirs
-from dualgate_solo.solo.hook_install import install_hook
-
-CONFIGS = REPO / "configs"
-
-
-def _data_overrides(image_folders) -> list[str]:
-    train, val = image_folders
-    return [f"data.train_path={train}", f"data.val_path={val}", "data.num_workers=0"]
-
-
-def pretrain(solo_src: Path, workdir: Path, image_folders, method: str, *extra: str) -> Path:
-    """Run main_pretrain.py on the cpu_quick config; returns the run directory."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    args = [
-        "--config-path",
-        str(CONFIGS / "pretrain" / "cpu_quick"),
-        "--config-name",
-        method,
-        *_data_overrides(image_folders),
-        f"checkpoint.dir={workdir / 'trained_models'}",
-        *extra,
-    ]
-    run_script(solo_src / "main_pretrain.py", args, cwd=workdir)
-    runs = sorted((workdir / "trained_models" / method).iterdir())
-    return runs[-1]
-
-
-def metrics(workdir: Path) -> pd.DataFrame:
-    files = sorted(workdir.glob("lightning_logs/version_*/metrics.csv"))
-    return pd.read_csv(files[-1])
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +38,7 @@ def gating_run(solo_src, image_folders, tmp_path_factory) -> Path:
     return pretrain(solo_src, tmp_path_factory.mktemp("gating"), image_folders, "vicreg_gating")
 
 
-@pytest.fixture(scope="module")
-def hook_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("site")
-    install_hook(directory)
-    return directory
-
-
-def _checkpoint(run: Path) -> Path:
-    return sorted(run.glob("*.ckpt"))[-1]
-
-
-def test_dual_gating_pretrain_logs_both_branches_and_saves_safe_checkpoint(dual_run) -> None:
+def test_dual_gating_pretrain_logs_both_branches_and_saves_safecheckpoint_of(dual_run) -> None:
     args = json.loads((dual_run / "args.json").read_text())
     assert re.fullmatch(r"vicreg_dual_gating-cpu_quick-td0\.1-[0-9a-f]{8}", args["name"])
     assert args["backbone"]["kwargs"] == {
@@ -81,7 +47,7 @@ def test_dual_gating_pretrain_logs_both_branches_and_saves_safe_checkpoint(dual_
         "dual_bn_scope": "block",
         "branch": "dense",
     }
-    state = torch.load(_checkpoint(dual_run), map_location="cpu", weights_only=True)
+    state = torch.load(checkpoint_of(dual_run), map_location="cpu", weights_only=True)
     assert state["epoch"] == 1
     assert state["state_dict"]["backbone.trained_steps"].tolist() == [8, 8]  # 2 epochs x 4 steps
     log = metrics(dual_run.parents[2])
@@ -108,7 +74,9 @@ def test_dual_gating_pretrain_logs_both_branches_and_saves_safe_checkpoint(dual_
 
 
 def test_gating_pretrain_trains_only_the_gated_branch(gating_run) -> None:
-    state = torch.load(_checkpoint(gating_run), map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(checkpoint_of(gating_run), map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
     assert state["backbone.trained_steps"].tolist() == [0, 16]  # two gated views per step
     assert not any(".dense." in key for key in state)
     log = metrics(gating_run.parents[2])
@@ -116,34 +84,11 @@ def test_gating_pretrain_trains_only_the_gated_branch(gating_run) -> None:
     assert "val_gated_acc1" not in log
 
 
-def _linear(
-    solo_src: Path,
-    run: Path,
-    config: str,
-    image_folders,
-    workdir: Path,
-    *extra: str,
-    check: bool = True,
-):
-    workdir.mkdir(parents=True, exist_ok=True)
-    args = [
-        "--config-path",
-        str(CONFIGS / "linear" / "cpu_quick"),
-        "--config-name",
-        config,
-        *_data_overrides(image_folders),
-        f"checkpoint.dir={workdir / 'trained_models'}",
-        f"pretrained_feature_extractor='{_checkpoint(run)}'",
-        *extra,
-    ]
-    return run_script(solo_src / "main_linear.py", args, cwd=workdir, check=check)
-
-
 @pytest.mark.parametrize("branch", ["dense", "gated"])
 def test_main_linear_probes_each_branch_with_the_pretrained_weights(
     solo_src, dual_run, image_folders, tmp_path, branch
 ) -> None:
-    _linear(
+    linear(
         solo_src,
         dual_run,
         "vicreg_dual_gating",
@@ -153,7 +98,7 @@ def test_main_linear_probes_each_branch_with_the_pretrained_weights(
     )
     linear_ckpt = next((tmp_path / "trained_models" / "linear").rglob("*.ckpt"))
     probe = torch.load(linear_ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    pre = torch.load(_checkpoint(dual_run), map_location="cpu", weights_only=True)["state_dict"]
+    pre = torch.load(checkpoint_of(dual_run), map_location="cpu", weights_only=True)["state_dict"]
     backbone_keys = [
         k
         for k in pre
@@ -171,21 +116,21 @@ def test_main_linear_probes_each_branch_with_the_pretrained_weights(
 def test_main_linear_probes_the_gating_baseline(
     solo_src, gating_run, image_folders, tmp_path
 ) -> None:
-    _linear(solo_src, gating_run, "vicreg_gating", image_folders, tmp_path)
+    linear(solo_src, gating_run, "vicreg_gating", image_folders, tmp_path)
     assert list((tmp_path / "trained_models" / "linear").rglob("*.ckpt"))
 
 
 def test_main_linear_refuses_wrong_architecture_and_untrained_branch(
     solo_src, dual_run, gating_run, image_folders, tmp_path
 ) -> None:
-    wrong_scope = _linear(
+    wrong_scope = linear(
         solo_src, dual_run, "vicreg_gating", image_folders, tmp_path / "a", check=False
     )
     assert (
         wrong_scope.returncode != 0
         and "checkpoint does not match the backbone" in wrong_scope.stderr
     )
-    wrong_branch = _linear(
+    wrong_branch = linear(
         solo_src,
         gating_run,
         "vicreg_gating",
@@ -200,28 +145,6 @@ def test_main_linear_refuses_wrong_architecture_and_untrained_branch(
     assert not (tmp_path / "a" / "trained_models" / "linear").exists()
 
 
-def _knn_accuracies(output: str) -> list[float]:
-    return [float(x) for x in re.findall(r"Result: acc@1=([\d.]+)", output)]
-
-
-def _eval_script_args(train: Path, val: Path, checkpoint_dir: str) -> list[str]:
-    """The arguments ``main_knn.py`` and ``main_umap.py`` share: data, loader, checkpoint dir."""
-    return [
-        "--dataset",
-        "custom",
-        "--train_data_path",
-        str(train),
-        "--val_data_path",
-        str(val),
-        "--batch_size",
-        "16",
-        "--num_workers",
-        "0",
-        "--pretrained_checkpoint_dir",
-        checkpoint_dir,
-    ]
-
-
 def test_main_knn_runs_on_each_branch(
     solo_src, dual_run, image_folders, hook_dir, tmp_path
 ) -> None:
@@ -229,7 +152,7 @@ def test_main_knn_runs_on_each_branch(
     results = {}
     for branch, directory in make_branch_dirs(dual_run, out=tmp_path).items():
         args = [
-            *_eval_script_args(train, val, str(directory)),
+            *eval_script_args(train, val, str(directory)),
             "--k",
             "1",
             "20",
@@ -241,7 +164,7 @@ def test_main_knn_runs_on_each_branch(
         output = run_script(
             solo_src / "main_knn.py", args, cwd=tmp_path, shim=True, hook_dir=hook_dir
         ).stdout
-        results[branch] = _knn_accuracies(output)
+        results[branch] = knn_accuracies(output)
         assert len(results[branch]) == 2 and all(0 <= a <= 100 for a in results[branch])
     assert set(results) == {"dense", "gated"}
 
@@ -276,7 +199,7 @@ def test_main_umap_runs_on_each_branch(
 ) -> None:
     train, val = image_folders
     for branch, directory in make_branch_dirs(dual_run, out=tmp_path).items():
-        args = _eval_script_args(train, val, ".")
+        args = eval_script_args(train, val, ".")
         run_script(solo_src / "main_umap.py", args, cwd=directory, shim=True, hook_dir=hook_dir)
         assert (directory / "im100_val_umap.pdf").stat().st_size > 0, branch
 
@@ -287,7 +210,7 @@ def test_resume_continues_annealing_budget_state_and_step_counts(
     first = pretrain(
         solo_src, tmp_path, image_folders, "vicreg_dual_gating", "method_kwargs.multiplier_lr=0.5"
     )
-    saved = torch.load(_checkpoint(first), map_location="cpu", weights_only=True)["state_dict"]
+    saved = torch.load(checkpoint_of(first), map_location="cpu", weights_only=True)["state_dict"]
     assert saved["budget_multiplier.value"].item() != 0.0
     resumed = pretrain(
         solo_src,
@@ -296,9 +219,9 @@ def test_resume_continues_annealing_budget_state_and_step_counts(
         "vicreg_dual_gating",
         "method_kwargs.multiplier_lr=0.5",
         "max_epochs=3",
-        f"resume_from_checkpoint='{_checkpoint(first)}'",
+        f"resume_from_checkpoint='{checkpoint_of(first)}'",
     )
-    final = torch.load(_checkpoint(resumed), map_location="cpu", weights_only=True)
+    final = torch.load(checkpoint_of(resumed), map_location="cpu", weights_only=True)
     assert final["epoch"] == 2
     assert final["state_dict"]["backbone.trained_steps"].tolist() == [12, 12]  # 8 before + 4 after
     assert final["state_dict"]["anneal_p"].item() == pytest.approx(math.exp(-0.02 * 2))
@@ -319,7 +242,7 @@ def test_two_process_cpu_ddp_pretrain(solo_src, image_folders, tmp_path) -> None
     run = pretrain(
         solo_src, tmp_path, image_folders, "vicreg_dual_gating", "strategy=ddp", "devices='2'"
     )
-    state = torch.load(_checkpoint(run), map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(checkpoint_of(run), map_location="cpu", weights_only=True)["state_dict"]
     assert state["backbone.trained_steps"].tolist() == [
         6,
         6,
