@@ -101,6 +101,8 @@ class MethodSpec:
         backbones: the ``backbone.name`` values it trains.
         selector: the ``backbone.kwargs`` key that picks the network ``forward(x)`` returns
             (``branch`` or ``width_mult``), i.e. what the unchanged scripts evaluate.
+        primary_narrowest: a slimmable method whose primary network is its narrowest width
+            (SACL-XD deploys the slim network) rather than the full one.
     """
 
     name: str
@@ -111,6 +113,7 @@ class MethodSpec:
     kwargs_types: tuple[type, ...]
     backbones: tuple[str, ...] = tuple(BACKBONE_DEPTHS)
     selector: str = "branch"
+    primary_narrowest: bool = False
 
     @property
     def primary_branch(self) -> str:
@@ -221,6 +224,7 @@ METHODS: dict[str, MethodSpec] = {
             kwargs_types=(BarlowConfig, SACLOptions),
             backbones=tuple(SLIM_BACKBONE_DEPTHS),
             selector="width_mult",
+            primary_narrowest=True,
         ),
     )
 }
@@ -237,8 +241,9 @@ def trained_branches(
     """Networks a run of ``method`` trained, primary first.
 
     The spec's branches; for a slimmable method whose ``backbone_kwargs`` (``args.json``) are
-    given, every width of its ``width_mult_list`` (the primary one first); ``("dense",)`` for
-    any method of solo-learn's own (e.g. ``vicreg`` on a ``dg_resnet*`` backbone).
+    given, every width of its ``width_mult_list``, widest first (narrowest first for a method
+    that deploys its narrowest width); ``("dense",)`` for any method of solo-learn's own (e.g.
+    ``vicreg`` on a ``dg_resnet*`` backbone).
     """
     if method not in METHODS:
         return ("dense",)
@@ -246,6 +251,5 @@ def trained_branches(
     widths = (backbone_kwargs or {}).get("width_mult_list")
     if not spec.slimmable or widths is None:
         return spec.branches
-    labels = [width_label(w) for w in widths]
-    primary = width_label(backbone_kwargs.get("width_mult", 1.0))
-    return (primary, *[label for label in labels if label != primary])
+    labels = tuple(width_label(w) for w in widths)
+    return labels[::-1] if spec.primary_narrowest else labels

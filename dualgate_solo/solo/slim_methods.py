@@ -25,7 +25,7 @@ from solo.losses.vicreg import vicreg_loss_func
 from solo.methods.base import BaseMethod
 from solo.methods.mocov3 import MoCoV3
 from solo.utils.momentum import initialize_momentum_params
-from torch import Tensor
+from torch import Tensor, nn
 
 from dualgate_solo.losses.slim import similarity_distillation
 from dualgate_solo.method_registry import (
@@ -70,6 +70,9 @@ class WidthMethod(OnlineProbes):
         self.options = options
         networks = trained_branches(self.SPEC.name, cfg.backbone.kwargs)
         features = {n: self.backbone.features_at(label_width(n)) for n in networks}
+        # solo-learn sized ``classifier`` for the evaluated width; it belongs to the primary one
+        # whatever ``width_mult`` a later script evaluates, so checkpoints load at every width
+        self.classifier = nn.Linear(features[networks[0]], self.num_classes)
         self.init_probes(cfg, list(networks), features)
 
     # ------------------------------------------------------------------ widths
