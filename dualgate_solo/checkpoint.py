@@ -3,7 +3,8 @@
 Accepts a solo-learn pre-training checkpoint (Lightning ``.ckpt`` whose ``state_dict`` keys start
 with ``backbone.``, with the run's ``args.json`` beside it), a solo-learn run directory, or a plain
 backbone state dict (``.pt``/``.pth``) plus the backbone name and the ``stem``/``width`` it was
-built with. Loads with ``weights_only=True`` and ``strict=True``.
+built with. Loads with ``weights_only=True`` and ``strict=True``. :func:`load_slim_backbone` does
+the same for the slimmable ResNet of a SlimCLR / SACL-XD run, which needs the run's ``args.json``.
 
 Every refusal is a :class:`~dualgate_solo.validation.UsageError` of one line that names the
 command-line option to change (``--checkpoint``, ``--backbone``, ``--stem``, ``--width``): a file
@@ -24,8 +25,9 @@ from typing import Any
 
 import torch
 
+from dualgate_solo.choices import SLIM_BACKBONE_DEPTHS
 from dualgate_solo.method_registry import METHODS, trained_branches
-from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, create_backbone
+from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, SlimResNet, create_backbone
 from dualgate_solo.models.state_guard import read_architecture
 from dualgate_solo.validation import UsageError, check_choice
 
@@ -46,13 +48,14 @@ class LoadedBackbone:
     """A backbone rebuilt from a checkpoint.
 
     Attributes:
-        backbone: the :class:`GatedResNet`, weights loaded strictly, in eval mode.
+        backbone: the :class:`GatedResNet` (:func:`load_backbone`) or :class:`SlimResNet`
+            (:func:`load_slim_backbone`), weights loaded strictly, in eval mode.
         method: the pre-training method from ``args.json`` (``None`` for plain state dicts).
         args: the run's ``args.json`` content (empty when absent).
         path: the checkpoint file.
     """
 
-    backbone: GatedResNet
+    backbone: GatedResNet | SlimResNet
     method: str | None
     path: Path
     args: dict[str, Any] = field(default_factory=dict)
@@ -233,4 +236,39 @@ def load_backbone(
         backbone.load_state_dict(state, strict=True)
     except ValueError as error:  # the backbone's own guard, e.g. a branch that never trained
         raise UsageError(f"checkpoint {str(path)!r}: {error}") from None
+    return LoadedBackbone(backbone.eval(), method, path, args)
+
+
+def load_slim_backbone(checkpoint: str | Path) -> LoadedBackbone:
+    """Rebuild and load the slimmable ResNet of a ``slimclr_vicreg``/``slimclr_mocov3``/
+    ``sacl_xd`` run: ``checkpoint`` is its run directory or ``.ckpt``, with the run's
+    ``args.json`` beside it (``backbone.name`` ``slim_resnet18/50`` and ``backbone.kwargs``).
+
+    Raises:
+        UsageError: one line naming ``--checkpoint``: no checkpoint, no ``args.json``, a run
+            that did not train a slimmable backbone, or tensors that do not match its
+            ``backbone.kwargs`` (:func:`~dualgate_solo.models.state_guard.check_slim_load`).
+    """
+    path = find_checkpoint(checkpoint)
+    args = run_args(path)
+    method = args.get("method")
+    name = (args.get("backbone") or {}).get("name")
+    slim = ", ".join(repr(m) for m, spec in METHODS.items() if spec.slimmable)
+    if not args:
+        raise UsageError(
+            f"--checkpoint={str(path)!r} has no args.json beside it, so its slimmable backbone "
+            f"is unknown; allowed values: the run directory or .ckpt of a {slim} run"
+        )
+    if name not in SLIM_BACKBONE_DEPTHS or (method in METHODS and not METHODS[method].slimmable):
+        raise UsageError(
+            f"--checkpoint={str(path)!r} holds method={method!r} with backbone.name={name!r} "
+            f"(args.json), not a slimmable ResNet; allowed values: a checkpoint of {slim} "
+            f"({', '.join(SLIM_BACKBONE_DEPTHS)})"
+        )
+    state = read_state_dict(path)
+    backbone = create_backbone(name, **(args["backbone"].get("kwargs") or {}))
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except ValueError as error:  # check_slim_load's UsageError: another width list, width, ...
+        raise UsageError(f"--checkpoint={str(path)!r}: {error}") from None
     return LoadedBackbone(backbone.eval(), method, path, args)

@@ -53,6 +53,11 @@ SUBCOMMANDS: list[tuple[str, str, str]] = [
         "prune a gated checkpoint into a plain network: state dict + spec, TorchScript, ONNX",
     ),
     (
+        "slim-linear",
+        "dualgate_solo.commands.slim_linear",
+        "switchable linear probe (one head per width) of a SlimCLR / SACL-XD checkpoint",
+    ),
+    (
         "branch-dir",
         "dualgate_solo.commands.branch_dir",
         "per-branch checkpoint directories for solo-learn's main_knn.py / main_umap.py",
