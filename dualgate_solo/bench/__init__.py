@@ -3,8 +3,10 @@
 * :mod:`~.latency`: wall-clock latency of the gated ResNet-18 and its exports
   (``scripts/bench_latency.py``), with :mod:`~.timing`, :mod:`~.gate_training` and
   :mod:`~.latency_report`;
-* :mod:`~.step`: training-step time and memory, Dual-Gating vs solo-learn's VICReg
-  (``scripts/bench_step.py``);
+* :mod:`~.family`: latency, MACs and accuracy of every deployable network of a grid's runs (gated,
+  slimmable, dense), the accuracy-vs-cost decision figure (``scripts/bench_family.py``);
+* :mod:`~.step`: training-step time and memory of Dual-Gating, the slimmable methods and
+  solo-learn's VICReg (``scripts/bench_step.py``);
 * :mod:`~.export_accuracy`: k-NN accuracy of the exports vs the gated branch
   (``scripts/export_accuracy.py``).
 """

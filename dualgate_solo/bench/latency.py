@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from dualgate_solo.bench import latency_report as report
-from dualgate_solo.bench.latency_report import BATCHES
+from dualgate_solo.bench.latency_report import BATCHES, QUICK_REPEATS, REPEATS
 from dualgate_solo.bench.timing import block_breakdown, count_macs, round_robin
 from dualgate_solo.export import (
     DynamicGatedResNet,
@@ -91,7 +91,7 @@ class Settings:
             train_steps=args.train_steps if args.train_steps is not None else (5 if quick else 60),
             calib_size=args.calib_size or (128 if quick else 1024),
             use_compile=not (quick or args.no_compile),
-            repeats={1: (3, 10) if quick else (10, 40), 64: (1, 2) if quick else (2, 9)},
+            repeats=QUICK_REPEATS if quick else REPEATS,
         )
 
 

@@ -6,8 +6,11 @@ import csv
 import statistics
 from pathlib import Path
 
-#: the batch sizes the latency benchmark times
+#: the batch sizes the latency benchmarks time
 BATCHES = (1, 64)
+#: batch -> (warm-up calls, timed rounds) of a full and of a ``--quick`` measurement
+REPEATS = {1: (10, 40), 64: (2, 9)}
+QUICK_REPEATS = {1: (3, 10), 64: (1, 2)}
 CSV_FIELDS = (
     "variant",
     "runtime",

@@ -1,14 +1,19 @@
-"""Training-step time and peak memory: ``vicreg_dual_gating`` vs solo-learn's ``vicreg``.
+"""Training-step time and peak memory: solo-learn's ``vicreg``, ``vicreg_dual_gating`` and the
+slimmable methods (``slimclr_vicreg``, ``slimclr_mocov3``, ``sacl_xd``), side by side.
 
-Both methods are built by solo-learn from the package's CIFAR-10 configs (paper recipe:
-ResNet-18, CIFAR stem, 2048-d projector, LARS) and run the same two-view batch: forward,
-backward and optimiser step, the work of one Lightning training step without the Trainer's
-bookkeeping. Each method runs in its own process, so the peak-memory figures do not mix; on CPU
-the peak is the growth of the resident set size (ru_maxrss, glibc's mmap threshold fixed at
-128 KiB so freed tensors leave the resident set) over the size after building the model, on
-CUDA ``torch.cuda.max_memory_allocated``. The bytes autograd saves for backward in one step are
-also reported (``saved_for_backward_mib``): allocator-independent, the part that scales with the
-batch. Needs solo-learn importable (``SOLO_LEARN_SRC`` works).
+Every method is built by solo-learn from the package's CIFAR-10 configs (paper recipe: ResNet-18,
+CIFAR stem, LARS; ``sacl_xd``: its width-128 host with the width-64 slim network) and runs the same
+two-view batch: forward, backward, optimiser step and, for a momentum method, the EMA update of its
+target encoder, the work of one Lightning training step without the Trainer's bookkeeping. The
+SlimCLR methods train only the full width during their slow start; the benchmark times the step
+with every sub-network on (``method_kwargs.slow_start_epochs=0``, recorded in the JSON under
+``overrides``), the cost of most of their training. Each method runs in its own process, so the
+peak-memory figures do not mix; on CPU the peak is the growth of the resident set size (ru_maxrss,
+glibc's mmap threshold fixed at 128 KiB so freed tensors leave the resident set) over the size
+after building the model, on CUDA ``torch.cuda.max_memory_allocated``. The bytes autograd saves
+for backward in one step are also reported (``saved_for_backward_mib``): allocator-independent,
+the part that scales with the batch. The summary gives each method's ratios to ``vicreg``. Needs
+solo-learn importable (``SOLO_LEARN_SRC`` works).
 
     SOLO_LEARN_SRC=/path/to/solo-learn python scripts/bench_step.py --batch-size 64 --steps 5
 
@@ -25,12 +30,25 @@ import sys
 import time
 from pathlib import Path
 
-#: solo-learn's VICReg (the baseline) and the method it is compared with
-COMPARED = ("vicreg", "vicreg_dual_gating")
+#: solo-learn's VICReg (the baseline, first) and the methods compared with it
+COMPARED = ("vicreg", "vicreg_dual_gating", "slimclr_vicreg", "slimclr_mocov3", "sacl_xd")
+
+
+def method_overrides(method: str) -> list[str]:
+    """Hydra overrides of ``method`` beyond its config: a SlimCLR method's sub-networks on from
+    the first step (no slow start), so the step trains every width."""
+    from dualgate_solo.method_registry import METHODS
+    from dualgate_solo.slim_options import SlimCLROptions
+
+    spec = METHODS.get(method)
+    if spec is not None and SlimCLROptions in spec.kwargs_types:
+        return ["method_kwargs.slow_start_epochs=0"]
+    return []
 
 
 def _build(method: str, batch_size: int, device: str):
-    """A solo-learn method built from the package's ``pretrain/cifar10/<method>.yaml``."""
+    """A solo-learn method built from the package's ``pretrain/cifar10/<method>.yaml`` with
+    :func:`method_overrides`."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from solo.args.pretrain import parse_cfg
@@ -45,7 +63,11 @@ def _build(method: str, batch_size: int, device: str):
     ):
         cfg = compose(
             config_name=method,
-            overrides=[f"optimizer.batch_size={batch_size}", "knn_eval.enabled=False"],
+            overrides=[
+                f"optimizer.batch_size={batch_size}",
+                "knn_eval.enabled=False",
+                *method_overrides(method),
+            ],
         )
     OmegaConf.set_struct(cfg, False)
     cfg = parse_cfg(cfg)
@@ -87,6 +109,9 @@ def child(method: str, batch_size: int, steps: int, warmup: int, device: str) ->
     model.log_dict = model.log = lambda *args, **kwargs: None  # no Trainer attached
     if hasattr(model, "on_train_epoch_start"):
         model.on_train_epoch_start()
+    if getattr(model, "subnetworks_on", True) is False:
+        raise RuntimeError(f"{method}: the sub-networks are off, the step would time one width")
+    momentum_pairs = getattr(model, "momentum_pairs", [])
     # the method's own parameter groups (gates at weight decay 0), solo-learn's LARS as configured
     optimizer = LARS(
         model.learnable_params,
@@ -110,6 +135,9 @@ def child(method: str, batch_size: int, steps: int, warmup: int, device: str) ->
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        with torch.no_grad():  # solo-learn's on_train_batch_end after an optimiser step
+            for pair in momentum_pairs:
+                model.momentum_updater.update(*pair)
         sync()
         if step >= warmup:
             times.append(time.perf_counter() - start)
@@ -127,6 +155,7 @@ def child(method: str, batch_size: int, steps: int, warmup: int, device: str) ->
         "min_step_s": times[0],
         "peak_mem_mib": peak,
         "saved_for_backward_mib": saved,
+        "overrides": " ".join(method_overrides(method)),
         "peak_mem_kind": "cuda max_memory_allocated"
         if device == "cuda"
         else "ru_maxrss growth after model build",
@@ -139,14 +168,18 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     names = [r["method"] for r in rows]
+    colours = ["#888888", *(f"C{i}" for i in range(len(rows) - 1))]
     for ax, key, label in zip(
-        axes, ("median_step_s", "peak_mem_mib"), ("median step time [s]", "peak memory [MiB]")
+        axes,
+        ("median_step_s", "peak_mem_mib", "saved_for_backward_mib"),
+        ("median step time [s]", "peak memory [MiB]", "saved for backward [MiB]"),
     ):
-        bars = ax.bar(names, [r[key] for r in rows], color=["#888888", "#3b75af"])
+        bars = ax.bar(names, [r[key] for r in rows], color=colours)
         ax.bar_label(bars, fmt="%.3g")
         ax.set_ylabel(label)
+        ax.tick_params(axis="x", labelrotation=20)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -215,22 +248,38 @@ def main(argv: list[str] | None = None) -> None:
             f"{method:>20}: {rows[-1]['median_step_s']:.3f} s/step, "
             f"peak {rows[-1]['peak_mem_mib']:.0f} MiB"
         )
-    base, dual = rows
+    base = rows[0]
     summary = {
-        "time_ratio": dual["median_step_s"] / base["median_step_s"],
-        "memory_ratio": dual["peak_mem_mib"] / base["peak_mem_mib"],
-        "saved_for_backward_ratio": dual["saved_for_backward_mib"] / base["saved_for_backward_mib"],
-        "target": "<= 1.10 for both",
+        row["method"]: {
+            "time_ratio": row["median_step_s"] / base["median_step_s"],
+            "memory_ratio": row["peak_mem_mib"] / base["peak_mem_mib"],
+            "saved_for_backward_ratio": row["saved_for_backward_mib"]
+            / base["saved_for_backward_mib"],
+        }
+        for row in rows[1:]
     }
-    print(
-        f"dual / vicreg: time x{summary['time_ratio']:.3f}, "
-        f"peak memory x{summary['memory_ratio']:.3f}, "
-        f"saved for backward x{summary['saved_for_backward_ratio']:.3f} (target <= 1.10)"
-    )
+    summary["vicreg_dual_gating"]["target"] = "<= 1.10 for time and memory"
+    for method, ratios in summary.items():
+        print(
+            f"{method} / vicreg: time x{ratios['time_ratio']:.3f}, "
+            f"peak memory x{ratios['memory_ratio']:.3f}, "
+            f"saved for backward x{ratios['saved_for_backward_ratio']:.3f}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     meta = provenance()
     (args.out / "bench_step.json").write_text(
-        json.dumps({"provenance": meta, "rows": rows, "summary": summary}, indent=2)
+        json.dumps(
+            {
+                "provenance": meta,
+                "command": "python scripts/bench_step.py "
+                + " ".join(sys.argv[1:] if argv is None else argv),
+                "step": "training_step + backward + LARS step (+ EMA update of momentum "
+                "methods); SlimCLR methods with every sub-network on (row 'overrides')",
+                "rows": rows,
+                "summary": summary,
+            },
+            indent=2,
+        )
     )
     with open(args.out / "bench_step.csv", "w") as f:
         f.write(",".join(rows[0]) + "\n")
@@ -239,7 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     _plot(
         rows,
         args.out / "bench_step.png",
-        f"ResNet-18 CIFAR, batch {args.batch_size}, {args.device}; "
+        f"ResNet-18 CIFAR (sacl_xd: width-128 host, width-64 slim), batch {args.batch_size}, "
+        f"{args.device}; "
         f"{meta.get('date', '')} {meta.get('cpu', '')}",
     )
 

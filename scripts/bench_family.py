@@ -1,0 +1,15 @@
+"""Entry point of the family latency benchmark; the benchmark is :mod:`dualgate_solo.bench.family`.
+
+python scripts/bench_family.py --grid GRID_OUT [--table RECORDS] [--calib-data DIR] [--quick]
+"""
+
+import os
+
+# Idle OpenMP threads sleep instead of spinning (set before torch is imported; the value used is
+# recorded in the JSON), as in scripts/bench_latency.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from dualgate_solo.bench.family import main  # noqa: E402
+
+if __name__ == "__main__":
+    main()
