@@ -49,6 +49,18 @@ def test_grid_runs_every_gated_method_at_every_budget_and_variant_then_the_basel
     assert runs[-1].overrides() == []
     assert [r.branches for r in runs[-2:]] == [METHODS["vicreg_gating"].branches, ("dense",)]
     assert [r.gated for r in runs[-2:]] == [True, False]
+    family = grid([*METHODS, "vicreg"], [0.3], ["tracked"], baseline_widths=(8, 4))
+    assert [r.name for r in family][2:] == [
+        "slimclr_vicreg-paper",
+        "slimclr_mocov3-paper",
+        "sacl_xd-paper",
+        "vicreg-paper",
+        "vicreg-width8-paper",
+        "vicreg-width4-paper",
+    ]
+    assert family[-1].overrides() == ["backbone.kwargs.width=4"]
+    assert family[2].branches == ("w1", "w0.5", "w0.25") and not family[2].gated
+    assert Run.from_name("vicreg-width8-paper") == Run("vicreg", None, "paper", 8)
     only_gating = grid(["vicreg_gating"], [0.1, 0.3, 0.5], ["tracked"])
     assert [r.name for r in only_gating] == [
         "vicreg_gating-td0.1-tracked",
@@ -224,8 +236,29 @@ def _finished_runs(root: Path) -> None:
             "args_json": str(new / "linear-gated/ckpts/args.json"),
         },
         "knn-gated": {"knn_top1_k1": 20.0, "knn_top1_k20": 25.0},
+        "macs": {"macs_dense": 2_000_000},
     }.items():
         (new / f"{name}.json").write_text(_record(result))
+    slim = root / "runs" / "slimclr_vicreg-paper"
+    slim.mkdir()
+    slim_records = {
+        "pretrain": {"checkpoint": "s.ckpt"},
+        "macs": {"macs_w1": 4_000_000, "macs_w0.5": 1_000_000, "macs_w0.25": 250_000},
+    }
+    for n, width in enumerate(("w1", "w0.5", "w0.25")):
+        slim_records[f"linear-{width}"] = {"linear_top1": 30.0 - n}
+        slim_records[f"knn-{width}"] = {"knn_top1_k1": 20.0 - n, "knn_top1_k20": 25.0 - n}
+    for name, result in slim_records.items():
+        (slim / f"{name}.json").write_text(_record(result))
+    small = root / "runs" / "vicreg-width8-paper"
+    small.mkdir()
+    for name, result in {
+        "pretrain": {"checkpoint": "v.ckpt"},
+        "macs": {"macs_dense": 1_500_000},
+        "linear-dense": {"linear_top1": 26.0},
+        "knn-dense": {"knn_top1_k1": 19.0, "knn_top1_k20": 24.0},
+    }.items():
+        (small / f"{name}.json").write_text(_record(result))
     unfinished = root / "runs" / "vicreg-paper"
     unfinished.mkdir()
     (unfinished / "pretrain.json").write_text(_record({"checkpoint": "y.ckpt"}))
@@ -238,17 +271,25 @@ def test_table_plot_and_publish(tmp_path) -> None:
     assert unfinished == ["vicreg-paper"]
     write_table(rows, out, "title")
     table = (out / "table.md").read_text()
-    assert [line for line in table.splitlines() if line.startswith("| vicreg")] == [
-        "| vicreg_dual_gating | paper | 0.1 | dense | 44.00 | 33.00 | 38.00 | 0.00 % | no |",
-        "| vicreg_dual_gating | paper | 0.1 | gated | 41.00 | 30.50 | 35.25 | 81.50 % | no |",
-        "| vicreg_gating | tracked | 0.3 | gated | 27.50 | 20.00 | 25.00 | 70.00 % | yes |",
+    assert [line for line in table.splitlines() if line.startswith(("| vicreg", "| slim"))] == [
+        "| vicreg_dual_gating | paper | 0.1 | dense | 44.00 | 33.00 | 38.00 | 0.00 % |  | no |",
+        "| vicreg_dual_gating | paper | 0.1 | gated | 41.00 | 30.50 | 35.25 | 81.50 % |  | no |",
+        "| vicreg_gating | tracked | 0.3 | gated | 27.50 | 20.00 | 25.00 | 70.00 % | 0.60 | yes |",
+        "| slimclr_vicreg | paper |  | w1 | 30.00 | 20.00 | 25.00 | 0.00 % | 4.00 | no |",
+        "| slimclr_vicreg | paper |  | w0.5 | 29.00 | 19.00 | 24.00 | 75.00 % | 1.00 | no |",
+        "| slimclr_vicreg | paper |  | w0.25 | 28.00 | 18.00 | 23.00 | 93.75 % | 0.25 | no |",
+        "| vicreg (width 8) | paper |  | dense | 26.00 | 19.00 | 24.00 | 0.00 % | 1.50 | no |",
     ]
     assert "args.json `no`" in table
     table_rows = list(csv.DictReader((out / "table.csv").open()))
-    assert [(r["method"], r["branch"], r["args_json"]) for r in table_rows] == [
-        ("vicreg_dual_gating", "dense", "no"),
-        ("vicreg_dual_gating", "gated", "no"),
-        ("vicreg_gating", "gated", "yes"),
+    assert [(r["method"], r["width"], r["branch"], r["args_json"]) for r in table_rows] == [
+        ("vicreg_dual_gating", "", "dense", "no"),
+        ("vicreg_dual_gating", "", "gated", "no"),
+        ("vicreg_gating", "", "gated", "yes"),
+        ("slimclr_vicreg", "", "w1", "no"),
+        ("slimclr_vicreg", "", "w0.5", "no"),
+        ("slimclr_vicreg", "", "w0.25", "no"),
+        ("vicreg", "8", "dense", "no"),
     ]
     assert table_rows[1]["linear_top1"] == "41.0"
     assert (out / "accuracy_vs_flops.png").stat().st_size > 1000
@@ -267,6 +308,7 @@ def test_table_plot_and_publish(tmp_path) -> None:
             "knn-gated.json",
             "linear-gated.args.json",
             "linear-gated.json",
+            "macs.json",
             "pretrain.json",
         )
     ]

@@ -187,3 +187,31 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(argv, words, files) -> No
     full = [*argv, "--out", "bad_out"]
     result = _run(full, files)
     assert not _problems(full, "bad_out", words, result.returncode, result.stderr, files)
+
+
+def test_export_writes_one_width_as_a_plain_network(files, tmp_path) -> None:
+    """``dualgate-solo export`` on a slimmable run: the width's plain network, loadable with
+    torch and ``pruned_resnet`` alone, equal to the backbone at that width."""
+    from dualgate_solo.export.pruned_resnet import build_pruned_resnet
+
+    out = tmp_path / "export"
+    argv = ["export", "--checkpoint", str(files / "run"), "--width-mult", "0.5"]
+    assert main([*argv, "--formats", "state_dict", "torchscript", "--out", str(out)]) in (0, None)
+    summary = json.loads((out / "export_summary.json").read_text())
+    backbone = tiny_backbone().eval()
+    assert summary["exported_macs"] == backbone.macs_at(0.5, (32, 32))
+    spec = json.loads((out / "spec.json").read_text())
+    plain = build_pruned_resnet(spec, torch.load(out / "weights.pt", weights_only=True))
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(plain(x), backbone.forward_width(x, 0.5).feats)
+    torch.testing.assert_close(torch.jit.load(str(out / "model.ts"))(x), plain(x))
+
+
+def test_export_refuses_a_width_the_run_does_not_have(files, tmp_path) -> None:
+    out = tmp_path / "bad"
+    argv = ["export", "--checkpoint", str(files / "run"), "--width-mult", "0.3", "--out", str(out)]
+    result = _run(argv, tmp_path)
+    assert result.returncode == 2 and not out.exists()
+    assert result.stderr.strip().splitlines() == [
+        "dualgate-solo: error: --width-mult=0.3 is invalid; allowed values: 1, 0.5, 0.25"
+    ]

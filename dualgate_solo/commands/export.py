@@ -1,4 +1,9 @@
-"""``dualgate-solo export``: a trained gated checkpoint -> a physically pruned, deployable network.
+"""``dualgate-solo export``: a trained checkpoint -> a physically smaller, deployable network.
+
+A slimmable checkpoint (``slimclr_vicreg``, ``slimclr_mocov3``, ``sacl_xd``) exports one width,
+``--width-mult`` (default: the run's ``backbone.kwargs.width_mult``, i.e. SACL-XD's slim network),
+as a plain ResNet with that width's channels and BatchNorms
+(:func:`dualgate_solo.export.slim.export_width`), in the same files. A gated checkpoint:
 
 Gate statistics of the gated branch over an image split (or the embedded synthetic images, drawn
 at the checkpoint's input size), a ``static`` or ``hybrid`` prune plan, the pruned network with the
@@ -39,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=integer(1),
         default=None,
         help="stop the gate statistics after this many batches",
+    )
+    parser.add_argument(
+        "--width-mult",
+        type=float,
+        default=None,
+        help="slimmable checkpoints: the width to export (default: the run's width_mult)",
     )
     parser.add_argument("--policy", choices=POLICIES, default="static", help="prune policy")
     parser.add_argument(
@@ -84,6 +95,61 @@ def _batches(args: argparse.Namespace, dataset: str, num_classes: int | None) ->
     return loader(split, args.batch_size, args.num_workers)
 
 
+def _is_slimmable(checkpoint: Path) -> bool:
+    """Whether ``checkpoint``'s ``args.json`` names a slimmable backbone."""
+    from dualgate_solo.checkpoint import find_checkpoint, run_args
+    from dualgate_solo.choices import SLIM_BACKBONE_DEPTHS
+
+    backbone = run_args(find_checkpoint(checkpoint)).get("backbone") or {}
+    return backbone.get("name") in SLIM_BACKBONE_DEPTHS
+
+
+def _export_width(args: argparse.Namespace) -> dict:
+    """One width of a slimmable checkpoint as a plain network, written like a pruned export."""
+    import json
+
+    import torch
+
+    from dualgate_solo.checkpoint import load_slim_backbone
+    from dualgate_solo.choices import DATASET_INPUT_SIZES
+    from dualgate_solo.export import save_export
+    from dualgate_solo.export.slim import export_width
+    from dualgate_solo.layers.slimmable import check_width
+    from dualgate_solo.provenance import provenance
+    from dualgate_solo.reports.eval_data import evaluation_dataset
+
+    loaded = load_slim_backbone(args.checkpoint)
+    backbone = loaded.backbone
+    width = backbone.width_mult
+    if args.width_mult is not None:
+        width = check_width("--width-mult", args.width_mult, backbone.widths)
+    dataset, source = evaluation_dataset(args.dataset, loaded.args, loaded.path)
+    size = DATASET_INPUT_SIZES[dataset]
+    model = export_width(backbone, width)
+    example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    files = save_export(model, args.out, example, args.formats, onnx_exporter=args.onnx_exporter)
+    summary = {
+        **provenance(),
+        "checkpoint": str(loaded.path),
+        "method": loaded.method,
+        "width_mult": width,
+        "dataset": dataset,
+        "dataset_source": source,
+        "input_hw": [size, size],
+        "full_macs": backbone.macs_at(1.0, (size, size)),
+        "exported_macs": backbone.macs_at(width, (size, size)),
+        "features": backbone.features_at(width),
+        "files": files,
+    }
+    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    print(
+        f"width {width:g} of {loaded.method} at {size}x{size} px: {summary['exported_macs']:,} "
+        f"MACs vs {summary['full_macs']:,} at full width, {summary['features']} features "
+        f"-> {args.out}"
+    )
+    return summary
+
+
 def run(args: argparse.Namespace) -> dict:
     import json
 
@@ -101,6 +167,13 @@ def run(args: argparse.Namespace) -> dict:
             f"{args.on_threshold}; allowed values: --off-threshold < --on-threshold"
         )
     check_output(args.out, directory=True)
+    if _is_slimmable(args.checkpoint):
+        return _export_width(args)
+    if args.width_mult is not None:
+        raise UsageError(
+            f"--width-mult={args.width_mult:g} is invalid for {args.checkpoint!r}, a gated "
+            "checkpoint; allowed values: omit it (it selects a width of a slimmable checkpoint)"
+        )
     loaded, dataset, source = open_checkpoint(args)
     backbone = loaded.backbone.eval()
     batches = _batches(args, dataset, loaded.args.get("data", {}).get("num_classes"))
