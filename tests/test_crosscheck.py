@@ -5,6 +5,8 @@
 - LARS (:mod:`dualgate_solo.optim`) against solo-learn's ``solo.utils.lars.LARS`` and timm's
   ``timm.optim.Lars``, over several steps.
 - k-NN (:mod:`dualgate_solo.knn`) against solo-learn's ``WeightedKNNClassifier``.
+- Barlow Twins (:mod:`dualgate_solo.losses.slim`, SACL-XD) against solo-learn's
+  ``barlow_loss_func``; the SEED distillation against the MoCo v3 similarities.
 
 The solo-learn checks skip, with the reason, when solo-learn is not importable (install it from
 requirements-solo.txt, or put a checkout on PYTHONPATH).
@@ -183,3 +185,36 @@ def test_knn_matches_solo_learns_weighted_knn_classifier(k, chunk_size) -> None:
     top1, _ = classifier.compute()
     assert 0 < ours < 100  # neither all right nor all wrong: the comparison can tell them apart
     assert ours == top1
+
+
+# ------------------------------------------------------------------------------------ slim family
+def test_barlow_twins_loss_equals_solo_learns_value_and_gradients() -> None:
+    from dualgate_solo.losses.slim import barlow_twins_loss
+
+    barlow = _solo("solo.losses.barlow")
+    for lamb, scale in ((0.0051, 0.1), (0.05, 0.024)):
+        # float32: solo-learn's loss standardises with a float32 BatchNorm1d
+        ours_in = [z.detach().float().requires_grad_() for z in _embeddings()]
+        solo_in = [z.detach().clone().requires_grad_() for z in ours_in]
+        ours = barlow_twins_loss(*ours_in, lamb, scale)
+        theirs = barlow.barlow_loss_func(*solo_in, lamb=lamb, scale_loss=scale)
+        torch.testing.assert_close(ours, theirs)
+        ours.backward(), theirs.backward()
+        for a, b in zip(ours_in, solo_in):
+            torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_similarity_distillation_with_equal_logits_is_the_entropy_of_mocov3_targets() -> None:
+    """SEED distillation of a network from itself is the entropy of its similarity distribution,
+    and solo-learn's MoCo v3 InfoNCE on the same similarities is the cross-entropy to the
+    positives: both read the same normalised logits."""
+    from dualgate_solo.losses.slim import similarity_distillation
+
+    mocov3 = _solo("solo.losses.mocov3")
+    q, k = (t.detach().float() for t in _embeddings())
+    tau = 0.2
+    logits = F.normalize(q, dim=1) @ F.normalize(k, dim=1).T / tau
+    entropy = -(F.softmax(logits, 1) * F.log_softmax(logits, 1)).sum(1).mean() * tau**2
+    torch.testing.assert_close(similarity_distillation(q, q, k, tau), entropy)
+    info_nce = F.cross_entropy(logits, torch.arange(len(q))) * 2 * tau
+    torch.testing.assert_close(mocov3.mocov3_loss_func(q, k, temperature=tau), info_nce)

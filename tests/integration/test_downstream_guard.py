@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_script
-from test_solo_scripts import _linear, pretrain
+from script_helpers import linear, pretrain
 
 from dualgate_solo.solo.custom_pipeline import ENV_VAR
 from dualgate_solo.solo.hook_install import install_hook
@@ -37,7 +37,7 @@ def test_gated_checkpoint_given_to_solo_learns_plain_resnet18_fails_before_train
     solo_src, dual_run, image_folders, tmp_path
 ) -> None:
     """The package's own ``linear/cpu_quick/vicreg.yaml`` builds solo-learn's ``resnet18``."""
-    result = _linear(solo_src, dual_run, "vicreg", image_folders, tmp_path, check=False)
+    result = linear(solo_src, dual_run, "vicreg", image_folders, tmp_path, check=False)
     assert result.returncode != 0
     (line,) = _error_lines(result.stderr)
     assert line.startswith(
@@ -56,7 +56,7 @@ def test_gated_checkpoint_given_to_solo_learns_plain_resnet18_fails_before_train
 def test_width_mismatch_is_one_line_naming_the_kwarg(
     solo_src, dual_run, image_folders, tmp_path
 ) -> None:
-    result = _linear(
+    result = linear(
         solo_src,
         dual_run,
         "vicreg_dual_gating",
@@ -78,7 +78,7 @@ def test_linear_run_is_named_per_branch_and_inherits_the_custom_pipeline(
     assert pretrain_args["data"]["custom_pipeline"] == "cifar10"  # recorded (cifar_jpg config)
     # the linear config's own data.custom_pipeline is removed: the pre-training run's is restored
     overrides = ("backbone.kwargs.branch=gated", "~data.custom_pipeline")
-    _linear(solo_src, dual_run, "vicreg_dual_gating", image_folders, tmp_path, *overrides)
+    linear(solo_src, dual_run, "vicreg_dual_gating", image_folders, tmp_path, *overrides)
     (args_file,) = (tmp_path / "trained_models" / "linear").rglob("args.json")
     args = json.loads(args_file.read_text())
     assert args["name"] == "vicreg_dual_gating-cpu_quick-linear-gated"

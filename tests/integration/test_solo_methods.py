@@ -12,6 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from PIL import Image
 
+from dualgate_solo.method_registry import METHODS
+
 PRETRAIN = REPO / "configs" / "pretrain"
 PRETRAIN_CONFIGS = sorted(
     p.relative_to(PRETRAIN).with_suffix("") for p in PRETRAIN.glob("*/*.yaml")
@@ -77,16 +79,17 @@ def test_every_pretrain_config_composes_and_builds(solo, config) -> None:
         )
     blur = [aug.gaussian_blur.prob for aug in cfg.augmentations]
     assert blur == ([0.0, 0.2] if cfg.data.dataset == "cifar100" else [0.0, 0.0])
-    if config.parent.name == "cpu":  # one backbone for the three methods of the cpu protocol
-        assert (cfg.backbone.name, cfg.backbone.kwargs.width, cfg.backbone.kwargs.stem) == (
-            "dg_resnet18",
-            16,
-            "cifar",
-        )
     explicit_stem = OmegaConf.select(cfg, "backbone.kwargs.stem")
     model = solo.methods.METHODS[cfg.method](cfg)
-    if cfg.method != "vicreg":
-        assert "${" not in cfg.name and f"-td{cfg.method_kwargs.target_density}-" in cfg.name
+    if config.parent.name == "cpu":  # one deployed network for every method of the cpu protocol
+        deployed = model.backbone.conv1.weight.shape[0]
+        if cfg.backbone.name.startswith("slim"):  # the width the method deploys (SACL-XD: slim)
+            deployed = round(deployed * cfg.backbone.kwargs.width_mult)
+        assert (deployed, cfg.backbone.kwargs.stem, model.backbone.depth) == (16, "cifar", 18)
+    if cfg.method in METHODS:
+        assert "${" not in cfg.name
+        if METHODS[cfg.method].trains_gates:
+            assert f"-td{cfg.method_kwargs.target_density}-" in cfg.name
         crop = max(aug.crop_size for aug in cfg.augmentations)
         assert model.backbone.stem == explicit_stem or (
             model.backbone.stem == ("cifar" if crop <= 64 else "imagenet")
@@ -190,7 +193,7 @@ def test_null_method_kwarg_fails_instead_of_taking_the_default(solo) -> None:
         solo.methods.METHODS[cfg.method](cfg)
 
 
-@pytest.mark.parametrize("method", ["vicreg_dual_gating", "vicreg_gating"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_method_configs_hold_exactly_the_registry_defaults(method) -> None:
     from dualgate_solo.method_registry import get_method
 
