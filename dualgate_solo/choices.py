@@ -57,3 +57,7 @@ BUDGET_PRESETS = {
     "paper": {"ratio_source": "sampled", "lambda_flops": 5.0, "multiplier_lr": 0.0},
     "tracked": {"ratio_source": "deterministic", "lambda_flops": 50.0, "multiplier_lr": 0.05},
 }
+
+#: environment variable naming the evaluation pipeline of solo-learn's ``custom`` data (read by
+#: :mod:`dualgate_solo.solo.custom_pipeline`; stand-alone scripts set it without importing it)
+CUSTOM_PIPELINE_ENV_VAR = "DUALGATE_CUSTOM_PIPELINE"

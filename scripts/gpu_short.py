@@ -52,7 +52,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the package's own modules, also when it is not installed
 
-from dualgate_solo.solo.custom_pipeline import ENV_VAR as PIPELINE_ENV_VAR  # noqa: E402
+from dualgate_solo.choices import CUSTOM_PIPELINE_ENV_VAR  # noqa: E402  (standard library only)
 
 CONFIGS = REPO / "configs" / "pretrain" / "cifar10"
 #: solo-learn's pre-training statistics of ``cifar10`` (``pretrain_dataloader.MEANS_N_STD``); for
@@ -417,7 +417,7 @@ class Session:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(str(p) for p in paths if p),
-            PIPELINE_ENV_VAR: "cifar10",
+            CUSTOM_PIPELINE_ENV_VAR: "cifar10",
             "HYDRA_FULL_ERROR": "1",
             "PYTHONUNBUFFERED": "1",
         }

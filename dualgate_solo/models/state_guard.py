@@ -168,12 +168,16 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
 def check_slim_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
     """Refuse to load ``state`` (keys under ``prefix``) into the slimmable ResNet ``module``.
 
+    Keys the module does not have are ignored, as a non-strict load ignores them (solo-learn's
+    ``main_linear.py`` also hands over a momentum encoder's keys, renamed ``momentum_*``).
+
     Raises:
         UsageError: ``state`` is not a slimmable ResNet's; it was saved with another width list,
             ``width``, stem or depth (the message names the ``backbone.kwargs`` value to set); or
             ``module.width_mult`` never ran in training while other widths did.
     """
-    own_shapes, given_shapes = _shapes(module.state_dict(), ""), _shapes(state, prefix)
+    own_shapes = _shapes(module.state_dict(), "")
+    given_shapes = {k: v for k, v in _shapes(state, prefix).items() if k in own_shapes}
     if "width_mults" not in given_shapes:
         lacking = sorted(set(own_shapes) - set(given_shapes))
         raise UsageError(

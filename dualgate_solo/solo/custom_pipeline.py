@@ -32,9 +32,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dualgate_solo.choices import CUSTOM_PIPELINE_ENV_VAR
 from dualgate_solo.validation import UsageError, check_choice
 
-ENV_VAR = "DUALGATE_CUSTOM_PIPELINE"
+ENV_VAR = CUSTOM_PIPELINE_ENV_VAR
 CONFIG_KEY = "data.custom_pipeline"
 #: ``custom``: solo-learn's own ``build_custom_pipeline`` (224 px); others: that dataset's pipeline.
 ALLOWED = ("custom", "cifar10", "cifar100", "stl10", "imagenet100", "imagenet")

@@ -69,7 +69,8 @@ def test_sacl_xd_trains_host_and_slim_and_evaluates_the_slim_network(slim_runs) 
 
 
 @pytest.mark.parametrize(
-    ("method", "width"), [("slimclr_vicreg", 1.0), ("slimclr_vicreg", 0.25), ("sacl_xd", 0.5)]
+    ("method", "width"),
+    [("slimclr_vicreg", 1.0), ("slimclr_vicreg", 0.25), ("slimclr_mocov3", 0.5), ("sacl_xd", 0.5)],
 )
 def test_main_linear_probes_one_width_with_its_pretrained_weights(
     solo_src, slim_runs, image_folders, tmp_path, method, width
