@@ -15,12 +15,16 @@ size; nothing here is a hard-coded table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
 from dualgate_solo.validation import UsageError
+
+T = TypeVar("T")
 
 
 def check_input_hw(option: str, input_hw: object) -> tuple[int, int]:
@@ -139,3 +143,20 @@ def flops_reduction(ratio: Tensor) -> Tensor:
 
 MAC_DTYPE = torch.float64
 """MAC bookkeeping runs in float64: totals near 1e9 would lose integer precision in float32."""
+
+
+@torch.no_grad()
+def zeros_pass(module: nn.Module, input_hw: tuple[int, int], run: Callable[[Tensor], T]) -> T:
+    """``run(x)`` on one image of zeros ``x [1, 3, H, W]`` with ``module`` in eval mode.
+
+    How the backbones read their static MAC figures off the tensor shapes of a real forward; the
+    module's train/eval state and BatchNorm running statistics are left untouched.
+    """
+    input_hw = check_input_hw("input_hw", input_hw)
+    was_training = module.training
+    module.eval()
+    try:
+        param = next(module.parameters())
+        return run(torch.zeros(1, 3, *input_hw, device=param.device, dtype=param.dtype))
+    finally:
+        module.train(was_training)

@@ -30,7 +30,7 @@ from dualgate_solo.slim_options import (
     SACLOptions,
     SlimCLROptions,
 )
-from dualgate_solo.validation import UsageError, check_choice, check_interval
+from dualgate_solo.validation import UsageError, check_choice, check_integer, check_interval
 
 #: the backbone branches a gated ResNet can run
 BRANCHES = ("dense", "gated")
@@ -62,9 +62,7 @@ class VICRegConfig:
 
     def __post_init__(self) -> None:
         for name in ("proj_hidden_dim", "proj_output_dim"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UsageError(f"{name}={value!r} is invalid; allowed values: an integer >= 1")
+            check_integer(name, getattr(self, name), 1)
         for name in ("sim_loss_weight", "var_loss_weight", "cov_loss_weight"):
             check_interval(name, getattr(self, name), 0.0, math.inf)
 

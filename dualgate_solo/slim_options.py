@@ -10,17 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dualgate_solo.validation import UsageError, check_choice, check_interval
+from dualgate_solo.validation import check_choice, check_integer, check_interval
 
 #: distillation of a narrower width's embedding from the full width's (SlimCLR over VICReg)
 EMBEDDING_DISTILL_LOSSES = ("mse", "cosine")
 #: how SACL-XD picks the host channels its slim network keeps
 CHANNEL_SELECTIONS = ("l1", "prefix")
-
-
-def _check_int(option: str, value: object, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{option}={value!r} is invalid; allowed values: an integer >= {low}")
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class SlimCLROptions:
     loss_reweighting: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("slow_start_epochs", self.slow_start_epochs, -1)
+        check_integer("slow_start_epochs", self.slow_start_epochs, -1)
         check_interval(
             "post_switch_lr_scale", self.post_switch_lr_scale, 0.0, math.inf, low_inclusive=False
         )
@@ -90,7 +85,7 @@ class MoCoV3Config:
 
     def __post_init__(self) -> None:
         for name in ("proj_hidden_dim", "proj_output_dim", "pred_hidden_dim"):
-            _check_int(name, getattr(self, name), 1)
+            check_integer(name, getattr(self, name), 1)
         for name in ("temperature", "distill_temperature"):
             check_interval(name, getattr(self, name), 0.0, math.inf, low_inclusive=False)
 
@@ -107,7 +102,7 @@ class BarlowConfig:
 
     def __post_init__(self) -> None:
         for name in ("proj_hidden_dim", "proj_output_dim"):
-            _check_int(name, getattr(self, name), 1)
+            check_integer(name, getattr(self, name), 1)
         check_interval("lamb", self.lamb, 0.0, math.inf)
         check_interval("scale_loss", self.scale_loss, 0.0, math.inf, low_inclusive=False)
 

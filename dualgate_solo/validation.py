@@ -59,3 +59,10 @@ def check_interval(
     if not (above and below) or number != number:  # the last test rejects NaN
         raise UsageError(f"{option}={value!r} is invalid; allowed values: a number in {interval}")
     return number
+
+
+def check_integer(option: str, value: Any, low: int) -> int:
+    """``value`` if it is an integer (not a bool) ``>= low``, else ``UsageError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{option}={value!r} is invalid; allowed values: an integer >= {low}")
+    return value

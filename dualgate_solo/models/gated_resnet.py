@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.choices import STEMS
-from dualgate_solo.flops import CostTable, check_input_hw, conv_macs, kept_ratio
+from dualgate_solo.flops import CostTable, conv_macs, kept_ratio, zeros_pass
 from dualgate_solo.layers import BRANCHES, apply_norm, make_norm
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
 from dualgate_solo.stems import stem_layers
@@ -218,21 +218,10 @@ class GatedResNet(nn.Module):
 
         check_gated_load(module, state_dict, prefix)
 
-    @torch.no_grad()
     def cost_table(self, input_hw: tuple[int, int]) -> CostTable:
-        """Static MAC figures at input size ``input_hw``, read off one dense forward in eval mode.
-
-        The module's train/eval state and BN running statistics are left untouched.
-        """
-        input_hw = check_input_hw("input_hw", input_hw)
-        was_training = self.training
-        self.eval()
-        try:
-            param = next(self.parameters())
-            probe = torch.zeros(1, 3, *input_hw, device=param.device, dtype=param.dtype)
-            return self.forward_branch(probe, "dense").costs
-        finally:
-            self.train(was_training)
+        """Static MAC figures at input size ``input_hw``, read off one dense forward in eval mode
+        (:func:`~dualgate_solo.flops.zeros_pass`: train/eval state and BN statistics untouched)."""
+        return zeros_pass(self, input_hw, lambda x: self.forward_branch(x, "dense").costs)
 
     def extra_repr(self) -> str:
         return (

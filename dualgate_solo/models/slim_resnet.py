@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.choices import DEFAULT_WIDTH_MULTS, STEMS
+from dualgate_solo.flops import zeros_pass
 from dualgate_solo.layers.slimmable import (
     SlimConv2d,
     SwitchableBatchNorm,
@@ -254,18 +255,11 @@ class SlimResNet(nn.Module):
         """Features ``[B, num_features]`` at ``width_mult``: the solo-learn backbone contract."""
         return self.forward_width(x, self.width_mult).feats
 
-    @torch.no_grad()
     def macs_at(self, width_mult: float, input_hw: tuple[int, int]) -> int:
         """Per-image MACs of the width-``width_mult`` network at ``input_hw`` (one eval pass on
-        zeros; train/eval state and BN statistics untouched)."""
-        was_training = self.training
-        self.eval()
-        try:
-            param = next(self.parameters())
-            probe = torch.zeros(1, 3, *input_hw, device=param.device, dtype=param.dtype)
-            return self.forward_width(probe, width_mult).macs
-        finally:
-            self.train(was_training)
+        zeros, :func:`~dualgate_solo.flops.zeros_pass`; train/eval state and BN statistics
+        untouched)."""
+        return zeros_pass(self, input_hw, lambda x: self.forward_width(x, width_mult).macs)
 
     # ------------------------------------------------------------------ loading
     @staticmethod

@@ -125,6 +125,16 @@ def _key_differences(
     )
 
 
+def _fix(
+    settings: list[str],
+    own: dict[str, tuple[int, ...]],
+    given: dict[str, tuple[int, ...]],
+    prefix: str,
+) -> str:
+    """``set <settings>`` when options explain a mismatch, else which keys differ."""
+    return f"set {' '.join(settings)}" if settings else _key_differences(own, given, prefix)
+
+
 def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str) -> None:
     """Refuse to load ``state`` (keys under ``prefix``) into the gated ResNet ``module``.
 
@@ -147,11 +157,7 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
     if own_shapes != given_shapes:
         wanted, have = given.options(), own.options()
         settings = [f"backbone.{key}={wanted[key]}" for key in wanted if wanted[key] != have[key]]
-        detail = (
-            f"set {' '.join(settings)}"
-            if settings
-            else _key_differences(own_shapes, given_shapes, prefix)
-        )
+        detail = _fix(settings, own_shapes, given_shapes, prefix)
         raise UsageError(
             f"checkpoint does not match the backbone: the checkpoint holds a {given.describe()}, "
             f"the backbone is a {own.describe()}; {detail}"
@@ -200,11 +206,7 @@ def check_slim_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str)
         }
         have = {"width": module.width, "stem": module.stem}
         settings = [f"backbone.kwargs.{k}={v}" for k, v in given.items() if v != have[k]]
-        detail = (
-            f"set {' '.join(settings)}"
-            if settings
-            else _key_differences(own_shapes, given_shapes, prefix)
-        )
+        detail = _fix(settings, own_shapes, given_shapes, prefix)
         raise UsageError(
             f"checkpoint does not match the backbone slim_resnet{module.depth} "
             f"(width={module.width}, stem={module.stem!r}); {detail}"

@@ -114,16 +114,13 @@ class GatedMethod(OnlineProbes, BaseMethod):
         return groups + self.probe_param_groups()
 
     # ----------------------------------------------------------------------------- forward
-    def _layout(self, X: Tensor) -> Tensor:
-        return X if self.no_channel_last else X.to(memory_format=torch.channels_last)
-
     def forward(self, X: Tensor) -> dict[str, Tensor]:
         """``X [B, 3, H, W]`` through ``backbone.branch``.
 
         Returns ``feats [B, F]``, ``logits [B, C]`` and ``z [B, D]``.
         """
         branch = self.backbone.branch
-        feats = self.backbone(self._layout(X))
+        feats = self.backbone(self.layout(X))
         return {
             "feats": feats,
             "logits": self.classifier_for(branch)(feats.detach()),
@@ -151,7 +148,7 @@ class GatedMethod(OnlineProbes, BaseMethod):
             raise ValueError(
                 f"{self.SPEC.name} needs exactly 2 views per sample (data.num_large_crops=2)"
             )
-        out = self.objective(tuple(self._layout(v) for v in views), float(self.anneal_p))
+        out = self.objective(tuple(self.layout(v) for v in views), float(self.anneal_p))
         if self.budget.multiplier_lr > 0:
             ratio = self.trainer.strategy.reduce(out.budget.ratio.detach(), reduce_op="mean")
             self.budget_multiplier.update(ratio, self.budget)
@@ -179,27 +176,16 @@ class GatedMethod(OnlineProbes, BaseMethod):
         return [seen[b] for b in self.SPEC.branches]
 
     # ----------------------------------------------------------------------------- validation
-    def validation_step(
-        self,
-        batch: list[Tensor],
-        batch_idx: int,
-        dataloader_idx: int | None = None,
-        update_validation_step_outputs: bool = True,
-    ) -> dict[str, Any]:
-        """Every trained branch on ``batch = (X, targets)``, gates deterministic."""
-        X, targets = batch
-        X = self._layout(X)
-        metrics: dict[str, Any] = {"batch_size": targets.size(0)}
-        for branch in self.SPEC.branches:
-            out = self.backbone.forward_branch(X, branch)
-            self.validate_network(branch, out.feats, targets, metrics)
-            if branch == "gated":
-                metrics["val_flops_ratio"] = out.ratio.mean()
-                for name, mask in zip(self.gated_block_names, out.masks):
-                    metrics[f"val_density/{name}"] = mask.float().mean()
-        if update_validation_step_outputs:
-            self.validation_step_outputs.append(metrics)
-        return metrics
+    def validate_one(
+        self, X: Tensor, network: str, targets: Tensor, metrics: dict[str, Any]
+    ) -> None:
+        """One branch, gates deterministic; the gated one adds FLOPs ratio and densities."""
+        out = self.backbone.forward_branch(X, network)
+        self.validate_network(network, out.feats, targets, metrics)
+        if network == "gated":
+            metrics["val_flops_ratio"] = out.ratio.mean()
+            for name, mask in zip(self.gated_block_names, out.masks):
+                metrics[f"val_density/{name}"] = mask.float().mean()
 
 
 class VICRegDualGating(GatedMethod):

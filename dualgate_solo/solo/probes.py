@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from solo.utils.knn import WeightedKNNClassifier
 from solo.utils.metrics import accuracy_at_k, weighted_mean
@@ -111,6 +112,34 @@ class OnlineProbes:
         knn = self.knn_for(network)
         if knn is not None and not self.trainer.sanity_checking:
             knn(test_features=feats.detach(), test_targets=targets.detach())
+
+    def layout(self, X: Tensor) -> Tensor:
+        """``X`` in the memory format solo-learn's ``performance.disable_channel_last`` asks for."""
+        return X if self.no_channel_last else X.to(memory_format=torch.channels_last)
+
+    def validate_one(
+        self, X: Tensor, network: str, targets: Tensor, metrics: dict[str, Any]
+    ) -> None:
+        """One network's validation metrics on ``X`` into ``metrics`` (via
+        :meth:`validate_network`); the method's class implements it."""
+        raise NotImplementedError
+
+    def validation_step(
+        self,
+        batch: list[Tensor],
+        batch_idx: int,
+        dataloader_idx: int | None = None,
+        update_validation_step_outputs: bool = True,
+    ) -> dict[str, Any]:
+        """Every trained network on ``batch = (X, targets)`` (:meth:`validate_one`)."""
+        X, targets = batch
+        X = self.layout(X)
+        metrics: dict[str, Any] = {"batch_size": targets.size(0)}
+        for network in self.networks:
+            self.validate_one(X, network, targets, metrics)
+        if update_validation_step_outputs:
+            self.validation_step_outputs.append(metrics)
+        return metrics
 
     def on_validation_epoch_end(self) -> None:
         """Batch-size-weighted means of the validation metrics and each network's k-NN."""

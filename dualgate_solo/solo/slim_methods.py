@@ -109,9 +109,6 @@ class WidthMethod(OnlineProbes):
                 group["lr"] = lr
 
     # ------------------------------------------------------------------ forward
-    def _layout(self, X: Tensor) -> Tensor:
-        return X if self.no_channel_last else X.to(memory_format=torch.channels_last)
-
     def head(self, feats: Tensor, width_mult: float) -> Tensor:
         """The method's embedding of ``feats [B, F(w)]`` at ``width_mult``."""
         raise NotImplementedError
@@ -119,7 +116,7 @@ class WidthMethod(OnlineProbes):
     def forward(self, X: Tensor) -> dict[str, Tensor]:
         """``X [B, 3, H, W]`` at ``backbone.width_mult`` -> ``feats``, ``logits``, ``z``."""
         width = self.backbone.width_mult
-        feats = self.backbone.forward_width(self._layout(X), width).feats
+        feats = self.backbone.forward_width(self.layout(X), width).feats
         return {
             "feats": feats,
             "logits": self.classifier_for(width_label(width))(feats.detach()),
@@ -143,7 +140,7 @@ class WidthMethod(OnlineProbes):
             raise ValueError(
                 f"{self.SPEC.name} needs exactly 2 views per sample (data.num_large_crops=2)"
             )
-        out = self.objective(tuple(self._layout(v) for v in views))
+        out = self.objective(tuple(self.layout(v) for v in views))
         log: dict[str, Any] = {f"train_{k}": v for k, v in out.terms.items()}
         log["train_ssl_loss"] = out.loss.detach()
         log["subnetworks_on"] = float(self.subnetworks_on)
@@ -153,42 +150,19 @@ class WidthMethod(OnlineProbes):
         return out.loss + class_loss
 
     # ------------------------------------------------------------------ validation
-    def validation_step(
-        self,
-        batch: list[Tensor],
-        batch_idx: int,
-        dataloader_idx: int | None = None,
-        update_validation_step_outputs: bool = True,
-    ) -> dict[str, Any]:
-        """Every trained width's probe and k-NN on ``batch = (X, targets)``."""
-        X, targets = batch
-        X = self._layout(X)
-        metrics: dict[str, Any] = {"batch_size": targets.size(0)}
-        for network in self.networks:
-            feats = self.backbone.forward_width(X, label_width(network)).feats
-            self.validate_network(network, feats, targets, metrics)
-        if update_validation_step_outputs:
-            self.validation_step_outputs.append(metrics)
-        return metrics
+    def validate_one(
+        self, X: Tensor, network: str, targets: Tensor, metrics: dict[str, Any]
+    ) -> None:
+        """One width's probe and k-NN."""
+        feats = self.backbone.forward_width(X, label_width(network)).feats
+        self.validate_network(network, feats, targets, metrics)
 
 
-class SlimCLRVICReg(WidthMethod, BaseMethod):
-    """SlimCLR's slow start, full-width targets, distillation and re-weighting over VICReg."""
+class ProjectorMethod(WidthMethod):
+    """A :class:`WidthMethod` with one slimmable 3-layer projector (VICReg, Barlow Twins)."""
 
-    SPEC = get_method("slimclr_vicreg")
-
-    def __init__(self, cfg: omegaconf.DictConfig):
-        options = configure_run(cfg, self.SPEC)
-        super().__init__(cfg)
-        self.init_widths(cfg, options)
-        vicreg: VICRegConfig = options[VICRegConfig]
-        self.vicreg = vicreg
-        self.projector = SlimMLP(
-            self.backbone.full_features,
-            vicreg.proj_hidden_dim,
-            vicreg.proj_output_dim,
-            self.widths,
-        )
+    def init_projector(self, hidden_dim: int, output_dim: int) -> None:
+        self.projector = SlimMLP(self.backbone.full_features, hidden_dim, output_dim, self.widths)
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
@@ -200,6 +174,19 @@ class SlimCLRVICReg(WidthMethod, BaseMethod):
 
     def head(self, feats: Tensor, width_mult: float) -> Tensor:
         return self.projector(feats, self.backbone.width_index(width_mult), width_mult)
+
+
+class SlimCLRVICReg(ProjectorMethod, BaseMethod):
+    """SlimCLR's slow start, full-width targets, distillation and re-weighting over VICReg."""
+
+    SPEC = get_method("slimclr_vicreg")
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        options = configure_run(cfg, self.SPEC)
+        super().__init__(cfg)
+        self.init_widths(cfg, options)
+        self.vicreg: VICRegConfig = options[VICRegConfig]
+        self.init_projector(self.vicreg.proj_hidden_dim, self.vicreg.proj_output_dim)
 
     def objective(self, views: tuple[Tensor, Tensor]) -> SlimObjectiveOutput:
         vicreg = self.vicreg
@@ -269,7 +256,7 @@ class SlimCLRMoCoV3(WidthMethod, MoCoV3):
     @torch.no_grad()
     def momentum_forward(self, X: Tensor) -> dict[str, Tensor]:
         """The full-width momentum encoder: ``feats`` and the target ``k``."""
-        feats = self.momentum_backbone.forward_width(self._layout(X), 1.0).feats
+        feats = self.momentum_backbone.forward_width(self.layout(X), 1.0).feats
         return {"feats": feats, "k": self.momentum_projector(feats, 0, 1.0)}
 
     def objective(self, views: tuple[Tensor, Tensor]) -> SlimObjectiveOutput:
@@ -302,7 +289,7 @@ class SlimCLRMoCoV3(WidthMethod, MoCoV3):
         return SlimObjectiveOutput(loss, terms, feats)
 
 
-class SACLXD(WidthMethod, BaseMethod):
+class SACLXD(ProjectorMethod, BaseMethod):
     """SACL-XD: host (width 1) and slimmed network (``1 / host_width``) over one set of weights,
     Barlow Twins between them and cross-distillation through frozen re-encodings."""
 
@@ -315,23 +302,7 @@ class SACLXD(WidthMethod, BaseMethod):
         barlow: BarlowConfig = options[BarlowConfig]
         if options[SACLOptions].channel_selection == "l1":
             order_channels_by_l1(self.backbone)
-        self.projector = SlimMLP(
-            self.backbone.full_features,
-            barlow.proj_hidden_dim,
-            barlow.proj_output_dim,
-            self.widths,
-        )
-
-    @property
-    def learnable_params(self) -> list[dict[str, Any]]:
-        return [
-            *super().learnable_params,
-            {"name": "projector", "params": self.projector.parameters()},
-            *self.probe_param_groups(),
-        ]
-
-    def head(self, feats: Tensor, width_mult: float) -> Tensor:
-        return self.projector(feats, self.backbone.width_index(width_mult), width_mult)
+        self.init_projector(barlow.proj_hidden_dim, barlow.proj_output_dim)
 
     def objective(self, views: tuple[Tensor, Tensor]) -> SlimObjectiveOutput:
         return sacl_xd_objective(
