@@ -13,12 +13,16 @@ from pathlib import Path
 
 from dualgate_solo.choices import DATASET_INPUT_SIZES
 from dualgate_solo.method_registry import label_width
-from dualgate_solo.models import GatedResNet, create_backbone
+from dualgate_solo.models import BACKBONES, GatedResNet, create_backbone
 
 
 def network_macs(args_json: Path, networks: tuple[str, ...], dataset: str) -> dict[str, int]:
-    """``{"macs_<network>": MACs}`` of every network but a gated branch at ``dataset``'s size."""
+    """``{"macs_<network>": MACs}`` of every network but a gated branch at ``dataset``'s size;
+    ``{}`` for a backbone of solo-learn's own (e.g. ``resnet18``), which this package does not
+    build."""
     backbone_cfg = json.loads(Path(args_json).read_text())["backbone"]
+    if backbone_cfg["name"] not in BACKBONES:
+        return {}
     backbone = create_backbone(backbone_cfg["name"], **backbone_cfg.get("kwargs", {}))
     size = DATASET_INPUT_SIZES[dataset]
     if isinstance(backbone, GatedResNet):

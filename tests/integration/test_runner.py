@@ -2,13 +2,17 @@
 
 One VICReg-Gating run with the ``tracked`` budget options on the small generated ImageFolders:
 stage records with their overrides and times, k-NN results from the recorder file, the published
-``args.json``, reuse of finished stages and refusal of a cache made with other overrides.
+``args.json``, reuse of finished stages and refusal of a cache made with other overrides; a
+slimmable method evaluated per width.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+
+import pytest
 
 from dualgate_solo.runner import cli
 from dualgate_solo.runner.protocols import VARIANTS
@@ -84,3 +88,20 @@ def test_runner_records_publishes_reuses_and_refuses_other_overrides(
     assert "differs in run_overrides" in error
     assert "only requested ['method_kwargs.lambda_flops=5']" in error
     assert {p: p.read_text() for p in run.glob("*.json")} == records
+
+
+def test_runner_evaluates_each_width_of_a_slimmable_method(
+    solo_src, image_folders, tmp_path
+) -> None:
+    """SACL-XD is evaluated per network (slim w0.5 and host w1), each with its MACs."""
+    train, val = image_folders
+    out = tmp_path / "out"
+    argv = ["--protocol", "smoke", "--cpu", "--train", str(train), "--val", str(val)]
+    argv += ["--solo", str(solo_src), "--out", str(out), "--workers", "0"]
+    assert cli.main([*argv, "--methods", "sacl_xd"]) == 0
+    rows = list(csv.DictReader((out / "table.csv").open()))
+    assert [(r["method"], r["branch"]) for r in rows] == [("sacl_xd", "w0.5"), ("sacl_xd", "w1")]
+    slim, host = (float(r["macs_m"]) for r in rows)
+    assert host == pytest.approx(4 * slim, rel=0.02)  # half the channels of every layer
+    linear = json.loads((out / "runs" / "sacl_xd-paper" / "linear-w0.5.json").read_text())
+    assert "backbone.kwargs.width_mult=0.5" in linear["overrides"]

@@ -153,3 +153,32 @@ def test_resume_switches_on_the_sub_networks_at_the_same_step(
     assert _state(resumed)["backbone.trained_steps"].tolist() == uninterrupted.tolist()
     log = metrics(resumed.parents[2]).dropna(subset=["subnetworks_on_epoch"])
     assert log.set_index("epoch").subnetworks_on_epoch.to_dict() == {1: 1.0}
+
+
+@pytest.mark.parametrize(("epoch", "expected"), [(0, [0.4, 0.1]), (1, [1.2, 0.1])])
+def test_post_switch_lr_scale_applies_from_the_switch_to_non_classifier_groups(
+    epoch, expected
+) -> None:
+    """``post_switch_lr_scale`` 3: the step sees 3x the scheduled lr once the sub-networks are
+    on (not the online classifier's), and the scheduled lr is restored after it."""
+    from dualgate_solo.slim_options import SlimCLROptions
+    from dualgate_solo.solo.slim_methods import WidthMethod
+
+    class Recorder:
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            self.seen = [g["lr"] for g in optimizer.param_groups]
+
+    class Method(WidthMethod, Recorder):
+        current_epoch = epoch
+        options = {SlimCLROptions: SlimCLROptions(slow_start_epochs=1, post_switch_lr_scale=3.0)}
+
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    optimizer = torch.optim.SGD(
+        [{"name": "backbone", "params": params[:1]}, {"name": "classifier", "params": params[1:]}],
+        lr=0.4,
+    )
+    optimizer.param_groups[1]["lr"] = 0.1
+    method = Method()
+    method.optimizer_step(epoch, 0, optimizer)
+    assert method.seen == pytest.approx(expected)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.4, 0.1]
