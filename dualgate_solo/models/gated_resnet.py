@@ -27,6 +27,7 @@ from dualgate_solo.choices import STEMS
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio, zeros_pass
 from dualgate_solo.layers import BRANCHES, apply_norm, make_norm
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
+from dualgate_solo.models.init import init_resnet_weights
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
 
@@ -145,17 +146,8 @@ class GatedResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.num_features = channels
         self.register_buffer("trained_steps", torch.zeros(len(BRANCHES), dtype=torch.long))
-        self._init_weights()
+        init_resnet_weights(self)
         self.register_load_state_dict_pre_hook(GatedResNet._check_checkpoint_keys)
-
-    def _init_weights(self) -> None:
-        """Kaiming-normal (fan_out, ReLU) for every conv, gates included; BN (1, 0) (D21)."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
 
     def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
         """``("layer<s>.<i>", block)`` for every residual block, in forward order."""

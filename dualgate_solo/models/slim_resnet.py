@@ -34,6 +34,7 @@ from dualgate_solo.layers.slimmable import (
     check_width_list,
     scaled_channels,
 )
+from dualgate_solo.models.init import init_resnet_weights
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
 
@@ -194,17 +195,8 @@ class SlimResNet(nn.Module):
         self.full_features = channels
         self.register_buffer("trained_steps", torch.zeros(len(self.widths), dtype=torch.long))
         self.register_buffer("width_mults", torch.tensor(self.widths, dtype=torch.float64))
-        self._init_weights()
+        init_resnet_weights(self)  # every width's BN (1, 0), as in the gated backbone
         self.register_load_state_dict_pre_hook(SlimResNet._check_checkpoint)
-
-    def _init_weights(self) -> None:
-        """Kaiming-normal (fan_out, ReLU) convs; every width's BN (1, 0), as the gated backbone."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
 
     # ------------------------------------------------------------------ widths
     @property

@@ -125,6 +125,19 @@ def _key_differences(
     )
 
 
+def _not_a(
+    backbone: str, kind: str, own: dict[str, tuple[int, ...]], given: dict[str, tuple[int, ...]]
+) -> UsageError:
+    """The error for a state dict that holds no network of ``kind`` at all."""
+    lacking = sorted(set(own) - set(given))
+    return UsageError(
+        f"checkpoint does not match the backbone {backbone}: it holds no {kind} "
+        f"({len(lacking)} of the backbone's {len(own)} tensors are missing, e.g. "
+        f"{lacking[:3]}); set backbone.name and backbone.kwargs to the network it was "
+        "pre-trained with"
+    )
+
+
 def _fix(
     settings: list[str],
     own: dict[str, tuple[int, ...]],
@@ -147,13 +160,7 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
     own = read_architecture(module.state_dict())
     given = read_architecture(state, prefix)
     if given is None:
-        lacking = sorted(set(own_shapes) - set(given_shapes))
-        raise UsageError(
-            f"checkpoint does not match the backbone {own.describe()}: it holds no gated ResNet "
-            f"({len(lacking)} of the backbone's {len(own_shapes)} tensors are missing, e.g. "
-            f"{lacking[:3]}); set backbone.name and backbone.kwargs to the network it was "
-            "pre-trained with"
-        )
+        raise _not_a(own.describe(), "gated ResNet", own_shapes, given_shapes)
     if own_shapes != given_shapes:
         wanted, have = given.options(), own.options()
         settings = [f"backbone.{key}={wanted[key]}" for key in wanted if wanted[key] != have[key]]
@@ -185,13 +192,7 @@ def check_slim_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str)
     own_shapes = _shapes(module.state_dict(), "")
     given_shapes = {k: v for k, v in _shapes(state, prefix).items() if k in own_shapes}
     if "width_mults" not in given_shapes:
-        lacking = sorted(set(own_shapes) - set(given_shapes))
-        raise UsageError(
-            f"checkpoint does not match the backbone slim_resnet{module.depth}: it holds no "
-            f"slimmable ResNet ({len(lacking)} of the backbone's {len(own_shapes)} tensors are "
-            f"missing, e.g. {lacking[:3]}); set backbone.name and backbone.kwargs to the network "
-            "it was pre-trained with"
-        )
+        raise _not_a(f"slim_resnet{module.depth}", "slimmable ResNet", own_shapes, given_shapes)
     widths = [round(float(w), 6) for w in state[prefix + "width_mults"].tolist()]
     if widths != list(module.widths):
         raise UsageError(
