@@ -1,4 +1,4 @@
-"""Multiply-accumulate (MAC) accounting of the gated branch (spec §5, decision D13).
+"""Multiply-accumulate (MAC) accounting of the gated branch.
 
 Conventions, as in the paper's "FLOPs" column and its official code:
 

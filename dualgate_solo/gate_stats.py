@@ -1,6 +1,6 @@
 """Gate statistics of the gated branch over a dataset, with deterministic (eval) gates.
 
-Shared by the cost report / channel-usage figure (paper Fig. 1, spec §5.3, §9 limitation 2) and
+Shared by the cost report / channel-usage figure (paper Fig. 1) and
 by the static-prune exporter: per-channel on-rates per block, and the per-sample kept-MAC ratio r
 whose complement is the paper's "FLOPs R.".
 """

@@ -1,4 +1,4 @@
-"""Weighted k-NN top-1 accuracy on frozen features (spec §6.3, decision D16).
+"""Weighted k-NN top-1 accuracy on frozen features.
 
 Euclidean distance with weights ``1 / (distance + 1e-5)``, as solo-learn's ``WeightedKNNClassifier``
 (``k = 1`` reproduces the paper's released k-NN JSONs, ``k = 20`` is the online monitor).

@@ -1,10 +1,10 @@
 """One training objective per method, framework-free (used by solo-learn methods and the demo).
 
-* :func:`dual_gating_objective`: VICReg-Dual-Gating (BMVC 2023, spec §4.4). View 1 -> gated
+* :func:`dual_gating_objective`: VICReg-Dual-Gating (BMVC 2023). View 1 -> gated
   branch, view 2 -> dense branch, one shared projector, ``L = VICReg(z_g, z_d) + L_G(gated)``.
-  ``symmetric=True`` (D2) also pairs gated(view 2) with dense(view 1) and averages the VICReg terms
+  ``symmetric=True`` also pairs gated(view 2) with dense(view 1) and averages the VICReg terms
   and the two L_G.
-* :func:`gating_objective`: VICReg-Gating, Baseline-2 (IMVIP 2022, spec §4.6). Both views run the
+* :func:`gating_objective`: VICReg-Gating, Baseline-2 (IMVIP 2022). Both views run the
   gated branch with their own gate samples, ``L = VICReg(z_1, z_2) + L_G(view 1) + L_G(view 2)``.
 
 ``vicreg_fn(z1, z2) -> scalar`` is injected: solo-learn's gathered ``vicreg_loss_func`` inside

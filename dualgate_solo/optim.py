@@ -1,4 +1,4 @@
-"""LARS with solo-learn 1.0.6's semantics (spec §6.1, decision D11), for the stand-alone demo loop.
+"""LARS with solo-learn 1.0.6's semantics, for the stand-alone demo loop.
 
 Inside solo-learn the methods use solo's own ``LARS`` wrapper; this one reproduces its update so
 the framework-free demo trains like the paper's recipe. For every parameter with ``ndim != 1``::

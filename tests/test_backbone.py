@@ -1,4 +1,4 @@
-"""The gated ResNet: branch equivalence, gradient routing, state dicts, contracts (spec §2-§3)."""
+"""The gated ResNet: branch equivalence, gradient routing, state dicts, contracts."""
 
 from __future__ import annotations
 

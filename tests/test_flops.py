@@ -1,4 +1,4 @@
-"""MAC accounting (spec §5) against the paper's numbers and torch's FlopCounterMode."""
+"""MAC accounting against the paper's numbers and torch's FlopCounterMode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dualgate_solo.models import create_backbone
 
-# Spec §5.2 per-block table for CIFAR (34x34 after the stem):
+# The per-block MAC table for CIFAR (34x34 after the stem):
 # (block, C_in, C_out, H_b, dense MACs, MACs per active channel, downsample, gate MACs)
 CIFAR_R18_TABLE = [
     ("layer1.0", 64, 64, 34, 85_229_568, 1_331_712, 0, 2_048),
@@ -66,7 +66,7 @@ def test_per_block_table_matches_spec(r18_cifar) -> None:
 
 
 def test_floor_ratio_cifar(r18_cifar) -> None:
-    # stem + shortcuts + gates are always paid: 1.50% on CIFAR ResNet-18 (spec §5.1)
+    # stem + shortcuts + gates are always paid: 1.50% on CIFAR ResNet-18
     assert r18_cifar.cost_table((32, 32)).min_ratio == pytest.approx(0.014976, abs=1e-6)
 
 

@@ -1,4 +1,4 @@
-"""L_G (spec §4.2-4.3) and VICReg (solo-learn's formula) against hand-computed values."""
+"""L_G and VICReg (solo-learn's formula) against hand-computed values."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ RATIOS = torch.tensor([0.3, 0.5], dtype=torch.float64)  # mean 0.4
 def test_anneal_p() -> None:
     assert anneal_p(0, 0.02) == 1.0
     assert anneal_p(100, 0.02) == pytest.approx(math.exp(-2))
-    assert anneal_p(10, 0.02) == pytest.approx(0.8187, abs=1e-4)  # spec §4.3 table
+    assert anneal_p(10, 0.02) == pytest.approx(0.8187, abs=1e-4)  # p after 10 epochs
 
 
 def test_layer_densities() -> None:

@@ -1,4 +1,4 @@
-"""The framework-free objectives compose exactly the spec's terms (§4.4, §4.6)."""
+"""The framework-free objectives compose exactly the terms of VICReg-(Dual-)Gating."""
 
 from __future__ import annotations
 

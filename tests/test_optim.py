@@ -1,4 +1,4 @@
-"""LARS update against a hand computation of solo-learn's rule (spec §6.1)."""
+"""LARS update against a hand computation of solo-learn's rule."""
 
 from __future__ import annotations
 

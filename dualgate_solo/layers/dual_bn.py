@@ -1,4 +1,4 @@
-"""Branch-routed batch normalisation (spec §3, decision D1).
+"""Branch-routed batch normalisation.
 
 VICReg-Dual-Gating runs the same convolution weights in a *dense* and a *gated* branch; the
 normalisation layers selected by ``dual_bn_scope`` keep one BatchNorm per branch, because the two

@@ -1,7 +1,7 @@
 """Input-conditioned channel gate of VICReg-(Dual-)Gating.
 
 Krishna et al., "Unifying Synergies between Self-supervised Learning and Dynamic Computation"
-(BMVC 2023), after DGNet (Li et al., ICCV 2021). Spec §2.3-2.5, decisions D7 and D21.
+(BMVC 2023), after DGNet (Li et al., ICCV 2021).
 
 The gate squeezes the block input by global average pooling and maps it through a two-layer
 1x1-conv bottleneck to one logit per gated channel::
@@ -73,7 +73,7 @@ class ChannelGate(nn.Module):
 
     @property
     def macs(self) -> int:
-        """MACs of the two 1x1 convs on the pooled vector (pooling not counted, spec §5.1)."""
+        """MACs of the two 1x1 convs on the pooled vector (pooling not counted)."""
         return self.reduce.in_channels * self.reduce.out_channels + (
             self.expand.in_channels * self.expand.out_channels
         )

@@ -1,4 +1,4 @@
-"""Computation-budget loss L_G of VICReg-(Dual-)Gating (spec §4.2-4.3; DGNet's channel part).
+"""Computation-budget loss L_G of VICReg-(Dual-)Gating.
 
 With r the batch-mean kept-MAC ratio of the gated branch and rho_b the batch-mean active fraction
 of block b's gated channels::
@@ -7,11 +7,11 @@ of block b's gated channels::
     L_bound = gamma * mean_b [ relu(p*q - rho_b)^2 + relu(rho_b - (1 - p + p*q))^2 ]
     L_G     = L_flops + L_bound,      p = exp(-alpha * epoch),   q = sqrt(t_d) or t_d
 
-``t_d`` is the *kept* fraction (0.1 keeps 10% of the dense MACs). Decisions D5 (``bound_target``),
-D6 (``l1_count``: the active count as an L1 norm, whose gradient is 0 at closed gates, as in the
-official code) and D12 (per-epoch annealing).
+``t_d`` is the *kept* fraction (0.1 keeps 10% of the dense MACs). Options: ``bound_target``
+(``q``), ``l1_count`` (the active count as an L1 norm, whose gradient is 0 at closed gates, as in
+the official code); ``p`` is annealed per epoch.
 
-Hitting the budget (spec §9; off by default, the paper's behaviour). The paper's evaluated ratio
+Hitting the budget (off by default, the paper's behaviour). The paper's evaluated ratio
 overshoots t_d (18.5% kept at t_d = 10%) for two reasons, each with an option:
 
 * ``ratio_source: deterministic`` costs the *eval-style* masks ``1[logit >= 0]`` (with a
@@ -37,7 +37,7 @@ from dualgate_solo.validation import check_choice, check_interval
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """Hyper-parameters of L_G, validated at construction (spec §6.1 defaults).
+    """Hyper-parameters of L_G, validated at construction.
 
     Attributes:
         target_density: t_d in (0, 1], the kept-MAC fraction aimed at.

@@ -1,6 +1,6 @@
 """Residual blocks that run in a dense or a gated branch over one set of conv weights.
 
-Spec §2.2 (gated BasicBlock of VICReg-Dual-Gating, BMVC 2023): the gate reads the *block input*,
+The gated BasicBlock of VICReg-Dual-Gating (BMVC 2023): the gate reads the *block input*,
 its mask multiplies conv1's post-BN-ReLU output (conv1's output channels = conv2's input
 channels), conv2's output and the shortcut are never gated. The dense branch skips the gate.
 
@@ -76,7 +76,7 @@ def _conv_masked(conv: nn.Conv2d, a: Tensor, mask: Tensor | None) -> Tensor:
 
 
 class GatedBasicBlock(nn.Module):
-    """ResNet-18/34 BasicBlock with a channel gate between its two 3x3 convs (spec §2.2).
+    """ResNet-18/34 BasicBlock with a channel gate between its two 3x3 convs.
 
     Args:
         in_channels: C_in.

@@ -1,7 +1,7 @@
 """Gated ResNet-18/34/50 with a dense and a gated branch over shared conv weights.
 
 Krishna et al., "Unifying Synergies between Self-supervised Learning and Dynamic Computation"
-(BMVC 2023), spec §2-§3 and §5. One module holds every parameter of both branches in every mode
+(BMVC 2023). One module holds every parameter of both branches in every mode
 (identical state-dict keys whatever the branch), so a checkpoint saved in one mode loads strictly
 into the other, and solo-learn's unchanged scripts can evaluate either branch.
 
@@ -11,7 +11,7 @@ into the other, and solo-learn's unchanged scripts can evaluate either branch.
   masks and per-sample MACs, for the methods and the cost reports.
 * ``forward_dual(x)`` runs both branches on the same images.
 
-Stems: ``cifar`` (3x3 conv, stride 1, padding 2, no max-pool: 32x32 -> 34x34, decision D8) and
+Stems: ``cifar`` (3x3 conv, stride 1, padding 2, no max-pool: 32x32 -> 34x34) and
 ``imagenet`` (7x7/2 conv, 3x3/2 max-pool).
 """
 
@@ -68,7 +68,7 @@ class BranchOutput(NamedTuple):
 
     @property
     def ratio(self) -> Tensor:
-        """Per-sample kept-MAC ratio r ``[B]`` (1 for the dense branch; spec §4.2, §5.3)."""
+        """Per-sample kept-MAC ratio r ``[B]`` (1 for the dense branch)."""
         return kept_ratio(self.macs, self.costs.dense_macs)
 
 
@@ -86,7 +86,7 @@ class GatedResNet(nn.Module):
         depth: 18, 34 (BasicBlock, the paper's family) or 50 (gated Bottleneck, an extension).
         stem: ``"cifar"`` (3x3/1, padding 2, no max-pool) or ``"imagenet"`` (7x7/2 + max-pool).
         branch: which branch ``forward(x)`` runs: ``"dense"`` or ``"gated"``.
-        dual_bn_scope: ``"none"``, ``"block"`` (paper, D1), ``"backbone"`` or ``"all"``.
+        dual_bn_scope: ``"none"``, ``"block"`` (the paper), ``"backbone"`` or ``"all"``.
         gate_reduction: gate bottleneck factor (spec: 4).
         gate_tau: straight-through temperature (spec: 2/3).
         width: channels of the stem and of stage 1; stages have ``width * (1, 2, 4, 8)`` planes

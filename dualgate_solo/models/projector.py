@@ -1,6 +1,6 @@
-"""VICReg projector 512-2048-2048-2048 (spec §4.1), optionally with per-branch BatchNorm.
+"""VICReg projector 512-2048-2048-2048, optionally with per-branch BatchNorm.
 
-With ``dual_bn_scope: all`` (decision D1, option c) the projector's two BatchNorm1d layers keep one
+With ``dual_bn_scope: all`` the projector's two BatchNorm1d layers keep one
 copy per branch, like the backbone's; otherwise one projector is shared by both branches, as in
 the paper.
 """

@@ -87,7 +87,7 @@ class GatedMethod(OnlineProbes, BaseMethod):
 
     @property
     def learnable_params(self) -> list[dict[str, Any]]:
-        """solo-learn's groups with the gates split off at weight decay 0 (D11), plus heads."""
+        """solo-learn's groups with the gates split off at weight decay 0, plus heads."""
         gate_ids = {
             id(p)
             for m in self.backbone.modules()
@@ -169,7 +169,7 @@ class GatedMethod(OnlineProbes, BaseMethod):
         return out.loss + class_loss
 
     def _first_per_branch(self, outputs: tuple[BranchOutput, ...]) -> list[BranchOutput]:
-        """View 1's output of each branch (the online monitors of spec §6.1)."""
+        """View 1's output of each branch (the online monitors of the paper)."""
         seen: dict[str, BranchOutput] = {}
         for o in outputs:
             seen.setdefault(o.branch, o)

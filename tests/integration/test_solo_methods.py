@@ -71,7 +71,7 @@ def test_every_pretrain_config_composes_and_builds(solo, config) -> None:
     cfg = _compose(config)
     assert cfg.data.num_large_crops == 2 and cfg.data.num_small_crops == 0
     if "cpu_quick" not in str(config) and cfg.data.dataset in ("cifar10", "stl10", "imagenet100"):
-        # the paper's recipe (spec §6.1, D4): peak lr 0.3 x 512/256, LARS eta 0.02, 500 epochs
+        # the paper's recipe: peak lr 0.3 x 512/256, LARS eta 0.02, 500 epochs
         assert (
             cfg.optimizer.lr == pytest.approx(0.6)
             and cfg.optimizer.kwargs.eta == 0.02
