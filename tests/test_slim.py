@@ -334,3 +334,13 @@ def test_vicreg_of_the_full_width_matches_the_reference_loss() -> None:
     out = _vicreg_objective(backbone, head, views, on=False)
     z = [head(backbone.forward_width(v, 1.0).feats, 0, 1.0) for v in views]
     torch.testing.assert_close(out.terms["loss_w1"], vicreg_loss(*z).detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_other_backbones_refuse_a_slimmable_checkpoint_naming_the_settings() -> None:
+    from dualgate_solo.solo.load_guard import refuse_gated_state
+
+    state = create_backbone("slim_resnet18", width=8, width_mult_list=[1.0, 0.5]).state_dict()
+    plain = torch.nn.Conv2d(3, 8, 3)
+    with pytest.raises(UsageError, match=r"backbone.kwargs.width=8 backbone.kwargs.width_mult_list"
+                       r"=\[1.0, 0.5\] backbone.kwargs.width_mult=<1\|0.5>$"):  # fmt: skip
+        refuse_gated_state("resnet18", plain, state, "")

@@ -63,6 +63,33 @@ class GatedArchitecture:
         )
 
 
+def _stem(conv1: Tensor) -> str:
+    """The stem whose first conv has this weight: a 3x3 kernel is ``cifar``, 7x7 ``imagenet``."""
+    return "cifar" if conv1.shape[-1] == 3 else "imagenet"
+
+
+@dataclass(frozen=True)
+class SlimArchitecture:
+    """The options of the slimmable ResNet that saved a state dict: ``width_mult_list``,
+    ``width`` (channels of the first conv) and ``stem``."""
+
+    widths: list[float]
+    width: int
+    stem: str
+
+
+def read_slim_architecture(
+    state: Mapping[str, Tensor], prefix: str = ""
+) -> SlimArchitecture | None:
+    """The slimmable ResNet whose keys start with ``prefix``; ``None`` if the state holds none
+    (only a slimmable ResNet saves ``width_mults``)."""
+    if prefix + "width_mults" not in state:
+        return None
+    conv1 = state[prefix + "conv1.weight"]
+    widths = [round(float(w), 6) for w in state[prefix + "width_mults"].tolist()]
+    return SlimArchitecture(widths, int(conv1.shape[0]), _stem(conv1))
+
+
 def _depth_name(bottleneck: bool, counts: tuple[int, ...]) -> str | None:
     from dualgate_solo.models.factory import BACKBONE_DEPTHS
     from dualgate_solo.models.gated_resnet import ARCHITECTURES
@@ -100,7 +127,7 @@ def read_architecture(state: Mapping[str, Tensor], prefix: str = "") -> GatedArc
         scope = "none"
     return GatedArchitecture(
         name=_depth_name(bottleneck, counts),
-        stem="cifar" if conv1.shape[-1] == 3 else "imagenet",
+        stem=_stem(conv1),
         width=int(conv1.shape[0]),
         dual_bn_scope=scope,
         gate_reduction=int(widest.shape[1] // widest.shape[0]),
@@ -191,22 +218,19 @@ def check_slim_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str)
     """
     own_shapes = _shapes(module.state_dict(), "")
     given_shapes = {k: v for k, v in _shapes(state, prefix).items() if k in own_shapes}
-    if "width_mults" not in given_shapes:
+    given = read_slim_architecture(state, prefix)
+    if given is None:
         raise _not_a(f"slim_resnet{module.depth}", "slimmable ResNet", own_shapes, given_shapes)
-    widths = [round(float(w), 6) for w in state[prefix + "width_mults"].tolist()]
+    widths = given.widths
     if widths != list(module.widths):
         raise UsageError(
             f"backbone.kwargs.width_mult_list={list(module.widths)} does not match the "
             f"checkpoint, which holds {widths}; allowed values: {widths}"
         )
     if own_shapes != given_shapes:
-        conv1 = state[prefix + "conv1.weight"]
-        given = {
-            "width": int(conv1.shape[0]),
-            "stem": "cifar" if conv1.shape[-1] == 3 else "imagenet",
-        }
+        wanted = {"width": given.width, "stem": given.stem}
         have = {"width": module.width, "stem": module.stem}
-        settings = [f"backbone.kwargs.{k}={v}" for k, v in given.items() if v != have[k]]
+        settings = [f"backbone.kwargs.{k}={v}" for k, v in wanted.items() if v != have[k]]
         detail = _fix(settings, own_shapes, given_shapes, prefix)
         raise UsageError(
             f"checkpoint does not match the backbone slim_resnet{module.depth} "

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dualgate_solo.method_registry import METHODS
 from dualgate_solo.models import GatedResNet
-from dualgate_solo.models.state_guard import read_architecture
+from dualgate_solo.models.state_guard import read_architecture, read_slim_architecture
 from dualgate_solo.validation import UsageError
 
 _DEFAULT_GATE_REDUCTION = inspect.signature(GatedResNet).parameters["gate_reduction"].default
@@ -36,14 +36,14 @@ def refuse_gated_state(
     method that trains exactly those), how many of its tensors ``backbone_name`` would load, and
     the ``backbone`` settings that load all of them.
     """
-    if prefix + "width_mults" in state:
-        widths = [float(w) for w in state[prefix + "width_mults"].tolist()]
-        conv1 = state[prefix + "conv1.weight"]
+    slim = read_slim_architecture(state, prefix)
+    if slim is not None:
+        widths = slim.widths
         raise UsageError(
             f"checkpoint is a slimmable ResNet checkpoint (width_mult_list={widths}); "
             f"backbone.name={backbone_name} would load part of it and leave the rest at random "
             f"initialisation; use backbone.name=slim_resnet<depth> backbone.kwargs.width="
-            f"{int(conv1.shape[0])} backbone.kwargs.width_mult_list={widths} "
+            f"{slim.width} backbone.kwargs.width_mult_list={widths} "
             f"backbone.kwargs.width_mult=<{'|'.join(format(w, 'g') for w in widths)}>"
         )
     given = read_architecture(state, prefix)
