@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"also train {BASELINE} directly at these backbone widths (the small network alone)",
     )
     parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="run each run once per seed (solo-learn's `seed`, pre-training and linear probe); "
+        "the table gives mean +- std over the seeds of a run, counting the run without a seed "
+        "suffix (the config's seed, solo-learn's default 5) as one of them",
+    )
+    parser.add_argument(
         "--workers", type=int, default=None, help="data-loader workers (default: the protocol's)"
     )
     parser.add_argument(
@@ -107,6 +116,10 @@ def check_args(args: argparse.Namespace) -> None:
         check_interval("--densities", t_d, 0.0, 1.0, low_inclusive=False)
     for width in args.baseline_widths:
         check_interval("--baseline-widths", width, 1, float("inf"))
+    for seed in args.seeds or ():
+        check_interval("--seeds", seed, 0, 2**32 - 1)
+    if args.seeds and len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"--seeds={args.seeds} is invalid; allowed values: distinct integers")
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers={args.workers} is invalid; allowed values: an integer >= 0")
     if args.cost_data is not None and not args.cost_data.is_dir():
@@ -157,7 +170,8 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         pretrain_overrides=tuple(args.pretrain_override),
         linear_overrides=tuple(args.linear_override),
     )
-    runs = grid(args.methods, args.densities, args.variants, tuple(args.baseline_widths))
+    seeds = tuple(args.seeds) if args.seeds else (None,)
+    runs = grid(args.methods, args.densities, args.variants, tuple(args.baseline_widths), seeds)
     for run in tqdm(runs, desc="grid", unit="run"):
         runner.run(run)
 

@@ -135,7 +135,7 @@ class GridRunner:
             *self._data(),
             f"checkpoint.dir={ckpt_root}",
             f"pretrained_feature_extractor='{checkpoint}'",
-            *run.backbone_overrides(),
+            *run.shared_overrides(),
             *_selector(run, branch),
             *self.linear_overrides,
         ]

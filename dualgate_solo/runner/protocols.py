@@ -6,7 +6,7 @@ baseline :data:`BASELINE` is solo-learn's own VICReg on the dense network.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dualgate_solo.choices import BUDGET_PRESETS
 from dualgate_solo.method_registry import METHODS, trained_branches
@@ -25,7 +25,13 @@ def _override(key: str, value: object) -> str:
 VARIANTS: dict[str, tuple[str, ...]] = {
     "paper": (),
     "tracked": tuple(_override(k, v) for k, v in BUDGET_PRESETS["tracked"].items()),
+    "tracked_symmetric": (
+        *(_override(k, v) for k, v in BUDGET_PRESETS["tracked"].items()),
+        "method_kwargs.symmetric=True",
+    ),
 }
+#: variants that set an option only some methods have -> those methods (the others skip them)
+VARIANT_METHODS: dict[str, tuple[str, ...]] = {"tracked_symmetric": ("vicreg_dual_gating",)}
 
 
 @dataclass(frozen=True)
@@ -65,21 +71,25 @@ class Run:
 
     Methods without gates have neither budget nor variant options (``target_density=None``,
     ``"paper"``). ``width`` overrides ``backbone.kwargs.width`` (the baseline trained directly at
-    a smaller width).
+    a smaller width). ``seed`` overrides solo-learn's ``seed`` of pre-training and linear probe
+    (``None``: the config's, solo-learn's default 5); runs that differ only in ``seed`` are one
+    table row (mean and standard deviation).
     """
 
     method: str
     target_density: float | None
     variant: str
     width: int | None = None
+    seed: int | None = None
 
     @property
     def name(self) -> str:
-        """The run directory's name, e.g. ``vicreg_gating-td0.3-tracked``, ``vicreg-paper`` or
-        ``vicreg-width8-paper``."""
+        """The run directory's name, e.g. ``vicreg_gating-td0.3-tracked``, ``vicreg-paper``,
+        ``vicreg-width8-paper`` or ``vicreg-seed1-paper``."""
         td = "" if self.target_density is None else f"-td{self.target_density}"
         width = "" if self.width is None else f"-width{self.width}"
-        return f"{self.method}{td}{width}-{self.variant}"
+        seed = "" if self.seed is None else f"-seed{self.seed}"
+        return f"{self.method}{td}{width}{seed}-{self.variant}"
 
     @classmethod
     def from_name(cls, name: str) -> Run:
@@ -89,20 +99,30 @@ class Run:
             UsageError: ``name`` is not ``<method>[-td<t_d>][-width<w>]-<variant>`` of a known
                 method.
         """
-        allowed = "<method>[-td<t_d>][-width<w>]-<variant>"
+        allowed = "<method>[-td<t_d>][-width<w>][-seed<s>]-<variant>"
         method, *tokens, variant = name.split("-") if "-" in name else (name, "")
         check_choice(f"method of run {name!r}", method, [*METHODS, BASELINE])
         check_choice(f"variant of run {name!r}", variant, VARIANTS)
-        budget = [t[2:] for t in tokens if t.startswith("td")]
-        widths = [t[5:] for t in tokens if t.startswith("width")]
-        if len(budget) > 1 or len(widths) > 1 or len(budget) + len(widths) != len(tokens):
+        fields = {
+            prefix: [t[len(prefix) :] for t in tokens if t.startswith(prefix)]
+            for prefix in ("td", "width", "seed")
+        }
+        if any(len(v) > 1 for v in fields.values()) or sum(map(len, fields.values())) != len(
+            tokens
+        ):
             raise UsageError(f"run name {name!r} is invalid; allowed: {allowed}")
         try:
-            target_density = float(budget[0]) if budget else None
-            width = int(widths[0]) if widths else None
+            target_density = float(fields["td"][0]) if fields["td"] else None
+            width = int(fields["width"][0]) if fields["width"] else None
+            seed = int(fields["seed"][0]) if fields["seed"] else None
         except ValueError:
             raise UsageError(f"run name {name!r} is invalid; allowed: {allowed}") from None
-        return cls(method, target_density, variant, width)
+        return cls(method, target_density, variant, width, seed)
+
+    @property
+    def replicate_of(self) -> Run:
+        """The run this one repeats with another seed (itself with ``seed=None``)."""
+        return replace(self, seed=None)
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -114,16 +134,17 @@ class Run:
         """Whether the run trains gates (has a FLOPs cost to report)."""
         return "gated" in self.branches
 
-    def backbone_overrides(self) -> list[str]:
-        """Overrides of the backbone, which the linear probe must repeat."""
-        return [] if self.width is None else [f"backbone.kwargs.width={self.width}"]
+    def shared_overrides(self) -> list[str]:
+        """Overrides that the linear probe repeats: the backbone's width and the seed."""
+        width = [] if self.width is None else [f"backbone.kwargs.width={self.width}"]
+        return width + ([] if self.seed is None else [f"seed={self.seed}"])
 
     def overrides(self) -> list[str]:
-        """Hydra overrides that make this run: its backbone, budget and variant's options."""
+        """Hydra overrides that make this run: its backbone, seed, budget and variant's options."""
         if self.target_density is None:
-            return self.backbone_overrides()
+            return self.shared_overrides()
         return [
-            *self.backbone_overrides(),
+            *self.shared_overrides(),
             f"method_kwargs.target_density={self.target_density}",
             *VARIANTS[self.variant],
         ]
@@ -134,21 +155,29 @@ def grid(
     densities: list[float],
     variants: list[str],
     baseline_widths: tuple[int, ...] = (),
+    seeds: tuple[int | None, ...] = (None,),
 ) -> list[Run]:
-    """The runs in registry order (the proposed method first), then the baseline.
+    """The runs in registry order (the proposed method first), then the baseline, each once per
+    seed of ``seeds`` (``None``: the config's seed).
 
     Every gated method of ``methods`` runs at every ``t_d`` of ``densities`` in every variant of
-    ``variants``; the other methods and :data:`BASELINE` run once, the baseline also once per
-    width of ``baseline_widths`` (the small network trained directly).
+    ``variants`` (except variants :data:`VARIANT_METHODS` gives to other methods); the other
+    methods and :data:`BASELINE` run once, the baseline also once per width of
+    ``baseline_widths`` (the small network trained directly).
     """
     runs = []
     for method in METHODS:
         if method not in methods:
             continue
         if METHODS[method].trains_gates:
-            runs += [Run(method, t_d, v) for t_d in densities for v in variants]
+            runs += [
+                Run(method, t_d, v)
+                for t_d in densities
+                for v in variants
+                if method in VARIANT_METHODS.get(v, (method,))
+            ]
         else:
             runs.append(Run(method, None, "paper"))
     if BASELINE in methods:
         runs += [Run(BASELINE, None, "paper", w) for w in (None, *baseline_widths)]
-    return runs
+    return [replace(run, seed=seed) for run in runs for seed in seeds]
