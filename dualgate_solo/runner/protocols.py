@@ -137,7 +137,7 @@ class Run:
     def shared_overrides(self) -> list[str]:
         """Overrides that the linear probe repeats: the backbone's width and the seed."""
         width = [] if self.width is None else [f"backbone.kwargs.width={self.width}"]
-        return width + ([] if self.seed is None else [f"seed={self.seed}"])
+        return width + ([] if self.seed is None else [f"++seed={self.seed}"])
 
     def overrides(self) -> list[str]:
         """Hydra overrides that make this run: its backbone, seed, budget and variant's options."""
