@@ -16,10 +16,11 @@ import pytest
 from dualgate_solo.method_registry import METHODS
 from dualgate_solo.runner import cli
 from dualgate_solo.runner.cpu_shim import SHIM_DIR
+from dualgate_solo.runner.curves import learning_curves, write_curves
 from dualgate_solo.runner.data import check_image_folder, subset_folder
 from dualgate_solo.runner.environment import stage_environment
 from dualgate_solo.runner.knn_record import top1_by_k
-from dualgate_solo.runner.protocols import VARIANTS, Run, grid
+from dualgate_solo.runner.protocols import PROTOCOLS, VARIANTS, Run, grid
 from dualgate_solo.runner.publish import publish_runs
 from dualgate_solo.runner.stages import StageIdentity, run_stage
 from dualgate_solo.runner.table import collect_rows, write_table
@@ -222,23 +223,33 @@ def _finished_runs(root: Path) -> None:
         (legacy / f"{name}.json").write_text(json.dumps(result))
     new = root / "runs" / "vicreg_gating-td0.3-tracked"
     (new / "pretrain" / "ckpts").mkdir(parents=True)
-    (new / "pretrain" / "ckpts" / "args.json").write_text('{"method": "vicreg_gating"}')
+    (new / "pretrain" / "ckpts" / "args.json").write_text('{"method": "vicreg_gating", "seed": 5}')
     (new / "pretrain" / "ckpts" / "run.ckpt").write_bytes(b"ckpt")
     (new / "linear-gated" / "ckpts").mkdir(parents=True)
     (new / "linear-gated" / "ckpts" / "args.json").write_text('{"method": "linear"}')
     (new / "cost").mkdir()
     (new / "cost" / "channel_usage.png").write_bytes(b"png")
-    for name, result in {
-        "pretrain": {"checkpoint": "run.ckpt", "args_json": str(new / "pretrain/ckpts/args.json")},
-        "cost": {"flops_ratio": 0.3, "flops_reduction": 0.7},
-        "linear-gated": {
-            "linear_top1": 27.5,
-            "args_json": str(new / "linear-gated/ckpts/args.json"),
-        },
-        "knn-gated": {"knn_top1_k1": 20.0, "knn_top1_k20": 25.0},
-        "macs": {"macs_dense": 2_000_000},
-    }.items():
-        (new / f"{name}.json").write_text(_record(result))
+    # the same run at seeds 1 and 2 (linear 27.5/29.5/31.5, k-NN@1 20/22/24, k-NN@20 25/25/28)
+    for run_dir, linear, knn1, knn20 in (
+        (new, 27.5, 20.0, 25.0),
+        (root / "runs" / "vicreg_gating-td0.3-seed1-tracked", 29.5, 22.0, 25.0),
+        (root / "runs" / "vicreg_gating-td0.3-seed2-tracked", 31.5, 24.0, 28.0),
+    ):
+        run_dir.mkdir(exist_ok=True)
+        for name, result in {
+            "pretrain": {
+                "checkpoint": "run.ckpt",
+                "args_json": str(new / "pretrain/ckpts/args.json"),
+            },
+            "cost": {"flops_ratio": 0.3, "flops_reduction": 0.7},
+            "linear-gated": {
+                "linear_top1": linear,
+                "args_json": str(new / "linear-gated/ckpts/args.json"),
+            },
+            "knn-gated": {"knn_top1_k1": knn1, "knn_top1_k20": knn20},
+            "macs": {"macs_dense": 2_000_000},
+        }.items():
+            (run_dir / f"{name}.json").write_text(_record(result))
     slim = root / "runs" / "slimclr_vicreg-paper"
     slim.mkdir()
     slim_records = {
@@ -271,27 +282,37 @@ def test_table_plot_and_publish(tmp_path) -> None:
     assert unfinished == ["vicreg-paper"]
     write_table(rows, out, "title")
     table = (out / "table.md").read_text()
+    gating = "| vicreg_gating | tracked | 0.3 | gated | 3 | 29.50 ± 2.00 | 22.00 ± 2.00 "
     assert [line for line in table.splitlines() if line.startswith(("| vicreg", "| slim"))] == [
-        "| vicreg_dual_gating | paper | 0.1 | dense | 44.00 | 33.00 | 38.00 | 0.00 % |  | no |",
-        "| vicreg_dual_gating | paper | 0.1 | gated | 41.00 | 30.50 | 35.25 | 81.50 % |  | no |",
-        "| vicreg_gating | tracked | 0.3 | gated | 27.50 | 20.00 | 25.00 | 70.00 % | 0.60 | yes |",
-        "| slimclr_vicreg | paper |  | w1 | 30.00 | 20.00 | 25.00 | 0.00 % | 4.00 | no |",
-        "| slimclr_vicreg | paper |  | w0.5 | 29.00 | 19.00 | 24.00 | 75.00 % | 1.00 | no |",
-        "| slimclr_vicreg | paper |  | w0.25 | 28.00 | 18.00 | 23.00 | 93.75 % | 0.25 | no |",
-        "| vicreg (width 8) | paper |  | dense | 26.00 | 19.00 | 24.00 | 0.00 % | 1.50 | no |",
+        "| vicreg_dual_gating | paper | 0.1 | dense | 1 | 44.00 | 33.00 | 38.00 | 0.00 |  | no |",
+        "| vicreg_dual_gating | paper | 0.1 | gated | 1 | 41.00 | 30.50 | 35.25 | 81.50 |  | no |",
+        gating + "| 26.00 ± 1.73 | 70.00 ± 0.00 | 0.60 ± 0.00 | yes |",
+        "| slimclr_vicreg | paper |  | w1 | 1 | 30.00 | 20.00 | 25.00 | 0.00 | 4.00 | no |",
+        "| slimclr_vicreg | paper |  | w0.5 | 1 | 29.00 | 19.00 | 24.00 | 75.00 | 1.00 | no |",
+        "| slimclr_vicreg | paper |  | w0.25 | 1 | 28.00 | 18.00 | 23.00 | 93.75 | 0.25 | no |",
+        "| vicreg (width 8) | paper |  | dense | 1 | 26.00 | 19.00 | 24.00 | 0.00 | 1.50 | no |",
     ]
-    assert "args.json `no`" in table
+    assert "args.json `no`" in table and "mean ± sample standard deviation" in table
     table_rows = list(csv.DictReader((out / "table.csv").open()))
-    assert [(r["method"], r["width"], r["branch"], r["args_json"]) for r in table_rows] == [
+    assert [(r["method"], r["seed"], r["branch"], r["args_json"]) for r in table_rows] == [
         ("vicreg_dual_gating", "", "dense", "no"),
         ("vicreg_dual_gating", "", "gated", "no"),
-        ("vicreg_gating", "", "gated", "yes"),
+        ("vicreg_gating", "5", "gated", "yes"),
+        ("vicreg_gating", "1", "gated", "yes"),
+        ("vicreg_gating", "2", "gated", "yes"),
         ("slimclr_vicreg", "", "w1", "no"),
         ("slimclr_vicreg", "", "w0.5", "no"),
         ("slimclr_vicreg", "", "w0.25", "no"),
-        ("vicreg", "8", "dense", "no"),
+        ("vicreg", "", "dense", "no"),
     ]
-    assert table_rows[1]["linear_top1"] == "41.0"
+    assert table_rows[-1]["width"] == "8" and table_rows[1]["linear_top1"] == "41.0"
+    means = list(csv.DictReader((out / "table_mean.csv").open()))
+    assert (means[2]["seeds"], means[2]["linear_top1"], means[2]["linear_top1_std"]) == (
+        "3",
+        "29.5",
+        "2.0",
+    )
+    assert means[0]["linear_top1_std"] == "" and means[0]["macs_m"] == ""
     assert (out / "accuracy_vs_flops.png").stat().st_size > 1000
 
     publish_runs(out, tmp_path / "pub", ["vicreg_gating-td0.3-tracked"])
@@ -313,7 +334,8 @@ def test_table_plot_and_publish(tmp_path) -> None:
         )
     ]
     assert json.loads((tmp_path / "pub" / run / "args.json").read_text()) == {
-        "method": "vicreg_gating"
+        "method": "vicreg_gating",
+        "seed": 5,
     }
 
 
@@ -327,3 +349,115 @@ def test_command_line_refuses_a_missing_solo_checkout_in_one_line_and_writes_not
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith(f"run_grid.py: error: --solo='{tmp_path}'")
     assert "no main_pretrain.py" in error and not out.exists()
+
+
+def _metrics(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_learning_curves_merge_resumed_logs_per_network_and_publish_them(tmp_path) -> None:
+    """A Dual-Gating run resumed after epoch 0 (two logger versions) and a VICReg run: one curve
+    per trained network, steps after each epoch, the VICReg loss of the epoch."""
+    dual = tmp_path / "runs" / "vicreg_dual_gating-td0.3-tracked"
+    logs = dual / "pretrain" / "lightning_logs"
+    _metrics(
+        logs / "version_0" / "metrics.csv",
+        [
+            {"epoch": 0, "step": 38, "train_vicreg_loss_epoch": 40.0},
+            {"epoch": 0, "step": 38, "val_knn_acc1": 20.0, "val_gated_knn_acc1": 18.0},
+        ],
+    )
+    _metrics(
+        logs / "version_10" / "metrics.csv",  # numeric order: version_10 comes after version_0
+        [
+            {"epoch": 1, "step": 77, "train_vicreg_loss_epoch": 30.0},
+            {"epoch": 1, "step": 77, "val_knn_acc1": 25.0, "val_gated_knn_acc1": 21.0},
+            {"epoch": 1, "step": 77, "val_acc1": 24.0, "val_gated_acc1": 19.5},
+        ],
+    )
+    vicreg = tmp_path / "runs" / "vicreg-paper"
+    _metrics(
+        vicreg / "pretrain" / "lightning_logs" / "version_0" / "metrics.csv",
+        [{"epoch": 0, "step": 38, "val_knn_acc1": 22.0, "train_vicreg_loss_epoch": 35.0}],
+    )
+    curves = learning_curves(dual)
+    assert [(r["network"], r["epoch"], r["step"], r["knn_top1"]) for r in curves] == [
+        ("dense", 0, 39, 20.0),
+        ("dense", 1, 78, 25.0),
+        ("gated", 0, 39, 18.0),
+        ("gated", 1, 78, 21.0),
+    ]
+    assert [r["vicreg_loss"] for r in curves] == [40.0, 30.0, 40.0, 30.0]
+    assert [r["linear_top1"] for r in curves] == [None, 24.0, None, 19.5]
+    assert write_curves(tmp_path / "runs", tmp_path, "title")
+    written = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    assert [(r["run"], r["network"], r["knn_top1"]) for r in written][0] == (
+        "vicreg-paper",
+        "dense",
+        "22.0",
+    )
+    assert (tmp_path / "learning_curves.png").stat().st_size > 1000
+    # published: one merged file, from which the same curves come back
+    (dual / "pretrain.json").write_text(_record({"checkpoint": "x.ckpt"}))
+    publish_runs(tmp_path, tmp_path / "pub", [dual.name])
+    assert learning_curves(tmp_path / "pub" / "runs" / dual.name) == curves
+    empty = tmp_path / "none" / "runs" / "vicreg-paper"
+    empty.mkdir(parents=True)
+    assert not write_curves(empty.parent, tmp_path / "none", "t")
+
+
+def test_cpu_long_is_the_cpu_protocol_eight_times_longer_with_online_knn(tmp_path) -> None:
+    """Every cpu config composes with the cpu_long overrides into a 40-epoch run with online k-NN
+    (gated methods' annealing stretched to it) and a 20-epoch linear probe."""
+    pytest.importorskip("hydra", reason="hydra is not installed")
+    from hydra import compose, initialize_config_dir
+
+    from dualgate_solo.solo.paths import config_dir
+
+    cpu, long = PROTOCOLS["cpu"], PROTOCOLS["cpu_long"]
+    assert (long.configs, long.train_per_class, long.val_per_class) == ("cpu", 500, 200)
+    assert long.online_val and not long.umap
+    for method in ("vicreg", "vicreg_gating", "vicreg_dual_gating"):
+        run = Run(method, None if method == "vicreg" else 0.3, "paper")
+        with initialize_config_dir(str(config_dir() / "pretrain" / "cpu"), version_base="1.2"):
+            base = compose(method)
+            gated = long.pretrain_gated if run.gated else ()
+            cfg = compose(method, overrides=[*long.pretrain, *gated, *run.overrides()])
+        assert (base.max_epochs, cfg.max_epochs) == (5, 40)
+        assert (cfg.knn_eval.enabled, cfg.knn_eval.k, cfg.knn_eval.distance_func) == (
+            True,
+            20,
+            "euclidean",
+        )
+        if run.gated:
+            assert (base.method_kwargs.anneal_alpha, cfg.method_kwargs.anneal_alpha) == (2.0, 0.25)
+            # p = exp(-alpha * epoch) reaches the same value at the end of both schedules
+            assert 2.0 * base.max_epochs == 0.25 * cfg.max_epochs
+        with initialize_config_dir(str(config_dir() / "linear" / "cpu"), version_base="1.2"):
+            linear = compose(method, overrides=["pretrained_feature_extractor=x", *long.linear])
+        assert (linear.max_epochs, list(linear.scheduler.lr_decay_steps)) == (20, [12, 16])
+    assert cpu.pretrain == cpu.linear == ()
+
+
+def test_launcher_gives_a_trainer_without_logger_a_csv_logger(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("lightning", reason="lightning is not installed")
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.loggers import CSVLogger
+
+    from dualgate_solo.runner.launch import log_to_csv
+
+    original = Trainer.__init__
+    monkeypatch.chdir(tmp_path)
+    try:
+        log_to_csv()
+        trainer = Trainer(logger=None, max_epochs=1, enable_progress_bar=False)
+        kept = Trainer(logger=False, max_epochs=1, enable_progress_bar=False)
+    finally:
+        Trainer.__init__ = original
+    assert isinstance(trainer.logger, CSVLogger) and kept.logger is None
+    assert Path(trainer.logger.log_dir) == tmp_path / "lightning_logs" / "version_0"

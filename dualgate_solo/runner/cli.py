@@ -18,6 +18,9 @@ Protocols (config directories under ``configs/``; the README gives their cost):
   and a 200-per-class evaluation subset (symlinked under ``<out>/data``), 5 pre-training and
   3 linear epochs, no online validation; evaluation at 32 px through
   ``DUALGATE_CUSTOM_PIPELINE``.
+- ``cpu_long``: ``cpu`` trained 8x longer (40 epochs, 1,560 steps) with online k-NN and linear
+  head of every trained network after every epoch (``learning_curves.png``, ``curves.csv``) and a
+  20-epoch linear probe.
 - ``gpu``: the paper's recipe (``cifar10``: 500 epochs, torchvision CIFAR-10).
 """
 
@@ -146,6 +149,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     from tqdm import tqdm
 
     from dualgate_solo.provenance import provenance
+    from dualgate_solo.runner.curves import write_curves
     from dualgate_solo.runner.data import subset_folder
     from dualgate_solo.runner.grid import GridRunner
     from dualgate_solo.runner.publish import publish_runs
@@ -184,6 +188,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         rows, unfinished = collect_rows(target / "runs")
         title = f"protocol {args.protocol}; per-run records in runs/<run>/"
         write_table(rows, target, title)
+        write_curves(target / "runs", target, title)
         record = {**meta, "unfinished_runs": unfinished}
         (target / "provenance.json").write_text(json.dumps(record, indent=2))
     print((targets[-1] / "table.md").read_text())

@@ -87,9 +87,13 @@ class GridRunner:
     def _hydra(
         self, script: str, kind: str, run: Run, run_dir: Path, stage: str, overrides: list[str]
     ) -> None:
-        """Run solo-learn's ``script`` with ``configs/<kind>/<protocol>/<method>.yaml``."""
+        """Run solo-learn's ``script`` with ``configs/<kind>/<protocol>/<method>.yaml`` through
+        :mod:`~dualgate_solo.runner.launch` (metrics in ``lightning_logs/version_*/metrics.csv``).
+        """
         cmd = [
             sys.executable,
+            "-m",
+            "dualgate_solo.runner.launch",
             str(self.solo / script),
             "--config-path",
             str(config_dir() / kind / self.protocol.configs),
@@ -106,6 +110,8 @@ class GridRunner:
             *self._data(),
             *([] if self.protocol.online_val else ["data.val_path=null"]),
             f"checkpoint.dir={ckpt_root}",
+            *self.protocol.pretrain,
+            *(self.protocol.pretrain_gated if run.gated else ()),
             *run.overrides(),
             *self.pretrain_overrides,
         ]
@@ -135,6 +141,7 @@ class GridRunner:
             *self._data(),
             f"checkpoint.dir={ckpt_root}",
             f"pretrained_feature_extractor='{checkpoint}'",
+            *self.protocol.linear,
             *run.shared_overrides(),
             *_selector(run, branch),
             *self.linear_overrides,
@@ -251,7 +258,7 @@ class GridRunner:
         self.macs(run, run_dir, pre["args_json"])
         if run.gated:
             self.cost(run, run_dir, pre["run_dir"])
-            if len(run.branches) > 1:
+            if len(run.branches) > 1 and self.protocol.umap:
                 self.umap(run, run_dir, pre["run_dir"])
         for branch in run.branches:
             self.linear(run, run_dir, pre["checkpoint"], branch)

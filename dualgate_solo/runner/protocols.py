@@ -48,6 +48,13 @@ class Protocol:
     #: validate (online linear head, FLOPs ratio) during pre-training
     online_val: bool = True
     workers: int = 2
+    #: Hydra overrides the protocol adds to its configs: every pre-training, the pre-training of
+    #: gated methods (their budget options), every linear probe
+    pretrain: tuple[str, ...] = ()
+    pretrain_gated: tuple[str, ...] = ()
+    linear: tuple[str, ...] = ()
+    #: also draw the UMAP of both branches of two-branch runs
+    umap: bool = True
 
 
 PROTOCOLS = {
@@ -63,6 +70,24 @@ PROTOCOLS = {
     ),
     "gpu": Protocol("cifar10", "cifar10"),
 }
+#: ``cpu_long``: the ``cpu`` protocol 8x longer (40 epochs, 1,560 steps), validated every epoch
+#: (online k-NN, k = 20, Euclidean, and linear head of every trained network: learning curves),
+#: the gates' annealing ``p = exp(-alpha * epoch)`` stretched to 40 epochs as ``alpha = 0.02``
+#: spans the paper's 500 (the ``cpu`` configs' 2.0 spans 5), and a 20-epoch linear probe (steps at
+#: 60 % and 80 %) long enough to converge on the frozen features.
+PROTOCOLS["cpu_long"] = replace(
+    PROTOCOLS["cpu"],
+    online_val=True,
+    pretrain=(
+        "max_epochs=40",
+        "knn_eval.enabled=True",
+        "++knn_eval.k=20",
+        "++knn_eval.distance_func=euclidean",
+    ),
+    pretrain_gated=("method_kwargs.anneal_alpha=0.25",),
+    linear=("max_epochs=20", "scheduler.lr_decay_steps=[12,16]"),
+    umap=False,
+)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Copy a grid's small artefacts (no checkpoints) to a directory that is committed.
 
-Per run: the stage records, the k-NN results, the cost report and figures, and solo-learn's
+Per run: the stage records, the k-NN results, the cost report and figures, solo-learn's
 ``args.json`` of the pre-training (``args.json``) and of each linear probe
-(``linear-<branch>.args.json``), read from the paths the stage records name.
+(``linear-<branch>.args.json``), read from the paths the stage records name, and the
+pre-training's logged metrics merged into one file
+(:data:`~dualgate_solo.runner.curves.METRICS_FILE`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+from dualgate_solo.runner.curves import METRICS_FILE, write_merged_metrics
 from dualgate_solo.runner.stages import stage_result
 
 PUBLISHED = (
@@ -50,3 +53,4 @@ def publish_runs(out: Path, target: Path, runs: list[str]) -> None:
                 shutil.copy2(f, dest)
         for published, source in _solo_args(run_dir).items():
             shutil.copy2(source, dest_dir / published)
+        write_merged_metrics(run_dir, dest_dir / METRICS_FILE)

@@ -1,13 +1,17 @@
-"""The grid's table (``table.csv``, ``table.md``) and ``accuracy_vs_flops.png`` from run records.
+"""The grid's tables (``table.csv``, ``table_mean.csv``, ``table.md``) and its figure.
 
 Rows are read back from the stage records under ``<dir>/runs/<run>/``, one row per trained branch,
 so a table can combine runs of several invocations (and the published records of earlier ones).
+``table.csv`` has one row per run and branch; runs that differ only in their seed
+(:attr:`Run.replicate_of`) are one row of ``table_mean.csv`` and ``table.md``: the mean and the
+sample standard deviation (n - 1) over the seeds, and their number.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,8 @@ from dualgate_solo.runner.protocols import BASELINE, VARIANTS, Run
 from dualgate_solo.runner.stages import stage_result
 
 COLUMNS = (
+    "run",
+    "seed",
     "method",
     "width",
     "variant",
@@ -28,6 +34,10 @@ COLUMNS = (
     "macs_m",
     "args_json",
 )
+#: the columns averaged over seeds
+METRICS = ("linear_top1", "knn_top1_k1", "knn_top1_k20", "flops_reduction_pct", "macs_m")
+#: what identifies a row of the mean table
+ROW_KEY = ("method", "width", "variant", "t_d", "branch")
 NO_ARGS_JSON = (
     "args.json `no`: no solo-learn args.json was published for the run; its "
     "`runs/<run>/provenance.json` says where the row comes from."
@@ -44,8 +54,11 @@ def run_rows(run_dir: Path) -> list[dict[str, Any]] | None:
     result = {s: stage_result(json.loads((run_dir / f"{s}.json").read_text())) for s in stages}
     macs_file = run_dir / "macs.json"
     macs = stage_result(json.loads(macs_file.read_text())) if macs_file.is_file() else {}
+    seed = run.seed if run.seed is not None else _args_seed(run_dir, result["pretrain"])
     return [
         {
+            "run": run_dir.name,
+            "seed": "" if seed is None else seed,
             "method": run.method,
             "width": run.width or "",
             "variant": run.variant,
@@ -78,16 +91,36 @@ def _macs(result: dict[str, Any], macs: dict[str, int], network: str) -> float |
     return "" if value is None else value / 1e6
 
 
-def _has_args_json(run_dir: Path, pretrain: dict[str, Any]) -> bool:
+def _args_json(run_dir: Path, pretrain: dict[str, Any]) -> Path | None:
     """A published ``args.json`` next to the records, or the one the pre-training record names."""
     named = pretrain.get("args_json")
-    return (run_dir / "args.json").is_file() or (named is not None and Path(named).is_file())
+    for path in (run_dir / "args.json", Path(named) if named else None):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def _has_args_json(run_dir: Path, pretrain: dict[str, Any]) -> bool:
+    return _args_json(run_dir, pretrain) is not None
+
+
+def _args_seed(run_dir: Path, pretrain: dict[str, Any]) -> int | None:
+    """The seed solo-learn recorded in the run's ``args.json`` (``None`` without one)."""
+    path = _args_json(run_dir, pretrain)
+    return json.loads(path.read_text()).get("seed") if path else None
 
 
 def _order(run: Run) -> tuple:
     methods = [*METHODS, BASELINE]
     variant = list(VARIANTS).index(run.variant)
-    return (methods.index(run.method), run.target_density or 0.0, variant, -(run.width or 1e9))
+    seed = -1 if run.seed is None else run.seed
+    return (
+        methods.index(run.method),
+        run.target_density or 0.0,
+        variant,
+        -(run.width or 1e9),
+        seed,
+    )
 
 
 def collect_rows(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -102,29 +135,73 @@ def collect_rows(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, unfinished
 
 
+def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per :data:`ROW_KEY` (first-seen order): ``<metric>`` the mean over its runs,
+    ``<metric>_std`` the sample standard deviation (``None`` for one run), ``seeds`` the number of
+    runs, ``args_json`` ``yes`` only if every run has one. An unrecorded MAC count stays ``""``."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in ROW_KEY), []).append(row)
+    means = []
+    for members in groups.values():
+        mean = {k: members[0][k] for k in ROW_KEY}
+        for metric in METRICS:
+            values = [m[metric] for m in members]
+            if "" in values:
+                mean[metric], mean[f"{metric}_std"] = "", None
+                continue
+            mean[metric] = statistics.fmean(values)
+            mean[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
+        mean["seeds"] = len(members)
+        mean["args_json"] = "yes" if all(m["args_json"] == "yes" for m in members) else "no"
+        means.append(mean)
+    return means
+
+
+MEAN_COLUMNS = (*ROW_KEY, "seeds", *(c for m in METRICS for c in (m, f"{m}_std")), "args_json")
+
+
 def write_table(rows: list[dict[str, Any]], out: Path, title: str) -> None:
-    """``table.csv``, ``table.md`` and ``accuracy_vs_flops.png`` in ``out``."""
+    """``table.csv`` (per run), ``table_mean.csv`` and ``table.md`` (over seeds) and
+    ``accuracy_vs_flops.png`` in ``out``."""
     with open(out / "table.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    means = mean_rows(rows)
+    with open(out / "table_mean.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, MEAN_COLUMNS)
+        writer.writeheader()
+        writer.writerows(means)
     header = (
-        "| method | variant | t_d | network | linear top-1 | k-NN top-1 (k=1) | k-NN top-1 (k=20) "
-        "| FLOPs R. | MACs [M] | args.json |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| method | variant | t_d | network | seeds | linear top-1 | k-NN top-1 (k=1) "
+        "| k-NN top-1 (k=20) | FLOPs R. [%] | MACs [M] | args.json |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r['method']}{_width_tag(r)} | {r['variant']} | {r['t_d']} | {r['branch']} "
-        f"| {r['linear_top1']:.2f} | {r['knn_top1_k1']:.2f} | {r['knn_top1_k20']:.2f} "
-        f"| {r['flops_reduction_pct']:.2f} % | {_fmt(r['macs_m'])} | {r['args_json']} |\n"
-        for r in rows
+        f"| {r['seeds']} | {_fmt(r, 'linear_top1')} | {_fmt(r, 'knn_top1_k1')} "
+        f"| {_fmt(r, 'knn_top1_k20')} | {_fmt(r, 'flops_reduction_pct')} "
+        f"| {_fmt(r, 'macs_m')} | {r['args_json']} |\n"
+        for r in means
     )
-    footnote = f"\n{NO_ARGS_JSON}\n" if any(r["args_json"] == "no" for r in rows) else ""
-    (out / "table.md").write_text(f"{title}\n\n{header}{body}{footnote}")
-    plot(rows, out / "accuracy_vs_flops.png", title)
+    spread = (
+        "\nWith several seeds: mean ± sample standard deviation over the seeds "
+        "(`table.csv` has every run).\n"
+        if any(r["seeds"] > 1 for r in means)
+        else ""
+    )
+    footnote = f"\n{NO_ARGS_JSON}\n" if any(r["args_json"] == "no" for r in means) else ""
+    (out / "table.md").write_text(f"{title}\n\n{header}{body}{spread}{footnote}")
+    plot(means, out / "accuracy_vs_flops.png", title)
 
 
-def _fmt(macs: float | str) -> str:
-    return macs if isinstance(macs, str) else f"{macs:.2f}"
+def _fmt(row: dict[str, Any], metric: str) -> str:
+    """``mean`` or ``mean ± std`` with two decimals; ``""`` stays empty."""
+    value, std = row[metric], row.get(f"{metric}_std")
+    if value == "":
+        return ""
+    return f"{value:.2f}" if std is None else f"{value:.2f} ± {std:.2f}"
 
 
 def _width_tag(row: dict[str, Any]) -> str:
@@ -132,7 +209,8 @@ def _width_tag(row: dict[str, Any]) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Linear top-1 against FLOPs R., one marker per (method, variant, branch)."""
+    """Linear top-1 against FLOPs R., one marker per (method, variant, branch) of the mean rows,
+    with the standard deviation over seeds as error bars where there are several."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,11 +220,13 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for group, marker in zip(groups, "osD^vP*X<>"):
         points = [r for r in rows if (r["method"], r["variant"], r["branch"]) == group]
-        ax.plot(
+        ax.errorbar(
             [r["flops_reduction_pct"] for r in points],
             [r["linear_top1"] for r in points],
+            yerr=[r.get("linear_top1_std") or 0.0 for r in points],
             marker=marker,
             linestyle="none",
+            capsize=3,
             label="{} {} ({})".format(*group),
         )
     ax.set_xlabel("FLOPs R. [%] (0 = dense)")
