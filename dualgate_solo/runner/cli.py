@@ -20,7 +20,7 @@ Protocols (config directories under ``configs/``; the README gives their cost):
   ``DUALGATE_CUSTOM_PIPELINE``.
 - ``cpu_long``: ``cpu`` trained 8x longer (40 epochs, 1,560 steps) with online k-NN and linear
   head of every trained network after every epoch (``learning_curves.png``, ``curves.csv``) and a
-  20-epoch linear probe.
+  10-epoch linear probe.
 - ``gpu``: the paper's recipe (``cifar10``: 500 epochs, torchvision CIFAR-10).
 """
 
@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="ImageFolder of the evaluation split for the cost report (default: --val)",
+    )
+    parser.add_argument(
+        "--no-umap",
+        action="store_true",
+        help="skip the UMAP figure of two-branch runs (for machines without umap-learn)",
     )
     parser.add_argument(
         "--cpu",
@@ -170,6 +175,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         out=args.out,
         workers=protocol.workers if args.workers is None else args.workers,
         cpu=args.cpu,
+        draw_umap=protocol.umap and not args.no_umap,
         cost_data=args.cost_data,
         pretrain_overrides=tuple(args.pretrain_override),
         linear_overrides=tuple(args.linear_override),

@@ -50,6 +50,7 @@ class GridRunner:
         out: the output directory.
         workers: data-loader workers.
         cpu: load the CUDA->CPU shim into the subprocesses.
+        draw_umap: draw the UMAP figure of two-branch runs.
         cost_data: the evaluation split of the cost and UMAP reports (default ``val``).
         pretrain_overrides, linear_overrides: the user's extra Hydra overrides.
     """
@@ -62,6 +63,7 @@ class GridRunner:
     out: Path
     workers: int
     cpu: bool
+    draw_umap: bool = True
     cost_data: Path | None = None
     pretrain_overrides: tuple[str, ...] = ()
     linear_overrides: tuple[str, ...] = ()
@@ -258,7 +260,7 @@ class GridRunner:
         self.macs(run, run_dir, pre["args_json"])
         if run.gated:
             self.cost(run, run_dir, pre["run_dir"])
-            if len(run.branches) > 1 and self.protocol.umap:
+            if len(run.branches) > 1 and self.draw_umap:
                 self.umap(run, run_dir, pre["run_dir"])
         for branch in run.branches:
             self.linear(run, run_dir, pre["checkpoint"], branch)

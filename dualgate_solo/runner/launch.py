@@ -10,6 +10,7 @@ files are untouched; a ``Trainer`` given a logger keeps it.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -22,6 +23,7 @@ def log_to_csv() -> None:
 
     original = Trainer.__init__
 
+    @functools.wraps(original)  # solo-learn filters its Trainer kwargs by this signature
     def init(self, *args, **kwargs):  # noqa: ANN001, ANN202
         if kwargs.get("logger") is None:
             root = kwargs.get("default_root_dir") or os.getcwd()

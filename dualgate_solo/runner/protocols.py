@@ -73,7 +73,7 @@ PROTOCOLS = {
 #: ``cpu_long``: the ``cpu`` protocol 8x longer (40 epochs, 1,560 steps), validated every epoch
 #: (online k-NN, k = 20, Euclidean, and linear head of every trained network: learning curves),
 #: the gates' annealing ``p = exp(-alpha * epoch)`` stretched to 40 epochs as ``alpha = 0.02``
-#: spans the paper's 500 (the ``cpu`` configs' 2.0 spans 5), and a 20-epoch linear probe (steps at
+#: spans the paper's 500 (the ``cpu`` configs' 2.0 spans 5), and a 10-epoch linear probe (steps at
 #: 60 % and 80 %) long enough to converge on the frozen features.
 PROTOCOLS["cpu_long"] = replace(
     PROTOCOLS["cpu"],
@@ -85,7 +85,7 @@ PROTOCOLS["cpu_long"] = replace(
         "++knn_eval.distance_func=euclidean",
     ),
     pretrain_gated=("method_kwargs.anneal_alpha=0.25",),
-    linear=("max_epochs=20", "scheduler.lr_decay_steps=[12,16]"),
+    linear=("max_epochs=10", "scheduler.lr_decay_steps=[6,8]"),
     umap=False,
 )
 

@@ -13,7 +13,7 @@ recognises as a gated ResNet's. Other checkpoints load exactly as before.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Mapping, MutableMapping
 from functools import partial
 from typing import Any
 
@@ -85,8 +85,11 @@ class GuardedFactory:
         return f"{self.factory!r} (refuses dualgate_solo checkpoints)"
 
 
-def guard_backbones(factories: MutableMapping[str, Callable[..., nn.Module]]) -> None:
-    """Wrap every factory of ``factories`` (solo-learn's ``_BACKBONES``) once, in place."""
+def guard_backbones(
+    factories: MutableMapping[str, Callable[..., nn.Module]], own: Collection[str]
+) -> None:
+    """Wrap every factory of ``factories`` (solo-learn's ``_BACKBONES``) once, in place, except
+    those named in ``own`` (the package's backbones, which check checkpoints themselves)."""
     for name, factory in factories.items():
-        if not isinstance(factory, GuardedFactory):
+        if name not in own and not isinstance(factory, GuardedFactory):
             factories[name] = GuardedFactory(name, factory)

@@ -46,7 +46,7 @@ def register() -> None:
 
     for name, spec in METHODS.items():
         methods.METHODS.setdefault(name, spec.solo_class_object())
-    guard_backbones(BaseMethod._BACKBONES)
+    guard_backbones(BaseMethod._BACKBONES, own=BACKBONES)
     for name in BACKBONES:
         BaseMethod._BACKBONES.setdefault(name, _Factory(name))
     run_cfg.install()

@@ -64,6 +64,12 @@ def test_register_adds_every_registered_method_and_backbone_once(solo) -> None:
     resnet18 = BaseMethod._BACKBONES["resnet18"]
     assert isinstance(resnet18, GuardedFactory)
     assert not isinstance(resnet18.factory, GuardedFactory)  # wrapped once over two register()s
+    # the package's own backbones check checkpoints themselves: never wrapped, also not by the
+    # second register() (start-up hook + ``dualgate-solo run``), which used to refuse their own
+    # checkpoints as foreign
+    from dualgate_solo.models import BACKBONES
+
+    assert not any(isinstance(BaseMethod._BACKBONES[n], GuardedFactory) for n in BACKBONES)
 
 
 @pytest.mark.parametrize("config", PRETRAIN_CONFIGS, ids=str)
