@@ -224,7 +224,9 @@ def _finished_runs(root: Path) -> None:
         (legacy / f"{name}.json").write_text(json.dumps(result))
     new = root / "runs" / "vicreg_gating-td0.3-tracked"
     (new / "pretrain" / "ckpts").mkdir(parents=True)
-    (new / "pretrain" / "ckpts" / "args.json").write_text('{"method": "vicreg_gating", "seed": 5}')
+    (new / "pretrain" / "ckpts" / "args.json").write_text(
+        '{"method": "vicreg_gating", "seed": 5, "accelerator": "cpu"}'
+    )
     (new / "pretrain" / "ckpts" / "run.ckpt").write_bytes(b"ckpt")
     (new / "linear-gated" / "ckpts").mkdir(parents=True)
     (new / "linear-gated" / "ckpts" / "args.json").write_text('{"method": "linear"}')
@@ -274,30 +276,48 @@ def _finished_runs(root: Path) -> None:
     unfinished = root / "runs" / "vicreg-paper"
     unfinished.mkdir()
     (unfinished / "pretrain.json").write_text(_record({"checkpoint": "y.ckpt"}))
+    # a two-branch run whose gated branch was never probed: its dense row only
+    partial = root / "runs" / "vicreg_dual_gating-td0.5-tracked"
+    partial.mkdir()
+    for name, result in {
+        "pretrain": {"checkpoint": "p.ckpt"},
+        "cost": {"flops_ratio": 0.5, "flops_reduction": 0.5},
+        "linear-dense": {"linear_top1": 40.0},
+        "knn-dense": {"knn_top1_k1": 30.0, "knn_top1_k20": 35.0},
+    }.items():
+        (partial / f"{name}.json").write_text(_record(result))
 
 
 def test_table_plot_and_publish(tmp_path) -> None:
     out = tmp_path / "out"
     _finished_runs(out)
     rows, unfinished = collect_rows(out / "runs")
-    assert unfinished == ["vicreg-paper"]
-    write_table(rows, out, "title")
+    assert unfinished == [
+        "vicreg_dual_gating-td0.5-tracked (missing: linear-gated, knn-gated)",
+        "vicreg-paper (missing: linear-dense, knn-dense)",
+    ]
+    write_table(rows, out, "title", unfinished)
     table = (out / "table.md").read_text()
-    gating = "| vicreg_gating | tracked | 0.3 | gated | 3 | 29.50 ± 2.00 | 22.00 ± 2.00 "
+    gating = "| vicreg_gating | tracked | 0.3 | gated | 3 | cpu | 29.50 ± 2.00 | 22.00 ± 2.00 "
+    dual = "| vicreg_dual_gating | paper | 0.1 "
     assert [line for line in table.splitlines() if line.startswith(("| vicreg", "| slim"))] == [
-        "| vicreg_dual_gating | paper | 0.1 | dense | 1 | 44.00 | 33.00 | 38.00 | 0.00 |  | no |",
-        "| vicreg_dual_gating | paper | 0.1 | gated | 1 | 41.00 | 30.50 | 35.25 | 81.50 |  | no |",
+        dual + "| dense | 1 |  | 44.00 | 33.00 | 38.00 | 0.00 |  | no |",
+        dual + "| gated | 1 |  | 41.00 | 30.50 | 35.25 | 81.50 |  | no |",
+        "| vicreg_dual_gating | tracked | 0.5 | dense | 1 |  | 40.00 | 30.00 | 35.00 | 0.00 |  "
+        "| no |",
         gating + "| 26.00 ± 1.73 | 70.00 ± 0.00 | 0.60 ± 0.00 | yes |",
-        "| slimclr_vicreg | paper |  | w1 | 1 | 30.00 | 20.00 | 25.00 | 0.00 | 4.00 | no |",
-        "| slimclr_vicreg | paper |  | w0.5 | 1 | 29.00 | 19.00 | 24.00 | 75.00 | 1.00 | no |",
-        "| slimclr_vicreg | paper |  | w0.25 | 1 | 28.00 | 18.00 | 23.00 | 93.75 | 0.25 | no |",
-        "| vicreg (width 8) | paper |  | dense | 1 | 26.00 | 19.00 | 24.00 | 0.00 | 1.50 | no |",
+        "| slimclr_vicreg | paper |  | w1 | 1 |  | 30.00 | 20.00 | 25.00 | 0.00 | 4.00 | no |",
+        "| slimclr_vicreg | paper |  | w0.5 | 1 |  | 29.00 | 19.00 | 24.00 | 75.00 | 1.00 | no |",
+        "| slimclr_vicreg | paper |  | w0.25 | 1 |  | 28.00 | 18.00 | 23.00 | 93.75 | 0.25 | no |",
+        "| vicreg (width 8) | paper |  | dense | 1 |  | 26.00 | 19.00 | 24.00 | 0.00 | 1.50 | no |",
     ]
     assert "args.json `no`" in table and "mean ± sample standard deviation" in table
+    assert "rows absent: vicreg_dual_gating-td0.5-tracked (missing: linear-gated" in table
     table_rows = list(csv.DictReader((out / "table.csv").open()))
     assert [(r["method"], r["seed"], r["branch"], r["args_json"]) for r in table_rows] == [
         ("vicreg_dual_gating", "", "dense", "no"),
         ("vicreg_dual_gating", "", "gated", "no"),
+        ("vicreg_dual_gating", "", "dense", "no"),
         ("vicreg_gating", "5", "gated", "yes"),
         ("vicreg_gating", "1", "gated", "yes"),
         ("vicreg_gating", "2", "gated", "yes"),
@@ -307,8 +327,11 @@ def test_table_plot_and_publish(tmp_path) -> None:
         ("vicreg", "", "dense", "no"),
     ]
     assert table_rows[-1]["width"] == "8" and table_rows[1]["linear_top1"] == "41.0"
+    assert [r["accelerator"] for r in table_rows[3:6]] == ["cpu"] * 3 and not table_rows[0][
+        "accelerator"
+    ]
     means = list(csv.DictReader((out / "table_mean.csv").open()))
-    assert (means[2]["seeds"], means[2]["linear_top1"], means[2]["linear_top1_std"]) == (
+    assert (means[3]["seeds"], means[3]["linear_top1"], means[3]["linear_top1_std"]) == (
         "3",
         "29.5",
         "2.0",
@@ -337,6 +360,7 @@ def test_table_plot_and_publish(tmp_path) -> None:
     assert json.loads((tmp_path / "pub" / run / "args.json").read_text()) == {
         "method": "vicreg_gating",
         "seed": 5,
+        "accelerator": "cpu",
     }
 
 

@@ -193,7 +193,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     for target in targets:
         rows, unfinished = collect_rows(target / "runs")
         title = f"protocol {args.protocol}; per-run records in runs/<run>/"
-        write_table(rows, target, title)
+        write_table(rows, target, title, unfinished)
         write_curves(target / "runs", target, title)
         record = {**meta, "unfinished_runs": unfinished}
         (target / "provenance.json").write_text(json.dumps(record, indent=2))

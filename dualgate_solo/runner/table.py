@@ -22,6 +22,7 @@ from dualgate_solo.runner.stages import stage_result
 COLUMNS = (
     "run",
     "seed",
+    "accelerator",
     "method",
     "width",
     "variant",
@@ -44,21 +45,34 @@ NO_ARGS_JSON = (
 )
 
 
-def run_rows(run_dir: Path) -> list[dict[str, Any]] | None:
-    """One row per trained branch of the run in ``run_dir``; ``None`` while a stage is missing."""
+def missing_stages(run_dir: Path) -> list[str]:
+    """The stages of the run in ``run_dir`` without a record."""
     run = Run.from_name(run_dir.name)
     stages = ["pretrain", *(["cost"] if run.gated else [])]
     stages += [f"{kind}-{b}" for b in run.branches for kind in ("linear", "knn")]
-    if not all((run_dir / f"{s}.json").is_file() for s in stages):
-        return None
+    return [s for s in stages if not (run_dir / f"{s}.json").is_file()]
+
+
+def run_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """One row per trained branch of the run in ``run_dir`` whose stages all have records
+    (pre-training, cost for a gated run, the branch's linear probe and k-NN)."""
+    run = Run.from_name(run_dir.name)
+    missing = missing_stages(run_dir)
+    if "pretrain" in missing or "cost" in missing:
+        return []
+    branches = [b for b in run.branches if not {f"linear-{b}", f"knn-{b}"} & set(missing)]
+    stages = ["pretrain", *(["cost"] if run.gated else [])]
+    stages += [f"{kind}-{b}" for b in branches for kind in ("linear", "knn")]
     result = {s: stage_result(json.loads((run_dir / f"{s}.json").read_text())) for s in stages}
     macs_file = run_dir / "macs.json"
     macs = stage_result(json.loads(macs_file.read_text())) if macs_file.is_file() else {}
-    seed = run.seed if run.seed is not None else _args_seed(run_dir, result["pretrain"])
+    seed = run.seed if run.seed is not None else _args_value(run_dir, result["pretrain"], "seed")
+    accelerator = _args_value(run_dir, result["pretrain"], "accelerator")
     return [
         {
             "run": run_dir.name,
             "seed": "" if seed is None else seed,
+            "accelerator": accelerator or "",
             "method": run.method,
             "width": run.width or "",
             "variant": run.variant,
@@ -70,7 +84,7 @@ def run_rows(run_dir: Path) -> list[dict[str, Any]] | None:
             "macs_m": _macs(result, macs, branch),
             "args_json": "yes" if _has_args_json(run_dir, result["pretrain"]) else "no",
         }
-        for branch in run.branches
+        for branch in branches
     ]
 
 
@@ -104,10 +118,10 @@ def _has_args_json(run_dir: Path, pretrain: dict[str, Any]) -> bool:
     return _args_json(run_dir, pretrain) is not None
 
 
-def _args_seed(run_dir: Path, pretrain: dict[str, Any]) -> int | None:
-    """The seed solo-learn recorded in the run's ``args.json`` (``None`` without one)."""
+def _args_value(run_dir: Path, pretrain: dict[str, Any], key: str) -> Any:
+    """``key`` of the run's solo-learn ``args.json`` (``None`` without one)."""
     path = _args_json(run_dir, pretrain)
-    return json.loads(path.read_text()).get("seed") if path else None
+    return json.loads(path.read_text()).get(key) if path else None
 
 
 def _order(run: Run) -> tuple:
@@ -124,14 +138,13 @@ def _order(run: Run) -> tuple:
 
 
 def collect_rows(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of every finished run under ``runs_dir`` in grid order, and the unfinished runs."""
+    """Rows of every evaluated branch under ``runs_dir`` in grid order, and the runs with
+    missing stages as ``"<run> (missing: <stage>, ...)"``."""
     rows, unfinished = [], []
     for run_dir in sorted(runs_dir.iterdir(), key=lambda d: _order(Run.from_name(d.name))):
-        found = run_rows(run_dir)
-        if found is None:
-            unfinished.append(run_dir.name)
-        else:
-            rows += found
+        rows += run_rows(run_dir)
+        if missing := missing_stages(run_dir):
+            unfinished.append(f"{run_dir.name} (missing: {', '.join(missing)})")
     return rows, unfinished
 
 
@@ -153,17 +166,28 @@ def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             mean[metric] = statistics.fmean(values)
             mean[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else None
         mean["seeds"] = len(members)
+        mean["accelerator"] = "+".join(
+            dict.fromkeys(m["accelerator"] for m in members if m["accelerator"])
+        )
         mean["args_json"] = "yes" if all(m["args_json"] == "yes" for m in members) else "no"
         means.append(mean)
     return means
 
 
-MEAN_COLUMNS = (*ROW_KEY, "seeds", *(c for m in METRICS for c in (m, f"{m}_std")), "args_json")
+MEAN_COLUMNS = (
+    *ROW_KEY,
+    "seeds",
+    "accelerator",
+    *(c for m in METRICS for c in (m, f"{m}_std")),
+    "args_json",
+)
 
 
-def write_table(rows: list[dict[str, Any]], out: Path, title: str) -> None:
-    """``table.csv`` (per run), ``table_mean.csv`` and ``table.md`` (over seeds) and
-    ``accuracy_vs_flops.png`` in ``out``."""
+def write_table(
+    rows: list[dict[str, Any]], out: Path, title: str, unfinished: list[str] = ()
+) -> None:
+    """``table.csv`` (per run), ``table_mean.csv`` and ``table.md`` (over seeds, ending with the
+    ``unfinished`` runs of :func:`collect_rows`) and ``accuracy_vs_flops.png`` in ``out``."""
     with open(out / "table.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -174,13 +198,14 @@ def write_table(rows: list[dict[str, Any]], out: Path, title: str) -> None:
         writer.writeheader()
         writer.writerows(means)
     header = (
-        "| method | variant | t_d | network | seeds | linear top-1 | k-NN top-1 (k=1) "
+        "| method | variant | t_d | network | seeds | ran on | linear top-1 | k-NN top-1 (k=1) "
         "| k-NN top-1 (k=20) | FLOPs R. [%] | MACs [M] | args.json |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     body = "".join(
         f"| {r['method']}{_width_tag(r)} | {r['variant']} | {r['t_d']} | {r['branch']} "
-        f"| {r['seeds']} | {_fmt(r, 'linear_top1')} | {_fmt(r, 'knn_top1_k1')} "
+        f"| {r['seeds']} | {r['accelerator']} | {_fmt(r, 'linear_top1')} "
+        f"| {_fmt(r, 'knn_top1_k1')} "
         f"| {_fmt(r, 'knn_top1_k20')} | {_fmt(r, 'flops_reduction_pct')} "
         f"| {_fmt(r, 'macs_m')} | {r['args_json']} |\n"
         for r in means
@@ -192,6 +217,8 @@ def write_table(rows: list[dict[str, Any]], out: Path, title: str) -> None:
         else ""
     )
     footnote = f"\n{NO_ARGS_JSON}\n" if any(r["args_json"] == "no" for r in means) else ""
+    if unfinished:
+        footnote += "\nNot (fully) evaluated, rows absent: " + "; ".join(unfinished) + ".\n"
     (out / "table.md").write_text(f"{title}\n\n{header}{body}{spread}{footnote}")
     plot(means, out / "accuracy_vs_flops.png", title)
 
