@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--linear-override", nargs="*", default=[], help="extra Hydra overrides, main_linear.py"
     )
     parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="run no stage: publish (--publish) and tabulate the stage records that exist, e.g. "
+        "of runs made on another machine",
+    )
+    parser.add_argument(
         "--publish",
         type=Path,
         default=None,
@@ -182,14 +188,15 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     )
     seeds = tuple(args.seeds) if args.seeds else (None,)
     runs = grid(args.methods, args.densities, args.variants, tuple(args.baseline_widths), seeds)
-    for run in tqdm(runs, desc="grid", unit="run"):
+    for run in tqdm([] if args.tables_only else runs, desc="grid", unit="run"):
         runner.run(run)
 
     meta = {**provenance(), "command": command}
     meta["runs"] = [run.name for run in runs]
     targets = [args.out] + ([args.publish] if args.publish else [])
     if args.publish:
-        publish_runs(args.out, args.publish, meta["runs"])
+        made = [name for name in meta["runs"] if (args.out / "runs" / name).is_dir()]
+        publish_runs(args.out, args.publish, made)
     for target in targets:
         rows, unfinished = collect_rows(target / "runs")
         title = f"protocol {args.protocol}; per-run records in runs/<run>/"

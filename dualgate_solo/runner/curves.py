@@ -108,26 +108,29 @@ def write_curves(runs_dir: Path, out: Path, title: str) -> bool:
 
 
 def plot_curves(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Online k-NN top-1 (left) and VICReg loss (right) against the step, one line per
-    (run, network); plain VICReg in black."""
+    """Online k-NN top-1 (left) and VICReg loss (right) against the step: one colour per run,
+    the dense network solid and the gated one dashed; plain VICReg in black."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (knn_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    curves = list(dict.fromkeys((r["run"], r["network"]) for r in rows))
-    for run_name, network in curves:
-        points = [r for r in rows if (r["run"], r["network"]) == (run_name, network)]
-        baseline = Run.from_name(run_name).method == BASELINE
-        style = {"color": "black", "linewidth": 2.2} if baseline else {"linewidth": 1.2}
-        dashes = "--" if network == "gated" else "-"
-        steps = [r["step"] for r in points]
-        label = run_name if baseline else f"{run_name} ({network})"
-        knn_ax.plot(steps, [r["knn_top1"] for r in points], dashes, label=label, **style)
-        if network == Run.from_name(run_name).branches[0]:
+    runs = list(dict.fromkeys(r["run"] for r in rows))
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"] * len(runs))
+    for run_name in runs:
+        run = Run.from_name(run_name)
+        baseline = run.method == BASELINE
+        style = {"color": "black" if baseline else next(colors)}
+        style["linewidth"] = 2.2 if baseline else 1.2
+        for network in run.branches:
+            points = [r for r in rows if (r["run"], r["network"]) == (run_name, network)]
+            label = run_name if baseline else f"{run_name} ({network})"
+            steps = [r["step"] for r in points]
+            dashes = "--" if network == "gated" else "-"
+            knn_ax.plot(steps, [r["knn_top1"] for r in points], dashes, label=label, **style)
             loss = [(r["step"], r["vicreg_loss"]) for r in points if r["vicreg_loss"] is not None]
-            if loss:
+            if network == run.branches[0] and loss:
                 loss_ax.plot(*zip(*loss), label=run_name, **style)
     knn_ax.set_xlabel("pre-training step")
     knn_ax.set_ylabel("online k-NN top-1 [%] (k = 20)")
