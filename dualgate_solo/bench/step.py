@@ -30,25 +30,38 @@ import sys
 import time
 from pathlib import Path
 
-#: solo-learn's VICReg (the baseline, first) and the methods compared with it
-COMPARED = ("vicreg", "vicreg_dual_gating", "slimclr_vicreg", "slimclr_mocov3", "sacl_xd")
+#: solo-learn's VICReg (the baseline, first) and the entries compared with it: a method, or
+#: ``<method>+symmetric`` (Dual-Gating with ``symmetric: true``: both views through both branches)
+COMPARED = (
+    "vicreg",
+    "vicreg_dual_gating",
+    "vicreg_dual_gating+symmetric",
+    "slimclr_vicreg",
+    "slimclr_mocov3",
+    "sacl_xd",
+)
 
 
-def method_overrides(method: str) -> list[str]:
-    """Hydra overrides of ``method`` beyond its config: a SlimCLR method's sub-networks on from
-    the first step (no slow start), so the step trains every width."""
+def method_of(entry: str) -> str:
+    """The solo-learn method of a :data:`COMPARED` entry."""
+    return entry.split("+")[0]
+
+
+def method_overrides(entry: str) -> list[str]:
+    """Hydra overrides of an entry beyond its method's config: a SlimCLR method's sub-networks on
+    from the first step (no slow start), so the step trains every width; ``+symmetric``'s option."""
     from dualgate_solo.method_registry import METHODS
     from dualgate_solo.slim_options import SlimCLROptions
 
-    spec = METHODS.get(method)
+    spec = METHODS.get(method_of(entry))
     if spec is not None and SlimCLROptions in spec.kwargs_types:
         return ["method_kwargs.slow_start_epochs=0"]
-    return []
+    return ["method_kwargs.symmetric=True"] if entry.endswith("+symmetric") else []
 
 
-def _build(method: str, batch_size: int, device: str):
-    """A solo-learn method built from the package's ``pretrain/cifar10/<method>.yaml`` with
-    :func:`method_overrides`."""
+def _build(entry: str, batch_size: int, device: str):
+    """The entry's solo-learn method built from the package's ``pretrain/cifar10/<method>.yaml``
+    with :func:`method_overrides`."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
     from solo.args.pretrain import parse_cfg
@@ -62,16 +75,16 @@ def _build(method: str, batch_size: int, device: str):
         config_dir=str(config_dir() / "pretrain" / "cifar10"), version_base="1.2"
     ):
         cfg = compose(
-            config_name=method,
+            config_name=method_of(entry),
             overrides=[
                 f"optimizer.batch_size={batch_size}",
                 "knn_eval.enabled=False",
-                *method_overrides(method),
+                *method_overrides(entry),
             ],
         )
     OmegaConf.set_struct(cfg, False)
     cfg = parse_cfg(cfg)
-    model = SOLO_METHODS[method](cfg).to(device)
+    model = SOLO_METHODS[method_of(entry)](cfg).to(device)
     if not cfg.performance.disable_channel_last:
         model = model.to(memory_format=__import__("torch").channels_last)
     return model
@@ -207,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu"
     )
     parser.add_argument("--out", type=Path, default=Path("results/bench_step"))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=COMPARED,
+        default=list(COMPARED),
+        help="entries to time (vicreg, the reference, is always timed first)",
+    )
     parser.add_argument("--child", choices=COMPARED, help=argparse.SUPPRESS)
     return parser
 
@@ -220,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     from dualgate_solo.provenance import provenance
 
     rows = []
-    for method in COMPARED:
+    for method in ["vicreg", *(m for m in args.methods if m != "vicreg")]:
         cmd = [
             sys.executable,
             "-m",
