@@ -44,9 +44,11 @@ from dualgate_solo.runner.data import subset_folder
 from dualgate_solo.runner.protocols import PROTOCOLS
 data, runs, record, *names = sys.argv[1:]
 for name in names:
-    grid = Path(runs) / f"grid_{name}"
-    subset_folder(data / Path("train"), grid / "data" / "train", PROTOCOLS[name].train_per_class)
-    subset_folder(data / Path("test"), grid / "data" / "val", PROTOCOLS[name].val_per_class)
+    grid, protocol = Path(runs) / f"grid_{name}", PROTOCOLS[name]
+    if protocol.train_per_class:
+        subset_folder(data / Path("train"), grid / "data" / "train", protocol.train_per_class)
+    if protocol.val_per_class:
+        subset_folder(data / Path("test"), grid / "data" / "val", protocol.val_per_class)
 gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 info = {**provenance(), "gpu": gpu, "torch": torch.__version__, "cpu_count": os.cpu_count(),
         "python": platform.python_version()}
@@ -56,6 +58,7 @@ for spec in "${SPECS[@]}"; do
   IFS=: read -r protocol method variant seeds <<< "$spec"
   workers=2; [ "$protocol" = cpu_long ] && workers=3
   seed_args=(); [ "$seeds" != "-" ] && seed_args=(--seeds ${seeds//,/ })
+  mkdir -p "$RUNS_ROOT/grid_$protocol"
   left=$(( DEADLINE - ($(date +%s) - START) ))
   timeout -k 15 -s INT "$left" python3 "$REPO/scripts/run_grid.py" --protocol "$protocol" \
     --solo "$SOLO_ROOT" --train "$DATA_ROOT/cifar10_jpg/train" --val "$DATA_ROOT/cifar10_jpg/test" \
