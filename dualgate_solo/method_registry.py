@@ -137,7 +137,12 @@ class MethodSpec:
     def backbone_defaults(self) -> dict[str, Any]:
         """``backbone.kwargs`` defaults of a gated method: the primary branch and the first
         allowed scope (a slimmable method's width kwargs depend on its options: filled by
-        :func:`dualgate_solo.solo.config.configure_run`)."""
+        :func:`dualgate_solo.solo.config.configure_run`).
+
+        Both gated methods train either gate mode. ``gate_mode`` (default ``channel``, the
+        paper) and ``width_choices`` are deliberately not filled in: the backbone's own defaults
+        apply, so a channel-mode run's ``args.json`` and run name stay what they were, and a
+        width-mode run (``+backbone.kwargs.gate_mode=width``) records the key it was given."""
         if self.slimmable:
             return {}
         return {"branch": self.primary_branch, "dual_bn_scope": self.dual_bn_scopes[0]}

@@ -17,6 +17,31 @@ def open_all_gates(model: GatedResNet) -> GatedResNet:
     return model
 
 
+def force_width_choice(model: GatedResNet, choice: int) -> GatedResNet:
+    """Every width gate of ``model`` picks ``choice`` for every input in evaluation: the gate's
+    hidden units are constant 1 (BN weight 0, bias 1), so its logits are row sums of ``expand``."""
+    with torch.no_grad():
+        for _, block in model.named_blocks():
+            gate = block.gate
+            gate.bn.weight.zero_()
+            gate.bn.bias.fill_(1.0)
+            gate.expand.weight.zero_()
+            gate.expand.weight[choice] = 1.0
+    return model
+
+
+def randomize_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Random affine parameters and running statistics in every BatchNorm (as after training)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.2)
+                module.running_mean.normal_(0.0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return model
+
+
 def copy_dense_bn_to_gated(model: GatedResNet) -> GatedResNet:
     """Give every DualBatchNorm's gated copy the dense copy's parameters and running statistics."""
     for module in model.modules():

@@ -8,7 +8,8 @@ Self-supervised Learning and Dynamic Computation", BMVC 2023) into wall-clock sa
 * :mod:`~dualgate_solo.export.weights`: the one weight copy from a gated backbone into it;
 * :mod:`~dualgate_solo.export.exporter`: export, BN re-calibration, state dict / TorchScript /
   ONNX;
-* :mod:`~dualgate_solo.export.dynamic`: batch-1 execution that gathers the active channels.
+* :mod:`~dualgate_solo.export.dynamic`: batch-1 execution that gathers the active channels;
+* :mod:`~dualgate_solo.export.routed`: a width-gated backbone run at its chosen widths (any batch).
 """
 
 from dualgate_solo.export.dynamic import DynamicGatedResNet
@@ -30,6 +31,7 @@ from dualgate_solo.export.plan import (
     make_plan,
 )
 from dualgate_solo.export.pruned_resnet import PrunedResNet, build_pruned_resnet
+from dualgate_solo.export.routed import RoutedResNet, prefix_plans
 from dualgate_solo.export.weights import branch_norm, copy_to_pruned, gated_norm
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "DynamicGatedResNet",
     "ExportPlan",
     "PrunedResNet",
+    "RoutedResNet",
     "branch_norm",
     "build_pruned_resnet",
     "check_backbone",
@@ -49,6 +52,7 @@ __all__ = [
     "gated_norm",
     "make_plan",
     "onnx_export",
+    "prefix_plans",
     "recalibrate_bn",
     "save_export",
     "verify_onnx",

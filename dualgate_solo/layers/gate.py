@@ -12,6 +12,14 @@ Training draws a binary-concrete (Gumbel-sigmoid) sample per (sample, channel) a
 {0, 1} value forward with a straight-through gradient; evaluation thresholds ``logit >= 0``.
 Everything after the pooling runs in float32 with autocast disabled, so fp16 never under-flows the
 noise (bug 18 of the official code).
+
+``gate_mode: width`` (this package's extension, after Li et al., "Dynamic Slimmable Network",
+CVPR 2021) replaces the per-channel logits by one logit per entry of ``width_choices``: the
+:class:`WidthGate` picks one width per input (straight-through Gumbel-softmax in training, argmax
+in evaluation) and switches on the *prefix* of the block's inner channels, the first
+``round(w * C)``. The mask is still a ``[B, C]`` 0/1 tensor, so MAC accounting, the budget loss,
+dual BN, gate statistics and probes read it unchanged; a prefix is a contiguous slice, which a
+batched executor can run for real (:mod:`dualgate_solo.export.routed`).
 """
 
 from __future__ import annotations
@@ -19,10 +27,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.validation import check_interval
+from dualgate_solo.losses.budget import deterministic_masks
+from dualgate_solo.validation import UsageError, check_interval
 
 #: Uniform noise is clamped to ``[NOISE_EPS, 1 - NOISE_EPS]`` so that ``log(0)`` never occurs.
 NOISE_EPS = 1e-6
+#: ``channel``: one gate value per channel (the paper); ``width``: one width per block and input.
+GATE_MODES = ("channel", "width")
+#: fractions of a block's inner channels the width gate chooses from (full width last)
+DEFAULT_WIDTH_CHOICES = (0.25, 0.5, 0.75, 1.0)
 
 
 def binary_concrete_ste(logits: Tensor, tau: float, training: bool) -> Tensor:
@@ -72,6 +85,11 @@ class ChannelGate(nn.Module):
         self.expand = nn.Conv2d(hidden, gated_channels, kernel_size=1, bias=False)
 
     @property
+    def gated_channels(self) -> int:
+        """Width of the mask: one value per gated channel."""
+        return self.expand.out_channels
+
+    @property
     def macs(self) -> int:
         """MACs of the two 1x1 convs on the pooled vector (pooling not counted)."""
         return self.reduce.in_channels * self.reduce.out_channels + (
@@ -95,3 +113,118 @@ class ChannelGate(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         return self.sample(self.logits(u))
+
+    def deterministic(self, logits: Tensor) -> Tensor:
+        """Eval-style mask ``1[logit >= 0]`` ``[B, gated_channels]`` with the straight-through
+        gradient of ``sigmoid(logit / tau)`` (``ratio_source: deterministic``)."""
+        return deterministic_masks((logits,), self.tau)[0]
+
+
+def check_width_choices(width_choices: object) -> tuple[float, ...]:
+    """``width_choices`` as a tuple of floats, or ``UsageError`` naming it.
+
+    Allowed: a non-empty list of numbers in (0, 1], strictly increasing (so no duplicates),
+    whose last entry is 1.0 (the full width is always one of the choices).
+    """
+    allowed = (
+        "a non-empty, strictly increasing list of fractions in (0, 1] that ends with 1.0, "
+        f"e.g. {list(DEFAULT_WIDTH_CHOICES)}"
+    )
+    error = UsageError(f"width_choices={width_choices!r} is invalid; allowed values: {allowed}")
+    if isinstance(width_choices, (str, bytes)) or not hasattr(width_choices, "__iter__"):
+        raise error
+    values = list(width_choices)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        raise error
+    choices = tuple(float(v) for v in values)
+    increasing = all(a < b for a, b in zip(choices, choices[1:]))
+    if not increasing or choices[0] <= 0.0 or choices[-1] != 1.0:
+        raise error
+    return choices
+
+
+def prefix_widths(width_choices: tuple[float, ...], channels: int) -> tuple[int, ...]:
+    """Active channels per choice: ``max(1, floor(w * C + 1/2))`` (half rounds up).
+
+    A choice that would round to 0 channels of a narrow block is clamped to 1, so every choice
+    runs at least one channel in every block (two choices may then share a width).
+    """
+    return tuple(max(1, int(w * channels + 0.5)) for w in width_choices)
+
+
+class WidthGate(ChannelGate):
+    """Per-sample width gate: the :class:`ChannelGate` network with one logit per width choice.
+
+    ``u [B, C_in, H, W]`` -GAP-1x1-BN-ReLU-1x1-> logits ``[B, n_choices]`` -> choice ``[B]`` ->
+    prefix mask ``[B, groups * group_size]``: for choice ``j`` the first
+    ``prefix_widths(width_choices, group_size)[j]`` channels of each of the ``groups`` groups are
+    1, the rest 0. Training draws a straight-through Gumbel-softmax sample at temperature ``tau``
+    (forward: the hard one-hot, exactly; backward: the gradient of the relaxed softmax);
+    evaluation takes the argmax.
+
+    Channel order: nothing reorders channels. Trained from scratch with prefix masks, channel
+    ``c`` runs whenever the chosen width exceeds ``c``, so the first channels, on for every
+    choice, learn the most general features and later channels refine them, as in slimmable
+    networks.
+
+    Args:
+        in_channels: channels of the block input (C_in).
+        group_size: inner channels of one gated group (a BasicBlock's C_out, a Bottleneck's width).
+        width_choices: validated fractions (:func:`check_width_choices`).
+        groups: how many groups one choice sets (2 for the Bottleneck: conv1's and conv2's
+            outputs share the choice).
+        reduction, tau: as in :class:`ChannelGate`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        group_size: int,
+        width_choices: tuple[float, ...],
+        groups: int = 1,
+        reduction: int = 4,
+        tau: float = 2 / 3,
+    ):
+        choices = check_width_choices(width_choices)
+        super().__init__(in_channels, len(choices), reduction, tau)
+        self.widths = prefix_widths(choices, group_size)
+        prefix = (torch.arange(group_size)[None, :] < torch.tensor(self.widths)[:, None]).float()
+        # [n_choices, groups * group_size]: row j is choice j's mask; not saved in state dicts
+        self.register_buffer("prefix", prefix.repeat(1, groups), persistent=False)
+
+    @property
+    def gated_channels(self) -> int:
+        """Width of the mask, ``groups * group_size``."""
+        return self.prefix.shape[1]
+
+    def choice(self, logits: Tensor) -> Tensor:
+        """Evaluation choice ``[B]`` (int64): the argmax of ``logits [B, n_choices]``."""
+        return logits.argmax(1)
+
+    def _mask(self, one_hot: Tensor) -> Tensor:
+        """``one_hot [B, n_choices]`` -> prefix mask ``[B, gated_channels]`` (exactly 0/1)."""
+        return one_hot @ self.prefix.to(one_hot.dtype)
+
+    def _straight_through(self, scores: Tensor) -> Tensor:
+        """Hard one-hot of ``argmax(scores)`` with the gradient of ``softmax(scores / tau)``."""
+        soft = torch.softmax(scores / self.tau, dim=1)
+        hard = nn.functional.one_hot(scores.argmax(1), scores.shape[1]).to(soft.dtype)
+        # ``soft - soft.detach()`` is exactly zero, so the forward value is exactly ``hard``.
+        return hard + (soft - soft.detach())
+
+    def sample(self, logits: Tensor) -> Tensor:
+        """Prefix mask ``[B, gated_channels]`` from float32 ``logits [B, n_choices]``.
+
+        Straight-through Gumbel-softmax sample in training, the argmax's prefix in eval.
+        """
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            if not self.training:
+                one_hot = nn.functional.one_hot(self.choice(logits), logits.shape[1])
+                return self._mask(one_hot.to(logits.dtype))
+            uniform = torch.rand_like(logits).clamp_(NOISE_EPS, 1.0 - NOISE_EPS)
+            return self._mask(self._straight_through(logits - torch.log(-torch.log(uniform))))
+
+    def deterministic(self, logits: Tensor) -> Tensor:
+        """Eval-style prefix mask (argmax) with the gradient of ``softmax(logits / tau)``."""
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            return self._mask(self._straight_through(logits))

@@ -9,6 +9,14 @@ block input and emits ``2 * width`` logits; the first half masks conv1's output 
 reduction), the second half conv2's output (the 3x3), so both inner widths shrink. Per sample,
 with active fractions f1 and f2, its MACs are ``conv1 * f1 + conv2 * f1 * f2 + conv3 * f2 +
 shortcut``: the 3x3 conv pays for the product of its active inputs and outputs.
+
+``width_choices`` given (``gate_mode: width``): the gate is a
+:class:`~dualgate_solo.layers.WidthGate` that picks one width per input and block; its mask is
+the prefix of the first ``round(w * C)`` inner channels. In the Bottleneck ONE choice sets both
+inner widths (conv1's and conv2's outputs keep the same prefix), as in Dynamic Slimmable Network:
+the gate scores ``len(width_choices)`` widths instead of their square, and a routed executor
+keeps one pre-sliced copy per choice. Per sample, with ``k`` active channels, a prefix runs
+exactly the MACs of convs sliced to ``k`` channels, which :meth:`macs_for` counts.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.flops import MAC_DTYPE, BlockCost, conv_macs
-from dualgate_solo.layers import ChannelGate, apply_norm, make_norm
+from dualgate_solo.layers import ChannelGate, WidthGate, apply_norm, make_norm
 from dualgate_solo.layers.masked_conv import masked_conv2d
 
 
@@ -31,7 +39,8 @@ class BlockOutput(NamedTuple):
         mask: gate values ``[B, gated_channels]`` (exactly 0/1) in the gated branch, else ``None``.
         macs: per-sample MACs of the block, gate excluded, ``[B]`` in float64.
         cost: static figures of the block at this input size.
-        logits: the gate's float32 logits ``[B, gated_channels]`` (gated branch), else ``None``.
+        logits: the gate's float32 logits (gated branch), else ``None``: ``[B, gated_channels]``
+            for a channel gate, ``[B, len(width_choices)]`` for a width gate.
     """
 
     out: Tensor
@@ -70,6 +79,21 @@ class Shortcut(nn.Module):
         return apply_norm(self.bn, self.conv(x), branch)
 
 
+def _make_gate(
+    in_channels: int,
+    group_size: int,
+    groups: int,
+    reduction: int,
+    tau: float,
+    width_choices: tuple[float, ...] | None,
+) -> ChannelGate:
+    """A channel gate over ``groups * group_size`` channels, or a width gate when
+    ``width_choices`` is given (one choice sets every group's prefix)."""
+    if width_choices is None:
+        return ChannelGate(in_channels, groups * group_size, reduction, tau)
+    return WidthGate(in_channels, group_size, width_choices, groups, reduction, tau)
+
+
 def _conv_masked(conv: nn.Conv2d, a: Tensor, mask: Tensor | None) -> Tensor:
     """``conv(a)`` (dense branch) or ``conv(a * mask)`` (gated) without storing the product."""
     return conv(a) if mask is None else masked_conv2d(conv, a, mask)
@@ -85,6 +109,8 @@ class GatedBasicBlock(nn.Module):
         dual_bn: keep separate bn1/bn2 per branch (``dual_bn_scope`` ``block`` or wider).
         dual_shortcut_bn: keep separate shortcut BNs (``dual_bn_scope`` ``backbone`` or wider).
         gate_reduction, gate_tau: see :class:`~dualgate_solo.layers.ChannelGate`.
+        width_choices: ``None`` for a channel gate (the paper), else the fractions of ``planes``
+            a :class:`~dualgate_solo.layers.WidthGate` picks from.
     """
 
     expansion = 1
@@ -98,13 +124,14 @@ class GatedBasicBlock(nn.Module):
         dual_shortcut_bn: bool,
         gate_reduction: int,
         gate_tau: float,
+        width_choices: tuple[float, ...] | None = None,
     ):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = make_norm(planes, dual_bn)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = make_norm(planes, dual_bn)
-        self.gate = ChannelGate(in_channels, planes, gate_reduction, gate_tau)
+        self.gate = _make_gate(in_channels, planes, 1, gate_reduction, gate_tau, width_choices)
         needs_projection = stride != 1 or in_channels != planes
         self.downsample = (
             Shortcut(in_channels, planes, stride, dual_shortcut_bn) if needs_projection else None
@@ -147,8 +174,8 @@ class GatedBottleneck(nn.Module):
     Args:
         in_channels: C_in.
         planes: inner width w; the output has ``4 * w`` channels.
-        stride, dual_bn, dual_shortcut_bn, gate_reduction, gate_tau: as in
-            :class:`GatedBasicBlock`.
+        stride, dual_bn, dual_shortcut_bn, gate_reduction, gate_tau, width_choices: as in
+            :class:`GatedBasicBlock` (a width choice sets both inner widths).
     """
 
     expansion = 4
@@ -162,6 +189,7 @@ class GatedBottleneck(nn.Module):
         dual_shortcut_bn: bool,
         gate_reduction: int,
         gate_tau: float,
+        width_choices: tuple[float, ...] | None = None,
     ):
         super().__init__()
         out_channels = planes * self.expansion
@@ -171,7 +199,7 @@ class GatedBottleneck(nn.Module):
         self.bn2 = make_norm(planes, dual_bn)
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = make_norm(out_channels, dual_bn)
-        self.gate = ChannelGate(in_channels, 2 * planes, gate_reduction, gate_tau)
+        self.gate = _make_gate(in_channels, planes, 2, gate_reduction, gate_tau, width_choices)
         needs_projection = stride != 1 or in_channels != out_channels
         self.downsample = (
             Shortcut(in_channels, out_channels, stride, dual_shortcut_bn)
@@ -209,13 +237,15 @@ class GatedBottleneck(nn.Module):
     def macs_for(self, mask: Tensor, cost: BlockCost) -> Tensor:
         """Per-sample MACs ``[B]`` for ``mask [B, 2 * width]``.
 
-        ``c1 f1 + c2 f1 f2 + c3 f2 + shortcut`` with active fractions ``f1, f2``.
+        ``c1 f1 + c2 f1 f2 + c3 f2 + shortcut`` with active fractions ``f1 = n1 / w, f2 = n2 / w``,
+        computed as integer MACs per active channel times the counts ``n1, n2``, so a 0/1 mask
+        gets the exact MACs of convs sliced to its active channels.
         """
         c1, c2, c3, shortcut = self._conv_costs(cost.in_hw, cost.out_hw)
         width = self.conv1.out_channels
-        f1 = mask[:, :width].to(MAC_DTYPE).mean(1)
-        f2 = mask[:, width:].to(MAC_DTYPE).mean(1)
-        return c1 * f1 + c2 * f1 * f2 + c3 * f2 + shortcut
+        n1 = mask[:, :width].to(MAC_DTYPE).sum(1)
+        n2 = mask[:, width:].to(MAC_DTYPE).sum(1)
+        return (c1 // width) * n1 + (c2 // width**2) * n1 * n2 + (c3 // width) * n2 + shortcut
 
     def _residual(self, x: Tensor, mask: Tensor | None, branch: str) -> Tensor:
         width = self.conv1.out_channels

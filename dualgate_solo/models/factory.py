@@ -20,7 +20,16 @@ BACKBONES: dict[str, tuple[type, int, tuple[str, ...]]] = {
         name: (
             GatedResNet,
             depth,
-            ("stem", "branch", "dual_bn_scope", "gate_reduction", "gate_tau", "width"),
+            (
+                "stem",
+                "branch",
+                "dual_bn_scope",
+                "gate_reduction",
+                "gate_tau",
+                "width",
+                "gate_mode",
+                "width_choices",
+            ),
         )
         for name, depth in BACKBONE_DEPTHS.items()
     },
@@ -35,7 +44,8 @@ def create_backbone(name: str, **kwargs: Any) -> GatedResNet | SlimResNet:
     """A registered backbone by name, e.g. ``create_backbone("dg_resnet18", stem="cifar")``.
 
     Keyword arguments are those of :class:`GatedResNet` (``dg_resnet*``: ``stem``, ``branch``,
-    ``dual_bn_scope``, ``gate_reduction``, ``gate_tau``, ``width``) or :class:`SlimResNet`
+    ``dual_bn_scope``, ``gate_reduction``, ``gate_tau``, ``width``, ``gate_mode``,
+    ``width_choices``) or :class:`SlimResNet`
     (``slim_resnet*``: ``stem``, ``width``, ``width_mult_list``, ``width_mult``); an unknown
     keyword raises ``ValueError`` naming it.
     """

@@ -13,6 +13,11 @@ into the other, and solo-learn's unchanged scripts can evaluate either branch.
 
 Stems: ``cifar`` (3x3 conv, stride 1, padding 2, no max-pool: 32x32 -> 34x34) and
 ``imagenet`` (7x7/2 conv, 3x3/2 max-pool).
+
+Gate modes: ``channel`` (the paper: one gate value per inner channel) and ``width`` (this
+package's extension: one width per block and input, a prefix of the inner channels, see
+:class:`~dualgate_solo.layers.WidthGate`). A width-mode network saves its choices in the buffer
+``gate_width_choices``; a channel-mode state dict has no such key and is unchanged.
 """
 
 from __future__ import annotations
@@ -25,11 +30,18 @@ from torch import Tensor, nn
 
 from dualgate_solo.choices import STEMS
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio, zeros_pass
-from dualgate_solo.layers import BRANCHES, apply_norm, make_norm
+from dualgate_solo.layers import (
+    BRANCHES,
+    DEFAULT_WIDTH_CHOICES,
+    GATE_MODES,
+    apply_norm,
+    check_width_choices,
+    make_norm,
+)
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
 from dualgate_solo.models.init import init_resnet_weights
 from dualgate_solo.stems import stem_layers
-from dualgate_solo.validation import check_choice, check_interval
+from dualgate_solo.validation import UsageError, check_choice, check_interval
 
 ARCHITECTURES = {
     18: (GatedBasicBlock, (2, 2, 2, 2)),
@@ -50,7 +62,8 @@ class BranchOutput(NamedTuple):
         block_macs: per-sample conv MACs of each block, gate excluded, ``[B, n_blocks]`` float64.
         costs: static MAC figures of the network at this input size.
         branch: ``"dense"`` or ``"gated"``.
-        logits: the gates' float32 logits, one ``[B, gated_channels_b]`` per block; ``()`` (dense).
+        logits: the gates' float32 logits, one per block, ``[B, gated_channels_b]`` (channel
+            gates) or ``[B, len(width_choices)]`` (width gates); ``()`` (dense).
     """
 
     feats: Tensor
@@ -91,6 +104,11 @@ class GatedResNet(nn.Module):
         gate_tau: straight-through temperature (spec: 2/3).
         width: channels of the stem and of stage 1; stages have ``width * (1, 2, 4, 8)`` planes
             (64 = the paper; smaller values make cheap CPU-scale experiments).
+        gate_mode: ``"channel"`` (the paper) or ``"width"`` (one prefix width per block and
+            input; see :class:`~dualgate_solo.layers.WidthGate`).
+        width_choices: the fractions of each block's inner channels a width gate picks from
+            (``width`` mode only; default ``[0.25, 0.5, 0.75, 1.0]``); giving them in
+            ``channel`` mode raises ``UsageError``, since they would be ignored.
 
     Attributes:
         num_features: width of the pooled output (512 for 18/34, 2048 for 50).
@@ -113,9 +131,13 @@ class GatedResNet(nn.Module):
         gate_reduction: int = 4,
         gate_tau: float = 2 / 3,
         width: int = 64,
+        gate_mode: str = "channel",
+        width_choices: object = None,
     ):
         super().__init__()
         check_interval("width", width, 1, float("inf"))
+        self.gate_mode = check_choice("gate_mode", gate_mode, GATE_MODES)
+        self.width_choices = _width_choices(gate_mode, width_choices)
         block_type, counts = ARCHITECTURES[check_choice("depth", depth, ARCHITECTURES)]
         self.stem = check_choice("stem", stem, STEMS)
         self.dual_bn_scope = check_choice("dual_bn_scope", dual_bn_scope, DUAL_BN_SCOPES)
@@ -138,7 +160,14 @@ class GatedResNet(nn.Module):
                 stride = 2 if stage > 0 and i == 0 else 1
                 blocks.append(
                     block_type(
-                        channels, planes, stride, dual_block, dual_outer, gate_reduction, gate_tau
+                        channels,
+                        planes,
+                        stride,
+                        dual_block,
+                        dual_outer,
+                        gate_reduction,
+                        gate_tau,
+                        self.width_choices,
                     )
                 )
                 channels = planes * block_type.expansion
@@ -146,6 +175,10 @@ class GatedResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.num_features = channels
         self.register_buffer("trained_steps", torch.zeros(len(BRANCHES), dtype=torch.long))
+        if self.width_choices is not None:  # records the gate mode in the state dict
+            self.register_buffer(
+                "gate_width_choices", torch.tensor(self.width_choices, dtype=torch.float64)
+            )
         init_resnet_weights(self)
         self.register_load_state_dict_pre_hook(GatedResNet._check_checkpoint_keys)
 
@@ -186,12 +219,33 @@ class GatedResNet(nn.Module):
 
         Used to cost the deterministic (eval-style) masks of a training pass without a second
         forward; differentiable through ``masks``.
+
+        Raises:
+            ValueError: a mask's width is not its block's gated channel count (e.g. a mask made
+                from width-gate logits by thresholding; use :meth:`deterministic_masks`).
         """
         blocks = [block for _, block in self.named_blocks()]
+        for mask, cost in zip(masks, out.costs.blocks):
+            if mask.shape[1] != cost.gated_channels:
+                raise ValueError(
+                    f"mask of block {cost.name} has {mask.shape[1]} channels; the block gates "
+                    f"{cost.gated_channels} (gate_mode={self.gate_mode!r}: make eval-style masks "
+                    "with GatedResNet.deterministic_masks)"
+                )
         block_macs = torch.stack(
             [b.macs_for(m, c) for b, m, c in zip(blocks, masks, out.costs.blocks)], 1
         )
         return out._replace(block_macs=block_macs, masks=masks).ratio
+
+    def deterministic_masks(self, out: BranchOutput) -> tuple[Tensor, ...]:
+        """Eval-style masks of the gated pass ``out`` with a straight-through gradient, one
+        ``[B, gated_channels_b]`` per block (``ratio_source: deterministic``).
+
+        Channel gates: ``1[logit >= 0]`` with the gradient of ``sigmoid(logit / tau)``; width
+        gates: the argmax choice's prefix with the gradient of ``softmax(logits / tau)``.
+        """
+        blocks = [block for _, block in self.named_blocks()]
+        return tuple(b.gate.deterministic(logits) for b, logits in zip(blocks, out.logits))
 
     def forward_dual(self, x: Tensor) -> DualOutput:
         """Both branches on the same images ``x [B, 3, H, W]``."""
@@ -216,7 +270,25 @@ class GatedResNet(nn.Module):
         return zeros_pass(self, input_hw, lambda x: self.forward_branch(x, "dense").costs)
 
     def extra_repr(self) -> str:
-        return (
+        text = (
             f"depth={self.depth}, stem={self.stem!r}, branch={self.branch!r}, "
             f"dual_bn_scope={self.dual_bn_scope!r}, width={self.conv1.out_channels}"
         )
+        if self.width_choices is not None:
+            text += f", gate_mode='width', width_choices={list(self.width_choices)}"
+        return text
+
+
+def _width_choices(gate_mode: str, width_choices: object) -> tuple[float, ...] | None:
+    """The validated choices of a ``width`` gate (defaults when ``None``); ``None`` in
+    ``channel`` mode, where giving choices raises ``UsageError``."""
+    if gate_mode == "width":
+        return check_width_choices(
+            DEFAULT_WIDTH_CHOICES if width_choices is None else width_choices
+        )
+    if width_choices is not None:
+        raise UsageError(
+            f"width_choices={width_choices!r} is invalid with gate_mode='channel'; allowed "
+            "values: null (omit it), or set gate_mode=width"
+        )
+    return None

@@ -3,8 +3,10 @@
 solo-learn loads checkpoints non-strictly (``main_linear.py``, ``load_from_checkpoint``), so a
 mismatch would silently keep random weights, and a shape mismatch ends in torch's list of every
 differing tensor. :func:`read_architecture` recovers the constructor options a state dict was
-saved with (depth, stem, width, ``dual_bn_scope``, ``gate_reduction``, trained branches), so a
-mismatch can be reported as one line naming the option and the value to set.
+saved with (depth, stem, width, ``dual_bn_scope``, ``gate_reduction``, ``gate_mode`` and
+``width_choices``, trained branches), so a mismatch can be reported as one line naming the option
+and the value to set. The gate mode is read off the ``gate_width_choices`` buffer that only a
+``width``-mode network saves.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class GatedArchitecture:
             only in the projector, which is not part of the backbone's state).
         gate_reduction: ``C_in // hidden`` of the widest gate.
         trained_steps: training passes per branch, in :data:`BRANCHES` order.
+        gate_mode: ``channel`` or ``width``.
+        width_choices: the width gates' choices (``width`` mode), else ``None``.
     """
 
     name: str | None
@@ -41,26 +45,43 @@ class GatedArchitecture:
     dual_bn_scope: str
     gate_reduction: int
     trained_steps: tuple[int, ...]
+    gate_mode: str = "channel"
+    width_choices: tuple[float, ...] | None = None
 
     @property
     def trained_branches(self) -> tuple[str, ...]:
         return tuple(b for b, n in zip(BRANCHES, self.trained_steps) if n > 0)
 
     def options(self) -> dict[str, object]:
-        """``backbone.<key>`` -> value, the settings that rebuild this architecture."""
-        return {
+        """``backbone.<key>`` -> value, the settings that rebuild this architecture (the gate
+        mode only in ``width`` mode: ``channel`` is the default)."""
+        options: dict[str, object] = {
             "name": self.name or "dg_resnet<depth>",
             "kwargs.stem": self.stem,
             "kwargs.width": self.width,
             "kwargs.dual_bn_scope": self.dual_bn_scope,
             "kwargs.gate_reduction": self.gate_reduction,
         }
+        if self.gate_mode == "width":
+            options["kwargs.gate_mode"] = "width"
+            options["kwargs.width_choices"] = _choices_text(self.width_choices)
+        return options
 
     def describe(self) -> str:
+        gates = (
+            f", gate_mode='width', width_choices={_choices_text(self.width_choices)}"
+            if self.gate_mode == "width"
+            else ""
+        )
         return (
             f"{self.name or 'gated ResNet of unregistered depth'} (stem={self.stem!r}, "
-            f"width={self.width}, dual_bn_scope={self.dual_bn_scope!r})"
+            f"width={self.width}, dual_bn_scope={self.dual_bn_scope!r}{gates})"
         )
+
+
+def _choices_text(choices: tuple[float, ...] | None) -> str:
+    """``[0.25,0.5,1.0]``: a list a Hydra override accepts as one argument."""
+    return "[" + ",".join(repr(float(w)) for w in choices or ()) + "]"
 
 
 def _stem(conv1: Tensor) -> str:
@@ -125,6 +146,7 @@ def read_architecture(state: Mapping[str, Tensor], prefix: str = "") -> GatedArc
         scope = "block"
     else:
         scope = "none"
+    choices = own.get("gate_width_choices")
     return GatedArchitecture(
         name=_depth_name(bottleneck, counts),
         stem=_stem(conv1),
@@ -132,6 +154,8 @@ def read_architecture(state: Mapping[str, Tensor], prefix: str = "") -> GatedArc
         dual_bn_scope=scope,
         gate_reduction=int(widest.shape[1] // widest.shape[0]),
         trained_steps=tuple(int(n) for n in own["trained_steps"].tolist()),
+        gate_mode="channel" if choices is None else "width",
+        width_choices=None if choices is None else tuple(round(float(w), 6) for w in choices),
     )
 
 
@@ -179,18 +203,29 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
     """Refuse to load ``state`` (keys under ``prefix``) into the gated ResNet ``module``.
 
     Raises:
-        UsageError: ``state`` is not a gated ResNet's; its architecture differs (the message
-            names each ``backbone.name``/``backbone.kwargs`` value to set); or ``module.branch``
-            never ran in training while the other branch did.
+        UsageError: ``state`` is not a gated ResNet's; it was saved in the other gate mode (the
+            message names both); its architecture differs (the message names each
+            ``backbone.name``/``backbone.kwargs`` value to set); or ``module.branch`` never ran
+            in training while the other branch did.
     """
     own_shapes, given_shapes = _shapes(module.state_dict(), ""), _shapes(state, prefix)
     own = read_architecture(module.state_dict())
     given = read_architecture(state, prefix)
     if given is None:
         raise _not_a(own.describe(), "gated ResNet", own_shapes, given_shapes)
-    if own_shapes != given_shapes:
-        wanted, have = given.options(), own.options()
-        settings = [f"backbone.{key}={wanted[key]}" for key in wanted if wanted[key] != have[key]]
+    if given.gate_mode != own.gate_mode:
+        gate_keys = ("kwargs.gate_mode", "kwargs.width_choices")
+        fix = " ".join(
+            f"backbone.{key}={value}" for key, value in given.options().items() if key in gate_keys
+        )
+        raise UsageError(
+            f"checkpoint does not match the backbone: the checkpoint was trained with "
+            f"gate_mode={given.gate_mode!r}, the backbone is built with "
+            f"gate_mode={own.gate_mode!r}; set {fix or 'backbone.kwargs.gate_mode=channel'}"
+        )
+    wanted, have = given.options(), own.options()
+    settings = [f"backbone.{key}={wanted[key]}" for key in wanted if wanted[key] != have[key]]
+    if own_shapes != given_shapes or settings:
         detail = _fix(settings, own_shapes, given_shapes, prefix)
         raise UsageError(
             f"checkpoint does not match the backbone: the checkpoint holds a {given.describe()}, "
