@@ -143,7 +143,8 @@ class DynamicGatedResNet(nn.Module):
     ``forward(x [1, 3, H, W]) -> [1, num_features]``; a batch larger than one raises
     ``ValueError``. Weights are copied and BN-folded at construction (later changes to
     ``backbone`` are not seen). ``cache_size``: active sets per block whose gathered weights are
-    kept (0: gather on every call). Parts: ``conv1``/``maxpool`` (stem), ``blocks``, ``head``.
+    kept (0: gather on every call). Parts: ``conv1``/``maxpool`` (stem), ``blocks`` (named
+    ``block_names``), ``head``.
     """
 
     def __init__(self, backbone: GatedResNet, cache_size: int = 0):
@@ -154,6 +155,7 @@ class DynamicGatedResNet(nn.Module):
         network = fold_network(network)
         self.conv1, self.maxpool, self.head = network.conv1, network.maxpool, network.head
         self.blocks = nn.ModuleList(DynamicBlock(b, cache_size) for b in network.blocks)
+        self.block_names = [entry["name"] for entry in network.spec["blocks"]]
         self.num_features = network.num_features
         self.eval()
 
