@@ -31,24 +31,44 @@ def test_round_robin_warms_each_callable_then_times_one_call_of_each_per_round()
 
 def test_row_statistics_and_speedups_by_hand() -> None:
     dense_macs = 100.0
-    first = row("dense_branch", "eager", 1, [1.0, 2.0, 3.0, 4.0], dense_macs, dense_macs)
+    first = row("dense", "eager", 1, [1.0, 2.0, 3.0, 4.0], dense_macs, dense_macs)
     # statistics.quantiles(n=4), exclusive method: positions 1.25 and 3.75 of 4 sorted values
     assert (first["median_ms"], first["p25_ms"], first["p75_ms"]) == (2.5, 1.25, 3.75)
     rows = [
         first,
         row("static", "eager", 1, [1.25], 25.0, dense_macs),  # theoretical 4
-        row("dense_plain", "onnxruntime", 1, [2.0], dense_macs, dense_macs),
+        row("dense", "onnxruntime", 1, [2.0], dense_macs, dense_macs),
         row("static", "onnxruntime", 1, [0.5], 25.0, dense_macs),
         row("static", "compile", 1, None, 25.0, dense_macs, error="boom"),
+        row("static", "compile_cl", 1, [1.0], 25.0, dense_macs),  # no dense compile_cl row
     ]
-    add_speedups(rows)
-    static, onnx, failed = rows[1], rows[3], rows[4]
+    add_speedups(rows, "dense")
+    static, onnx, failed, lonely = rows[1], rows[3], rows[4], rows[5]
     assert static["theoretical_speedup"] == 4.0 and static["realized_speedup"] == 2.0
     assert static["realized_over_theoretical"] == 0.5
-    # ONNX Runtime rows: against the eager dense branch, and against dense_plain in ORT
+    # ONNX Runtime rows: against the eager dense network, and against dense in ORT
     assert onnx["realized_speedup"] == 5.0 and onnx["realized_speedup_same_runtime"] == 4.0
     assert onnx["realized_over_theoretical"] == 1.0
     assert failed["realized_speedup"] is None and failed["repeats"] == 0
+    # without a dense row in its runtime, the ratio falls back to the eager dense reference
+    assert lonely["realized_speedup_same_runtime"] is None
+    assert lonely["realized_over_theoretical"] == 2.5 / 4
+
+
+def test_count_macs_is_per_image_at_any_batch() -> None:
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    inputs = [torch.zeros(4, 3, 8, 8), torch.zeros(1, 3, 8, 8)]
+    assert count_macs(conv, inputs) == 8 * 3 * 9 * 64
+
+
+def test_round_robin_cycles_a_list_of_inputs_and_syncs_around_each_call() -> None:
+    seen, syncs = [], []
+    fns = [lambda x, n=name: seen.append((n, int(x))) for name in "ab"]
+    inputs = [torch.tensor(0), torch.tensor(1), torch.tensor(2)]
+    round_robin(fns, inputs, warmup=1, repeats=4, sync=lambda: syncs.append(1))
+    rounds = [(n, i) for i in (0, 1, 2, 0) for n in "ab"]
+    assert seen == [("a", 0), ("b", 0)] + rounds
+    assert len(syncs) == 2 * len(rounds)
 
 
 def test_latency_csv_has_the_published_columns(tmp_path) -> None:
@@ -62,14 +82,177 @@ def test_latency_csv_has_the_published_columns(tmp_path) -> None:
         assert tuple(next(csv.reader(f))) == CSV_FIELDS
 
 
-@pytest.mark.parametrize("quick, repeats", [(True, {1: (3, 10), 64: (1, 2)}), (False, None)])
-def test_quick_settings(quick, repeats) -> None:
+@pytest.mark.parametrize("quick", [True, False])
+def test_quick_settings(quick) -> None:
     from dualgate_solo.bench.latency import Settings, build_parser
 
     settings = Settings.from_args(build_parser().parse_args(["--quick"] if quick else []))
-    assert settings.use_compile is not quick
+    compiled = {"compile", "compile_cl"}
+    assert compiled.isdisjoint(settings.runtimes) is quick
     assert settings.train_steps == (5 if quick else 60)
-    assert settings.repeats == (repeats or {1: (10, 40), 64: (2, 9)})
+    assert settings.batches == (1, 8, 64) and settings.block_batches == (1, 64)
+    assert settings.repeats[8] == ((1, 3) if quick else (3, 20))
+    assert settings.skipped_runtimes == {}  # the CPU plan names no CUDA-only runtime
+
+
+def test_repeats_of_an_unlisted_batch_are_those_of_the_next_larger_one() -> None:
+    from dualgate_solo.bench.latency_report import repeats_for
+
+    table = {1: (10, 40), 8: (3, 20), 64: (2, 9)}
+    assert [repeats_for(table, b) for b in (1, 2, 8, 9, 500)] == [
+        (10, 40),
+        (3, 20),
+        (3, 20),
+        (2, 9),
+        (2, 9),
+    ]
+
+
+# ------------------------------------------------------------------ per-block report
+@pytest.fixture(scope="module")
+def small_gated():
+    """A width-8 dg_resnet18 with BN statistics of random images and its gate statistics."""
+    from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.models import create_backbone
+
+    torch.manual_seed(0)
+    backbone = create_backbone("dg_resnet18", stem="cifar", width=8)
+    x = torch.randn(16, 3, 32, 32)
+    backbone.train()
+    with torch.no_grad():
+        backbone.forward_dual(x)
+    backbone.eval()
+    return backbone, collect_gate_statistics(backbone, [x], progress=False), x
+
+
+@pytest.mark.parametrize("variant", ["dense", "gated_masked", "static", "dynamic"])
+def test_block_report_has_every_part_and_flop_counter_macs_per_part(small_gated, variant) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dualgate_solo.bench.block_report import block_report, network_parts
+    from dualgate_solo.bench.variants import VARIANTS, BenchContext
+
+    backbone, stats, x = small_gated
+    module = VARIANTS[variant].build(BenchContext(backbone, stats)).eval()
+    inputs = [x[:1], x[1:2]] if variant == "dynamic" else [x[:4]]
+    rows = block_report(variant, "eager", module, inputs, warmup=1, repeats=2)
+    names = [name for name, _ in backbone.named_blocks()]
+    shortcuts = [f"{n}.shortcut" for n, b in backbone.named_blocks() if b.downsample is not None]
+    expected = {"stem", *names, *shortcuts, "other", "total"}
+    if variant != "gated_masked":  # the GatedResNet pools without a module
+        expected.add("head")
+    by_part = {r["part"]: r for r in rows}
+    assert set(by_part) == expected and len(rows) == len(expected)
+    # the parts and ``other`` make up the total, in time and in MACs
+    assert sum(r["share"] for r in rows if r["part"] != "total") == pytest.approx(1.0)
+    total_macs = by_part["total"]["macs_per_image"]
+    assert sum(r["macs_per_image"] for r in rows if r["part"] != "total") == pytest.approx(
+        total_macs
+    )
+    # each block's MACs are FlopCounterMode's over that block alone (minus its shortcut), on the
+    # input the block received in the network
+    parts = {p.name: p for p in network_parts(module)}
+    captured = {}
+    handles = [
+        parts[n].start.register_forward_pre_hook(
+            lambda m, a, n=n: captured.setdefault(n, []).append(a)
+        )
+        for n in [*names, *shortcuts]
+    ]
+    with torch.no_grad():
+        for inp in inputs:
+            module(inp)
+    for h in handles:
+        h.remove()
+    for name in [*names, *shortcuts]:
+        flops = 0
+        for args in captured[name]:
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                parts[name].start(*args)
+            flops += counter.get_total_flops()
+        inner = parts[name].inner
+        if inner:
+            for args in captured[inner]:
+                with FlopCounterMode(display=False) as counter, torch.no_grad():
+                    parts[inner].start(*args)
+                flops -= counter.get_total_flops()
+        images = sum(inp.shape[0] for inp in inputs)
+        assert by_part[name]["macs_per_image"] == flops / 2 / images, name
+    assert by_part["layer1.0"]["macs_per_image"] > 0
+
+
+# ------------------------------------------------------------------ the whole benchmark, tiny
+TINY = ["--quick", "--width", "4", "--train-steps", "1", "--calib-size", "8", "--threads", "1"]
+
+
+def test_latency_benchmark_runs_end_to_end_and_writes_its_files(tmp_path) -> None:
+    from dualgate_solo.bench.latency import main
+    from dualgate_solo.bench.variants import VARIANTS
+
+    out = tmp_path / "bench"
+    record = main([*TINY, "--batches", "1", "2", "--block-batches", "2", "--out", str(out)])
+    for name in ("latency.csv", "latency.json", "latency.png", "blocks.csv", "blocks.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "blocks.png").stat().st_size > 0 and (out / "args.json").stat().st_size > 0
+    stamp = json.loads((out / "args.json").read_text())
+    assert stamp["command"].startswith("python scripts/bench_latency.py --quick")
+    assert {"machine", "date", "source"} <= set(stamp) and stamp["args"]["width"] == 4
+    measured = {(r["variant"], r["runtime"], r["batch"]) for r in record["rows"]}
+    channel = [n for n, v in VARIANTS.items() if "channel" in v.gate_modes]
+    for name in channel:
+        assert (name, "eager", 1) in measured
+        assert ((name, "eager", 2) in measured) is not VARIANTS[name].batch1_only
+        assert ((name, "onnxruntime", 2) in measured) is VARIANTS[name].onnx
+        assert ((name, "eager_cl", 2) in measured) is (
+            VARIANTS[name].channels_last and not VARIANTS[name].batch1_only
+        )
+    assert ("routed", "eager", 1) not in measured  # a channel-mode backbone
+    skipped = {(s["variant"], s.get("runtime"), s["batch"]) for s in record["skipped"]}
+    assert ("dynamic", None, 2) in skipped and ("gated_masked", "onnxruntime", 1) in skipped
+    settings = record["onnx"]["session_settings"]
+    assert settings["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert settings["intra_op_num_threads"] == record["torch_num_threads"] == 1
+    for r in record["rows"]:  # the reference and theoretical speed-ups, per batch
+        dense = next(
+            d
+            for d in record["rows"]
+            if (d["variant"], d["runtime"], d["batch"]) == ("dense", r["runtime"], r["batch"])
+        )
+        assert r["theoretical_speedup"] == dense["macs_per_image"] / r["macs_per_image"]
+        assert r["realized_speedup_same_runtime"] == dense["median_ms"] / r["median_ms"]
+    assert record["gate_training"]["steps"] == 1 and record["gate_training"]["batch_size"] == 32
+    assert record["fidelity_max_abs_diff"]["dynamic_vs_gated_branch"] < 1e-4
+    assert record["fidelity_max_abs_diff"]["dense_vs_dense_branch"] < 1e-4
+    with open(out / "blocks.csv") as f:
+        blocks = list(csv.DictReader(f))
+    assert {b["variant"] for b in blocks} == {n for n in channel if not VARIANTS[n].batch1_only}
+    assert {b["batch"] for b in blocks} == {"2"}
+
+
+def test_cuda_plan_dry_run_on_the_cpu_skips_the_cuda_only_runtimes(tmp_path) -> None:
+    from dualgate_solo.bench.latency import main
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the dry run is for machines without one")
+    args = [*TINY, "--device", "cuda", "--dry-run", "--batches", "1", "--block-batches"]
+    args += ["--runtimes", "eager", "cudagraphs", "compile_cudagraphs", "--out", str(tmp_path)]
+    record = main(args)
+    assert record["device"] == "cpu" and record["dry_run"] and record["runtimes"] == ["eager"]
+    # (--quick drops the compiled runtimes before the device is considered)
+    assert record["skipped_runtimes"] == {"cudagraphs": "needs a CUDA device (dry run on the CPU)"}
+    assert {r["runtime"] for r in record["rows"]} == {"eager"}
+    assert not (tmp_path / "blocks.csv").exists()  # --block-batches without values: no report
+
+
+def test_cuda_without_a_gpu_and_without_dry_run_is_a_usage_error(tmp_path) -> None:
+    from dualgate_solo.bench.latency import main
+    from dualgate_solo.validation import UsageError
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(UsageError, match="--device='cuda' is invalid here"):
+        main(["--device", "cuda", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
 
 
 # ------------------------------------------------------------------ family benchmark (bench_family)

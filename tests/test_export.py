@@ -18,6 +18,8 @@ from dualgate_solo.export import (
     build_pruned_resnet,
     copy_to_pruned,
     export_pruned,
+    fold_bn,
+    fold_network,
     full_width_blocks,
     make_plan,
     recalibrate_bn,
@@ -251,13 +253,17 @@ def test_saved_files_reload_torchscript_and_onnx(r18, tmp_path) -> None:
     files = save_export(
         pruned, tmp_path, x, plan=plan
     )  # ONNX checked against ONNX Runtime (atol 1e-4)
-    assert files["onnx_max_abs_diff"] <= 1e-4
+    assert files["onnx_max_abs_diff"] <= 1e-4 and files["folded_bn_max_abs_diff"] <= ATOL
     spec = json.loads((tmp_path / "spec.json").read_text())
+    assert spec["folded_bn"] is True  # the files hold the BN-folded network
     reloaded = build_pruned_resnet(spec, torch.load(tmp_path / "weights.pt", weights_only=True))
+    norms = [n for n, m in reloaded.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(n.endswith(".gate.bn") for n in norms)  # only the gates keep a BN
     scripted = torch.jit.load(str(tmp_path / "model.ts"))
     with torch.no_grad():
         expected = pruned(x)
-        torch.testing.assert_close(reloaded(x), expected, atol=0, rtol=0)
+        torch.testing.assert_close(reloaded(x), fold_network(pruned)(x), atol=0, rtol=0)
+        torch.testing.assert_close(reloaded(x), expected, atol=ATOL, rtol=0)
         torch.testing.assert_close(scripted(x), expected, atol=ATOL, rtol=0)
     import onnxruntime as ort
 
@@ -309,9 +315,9 @@ def test_resnet50_bottleneck_export(policy) -> None:
         torch.testing.assert_close(
             pruned(x), model.forward_branch(x, "gated").feats, atol=ATOL, rtol=0
         )
-        dyn = DynamicGatedResNet(model)
+        dyn = DynamicGatedResNet(model)  # BN folded: rounding differs, to 1e-5 relative
         torch.testing.assert_close(
-            dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=0
+            dyn(x[:1]), model.forward_branch(x[:1], "gated").feats, atol=ATOL, rtol=ATOL
         )
     assert macs_of(pruned, x[:1]) == plan.predicted_macs
     assert pruned(x).shape == (4, model.num_features)
@@ -408,3 +414,74 @@ def test_export_cli_refuses_a_non_gated_checkpoint(tmp_path, capsys) -> None:
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "out")]) == 2
     assert "method='vicreg', which never trains gates" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ BN folding, ORT, dynamic cache
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fold_bn_equals_conv_then_eval_batchnorm(with_bias) -> None:
+    gen = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, 3, stride=2, padding=1, bias=with_bias)
+    bn = torch.nn.BatchNorm2d(7, eps=1e-3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(7, generator=gen) + 0.5)
+        bn.bias.copy_(torch.randn(7, generator=gen))
+        bn.running_mean.copy_(torch.randn(7, generator=gen))
+        bn.running_var.copy_(torch.rand(7, generator=gen) + 0.1)
+    bn.eval()
+    x = torch.randn(3, 5, 9, 9, generator=gen)
+    folded = fold_bn(conv, bn)
+    assert folded.bias is not None and folded.stride == (2, 2) and folded.padding == (1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), bn(conv(x)), atol=ATOL, rtol=ATOL)
+    with pytest.raises(ValueError, match="bn.num_features=3 does not match conv.out_channels=7"):
+        fold_bn(conv, torch.nn.BatchNorm2d(3))
+
+
+@pytest.mark.parametrize("policy", ["static", "hybrid"])
+def test_folded_export_equals_unfolded_and_keeps_only_gate_norms(r18, policy) -> None:
+    model, _, stats = r18
+    pruned = export_pruned(model, make_plan(model, stats, policy))
+    folded = fold_network(pruned)
+    assert folded.spec == {**pruned.spec, "folded_bn": True} and fold_network(folded) is folded
+    norms = {n for n, m in folded.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert norms == {n for n, m in pruned.named_modules() if n.endswith("gate.bn")}
+    x = images(8, seed=11)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), pruned(x), atol=ATOL, rtol=ATOL)
+    assert macs_of(folded, x[:1]) == macs_of(pruned, x[:1])  # a bias add is no MAC
+
+
+def test_onnx_session_uses_every_graph_optimisation_and_the_given_threads(r18, tmp_path) -> None:
+    import onnxruntime as ort
+
+    from dualgate_solo.export import onnx_export, onnx_session
+
+    model, _, stats = r18
+    folded = fold_network(export_pruned(model, make_plan(model, stats, "static")))
+    x = images(2, seed=12)
+    onnx_export(folded, x, tmp_path / "m.onnx")
+    session, settings = onnx_session(tmp_path / "m.onnx", threads=3)
+    options = session.get_session_options()
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert settings["graph_optimization_level"] == "ORT_ENABLE_ALL"
+    assert settings["intra_op_num_threads"] == 3
+    got = session.run(None, {"images": x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), folded(x), atol=1e-4, rtol=0)
+
+
+def test_dynamic_cache_reuses_gathered_weights_and_stays_exact(r18) -> None:
+    model, _, _ = r18
+    cached = DynamicGatedResNet(model, cache_size=2)
+    x = images(3, seed=13)
+    with torch.no_grad():
+        expected = [model.forward_branch(x[i : i + 1], "gated").feats for i in range(3)]
+        for _ in range(2):  # the second pass meets sets seen before (or evicted: 3 > 2)
+            for i in range(3):
+                torch.testing.assert_close(cached(x[i : i + 1]), expected[i], atol=ATOL, rtol=ATOL)
+    counts = cached.cache_stats()
+    assert counts["hits"] + counts["misses"] == 2 * 3 * len(cached.blocks)
+    assert counts["hits"] > 0 and all(len(b.cache) <= 2 for b in cached.blocks)
+    with pytest.raises(ValueError, match="cache_size=-1 is invalid"):
+        DynamicGatedResNet(model, cache_size=-1)

@@ -48,9 +48,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from dualgate_solo.bench.latency import Branch, images
+from dualgate_solo.bench.latency import images
 from dualgate_solo.bench.latency_report import BATCHES, QUICK_REPEATS, REPEATS
 from dualgate_solo.bench.timing import count_macs, round_robin
+from dualgate_solo.bench.variants import Branch
 from dualgate_solo.method_registry import METHODS, label_width
 from dualgate_solo.runner.protocols import Run
 from dualgate_solo.runner.stages import stage_result
@@ -58,10 +59,11 @@ from dualgate_solo.validation import UsageError
 
 #: what a row's network is, as deployed
 KINDS = {
-    "width_export": "export_width(backbone, w): plain ResNet of the width",
-    "dense_plain": "dense weights in the plain PrunedResNet at full width",
+    "width_export": "export_width(backbone, w): plain ResNet of the width, BN folded",
+    "dense_plain": "dense weights in the plain PrunedResNet at full width, BN folded",
     "gated_masked": "the gated branch as trained (dense convolutions, then channel masks)",
-    "static_export": "static prune export of the gated branch (always-off channels removed)",
+    "static_export": "static prune export of the gated branch (always-off channels removed), "
+    "BN folded",
 }
 #: (method, kind) -> the family a row is drawn in; its colour and marker
 FAMILIES: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -198,7 +200,13 @@ def deployables(
 ) -> list[Deployable]:
     """The deployable networks of ``networks`` of one run (module docstring), with MACs and the
     max abs feature difference to the trained network on ``test_x``."""
-    from dualgate_solo.export import copy_to_pruned, export_pruned, full_width_blocks, make_plan
+    from dualgate_solo.export import (
+        copy_to_pruned,
+        export_pruned,
+        fold_network,
+        full_width_blocks,
+        make_plan,
+    )
     from dualgate_solo.export.slim import export_width
     from dualgate_solo.gate_stats import collect_gate_statistics
 
@@ -215,11 +223,14 @@ def deployables(
         for network in networks:
             width = label_width(network)
             reference = backbone.forward_width(test_x, width).feats
-            add(network, "width_export", export_width(backbone, width), reference)
+            plain = fold_network(export_width(backbone, width))
+            add(network, "width_export", plain, reference)
         return out
     for network in networks:
         if network == "dense":
-            plain = copy_to_pruned(backbone, full_width_blocks(backbone, gated=False), "dense")
+            plain = fold_network(
+                copy_to_pruned(backbone, full_width_blocks(backbone, gated=False), "dense")
+            )
             add(network, "dense_plain", plain, backbone.forward_branch(test_x, "dense").feats)
             continue
         stats = collect_gate_statistics(backbone, calib_x.split(128), progress=False)
@@ -230,7 +241,7 @@ def deployables(
             f"{stats.mean_ratio:.4f} on {stats.num_samples} calibration images x dense MACs"
         )
         add(network, "gated_masked", Branch(backbone, "gated"), None, expected, source)
-        static = export_pruned(backbone, make_plan(backbone, stats, "static"))
+        static = fold_network(export_pruned(backbone, make_plan(backbone, stats, "static")))
         add(network, "static_export", static, reference)
     return out
 

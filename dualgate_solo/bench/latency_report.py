@@ -6,11 +6,15 @@ import csv
 import statistics
 from pathlib import Path
 
-#: the batch sizes the latency benchmarks time
+#: the batch sizes the family benchmark times
 BATCHES = (1, 64)
-#: batch -> (warm-up calls, timed rounds) of a full and of a ``--quick`` measurement
-REPEATS = {1: (10, 40), 64: (2, 9)}
-QUICK_REPEATS = {1: (3, 10), 64: (1, 2)}
+#: the batch sizes ``bench_latency`` times by default on a CPU and with ``--device cuda``
+LATENCY_BATCHES = (1, 8, 64)
+CUDA_BATCHES = (1, 64, 256)
+#: batch -> (warm-up calls, timed rounds) of a full and of a ``--quick`` measurement (other
+#: batch sizes take the entry of the next larger listed one)
+REPEATS = {1: (10, 40), 8: (3, 20), 64: (2, 9), 256: (2, 9)}
+QUICK_REPEATS = {1: (3, 10), 8: (1, 3), 64: (1, 2), 256: (1, 2)}
 CSV_FIELDS = (
     "variant",
     "runtime",
@@ -28,14 +32,20 @@ CSV_FIELDS = (
     "error",
 )
 DEFINITIONS = {
-    "theoretical_speedup": "dense-branch MACs / variant MACs, both from FlopCounterMode (conv MACs "
-    "per image; dynamic and gated_masked averaged over 16 images)",
-    "realized_speedup": "median time of the eager dense branch at the same batch / median time "
-    "of the row",
-    "realized_speedup_same_runtime": "same, against the dense reference of the row's runtime "
-    "(compiled dense branch for compile rows, dense_plain in ONNX Runtime for onnxruntime rows)",
+    "theoretical_speedup": "dense MACs / the variant's executed MACs per image, both counted by "
+    "FlopCounterMode over the network's own runs on the timed inputs of that batch size (batch "
+    "1: mean over the cycled single images)",
+    "realized_speedup": "median time of the eager dense reference at the same batch / median "
+    "time of the row",
+    "realized_speedup_same_runtime": "median time of the dense reference in the row's runtime "
+    "at the same batch / median time of the row",
     "realized_over_theoretical": "realized_speedup_same_runtime / theoretical_speedup",
 }
+
+
+def repeats_for(table: dict[int, tuple[int, int]], batch: int) -> tuple[int, int]:
+    """``table``'s (warm-up, rounds) of ``batch``, or of the next larger listed batch size."""
+    return table[min((b for b in table if b >= batch), default=max(table))]
 
 
 def row(
@@ -76,19 +86,18 @@ def median_of(rows: list[dict], variant: str, runtime: str, batch: int) -> float
     )
 
 
-def add_speedups(rows: list[dict]) -> None:
-    """Fill the speed-up columns (see :data:`DEFINITIONS`) of every timed row in place."""
+def add_speedups(rows: list[dict], reference: str = "dense") -> None:
+    """Fill the speed-up columns (see :data:`DEFINITIONS`) of every timed row in place;
+    ``reference``: the dense variant."""
     for r in rows:
         if r["median_ms"] is None:
             continue
-        base = median_of(rows, "dense_branch", "eager", r["batch"])
-        reference = "dense_plain" if r["runtime"] == "onnxruntime" else "dense_branch"
+        base = median_of(rows, reference, "eager", r["batch"])
         same = median_of(rows, reference, r["runtime"], r["batch"])
-        r["realized_speedup"] = base / r["median_ms"]
+        r["realized_speedup"] = base / r["median_ms"] if base else None
         r["realized_speedup_same_runtime"] = same / r["median_ms"] if same else None
-        r["realized_over_theoretical"] = (
-            r["realized_speedup_same_runtime"] or r["realized_speedup"]
-        ) / r["theoretical_speedup"]
+        realized = r["realized_speedup_same_runtime"] or r["realized_speedup"]
+        r["realized_over_theoretical"] = realized / r["theoretical_speedup"] if realized else None
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -99,16 +108,19 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    """Theoretical and realized speed-ups per variant and runtime, one panel per batch size."""
+    """Theoretical and realized (same runtime) speed-ups per variant and runtime, one panel per
+    batch size."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(BATCHES), figsize=(13, 4.2))
-    runtimes = ["eager", "compile", "onnxruntime"]
-    width = 0.2
-    for ax, batch in zip(axes, BATCHES):
+    batches = sorted({r["batch"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(6.5 * len(batches), 4.2), squeeze=False)
+    axes = axes[0]
+    runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
+    width = 0.8 / (len(runtimes) + 1)
+    for ax, batch in zip(axes, batches):
         sel = [r for r in rows if r["batch"] == batch and r["median_ms"] is not None]
         variants = list(dict.fromkeys(r["variant"] for r in sel))
         labelled = set()
@@ -116,7 +128,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             theo = next(r["theoretical_speedup"] for r in sel if r["variant"] == variant)
             label = "theoretical (MACs)"
             ax.bar(
-                v_i - 1.5 * width,
+                v_i - 0.4,
                 theo,
                 width,
                 color="lightgray",
@@ -126,11 +138,11 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
             labelled.add(label)
             for k, runtime in enumerate(runtimes):
                 match = [r for r in sel if (r["variant"], r["runtime"]) == (variant, runtime)]
-                if match:
+                if match and match[0]["realized_speedup_same_runtime"]:
                     label = f"realized, {runtime}"
                     ax.bar(
-                        v_i + (k - 0.5) * width,
-                        match[0]["realized_speedup"],
+                        v_i - 0.4 + (k + 1) * width,
+                        match[0]["realized_speedup_same_runtime"],
                         width,
                         color=f"C{k}",
                         label=None if label in labelled else label,
@@ -139,7 +151,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_xticks(range(len(variants)), variants, rotation=25, ha="right")
         ax.set_yscale("log")
-        ax.set_ylabel("speed-up vs dense branch (eager)")
+        ax.set_ylabel("speed-up vs dense (same runtime)")
         ax.set_title(f"batch {batch}")
     legend = {}
     for ax in axes:
@@ -154,17 +166,18 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def print_table(rows: list[dict]) -> None:
     print(
-        f"\n{'variant':13} {'runtime':11} {'batch':>5} {'median ms':>10} {'MACs/img':>12} "
+        f"\n{'variant':14} {'runtime':18} {'batch':>5} {'median ms':>10} {'MACs/img':>12} "
         f"{'theor.':>7} {'real.':>7} {'real.(rt)':>9} {'r/t':>6}"
     )
     for r in rows:
-        head = f"{r['variant']:13} {r['runtime']:11} {r['batch']:>5}"
+        head = f"{r['variant']:14} {r['runtime']:18} {r['batch']:>5}"
         if r["median_ms"] is None:
             print(f"{head} {'failed':>10}  {r['error'][:60]}")
             continue
         same_runtime = r["realized_speedup_same_runtime"] or float("nan")
+        realized = r["realized_speedup"] or float("nan")
+        ratio = r["realized_over_theoretical"] or float("nan")
         print(
             f"{head} {r['median_ms']:10.2f} {r['macs_per_image']:12,.0f} "
-            f"{r['theoretical_speedup']:7.2f} {r['realized_speedup']:7.2f} {same_runtime:9.2f} "
-            f"{r['realized_over_theoretical']:6.2f}"
+            f"{r['theoretical_speedup']:7.2f} {realized:7.2f} {same_runtime:9.2f} {ratio:6.2f}"
         )

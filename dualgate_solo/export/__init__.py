@@ -6,8 +6,9 @@ Self-supervised Learning and Dynamic Computation", BMVC 2023) into wall-clock sa
 * :mod:`~dualgate_solo.export.plan`: which channels to keep, from gate statistics;
 * :mod:`~dualgate_solo.export.pruned_resnet`: the plain, torch-only pruned ResNet;
 * :mod:`~dualgate_solo.export.weights`: the one weight copy from a gated backbone into it;
+* :mod:`~dualgate_solo.export.fold`: BatchNorm folded into the conv before it (every export);
 * :mod:`~dualgate_solo.export.exporter`: export, BN re-calibration, state dict / TorchScript /
-  ONNX;
+  ONNX, ONNX Runtime sessions;
 * :mod:`~dualgate_solo.export.dynamic`: batch-1 execution that gathers the active channels;
 * :mod:`~dualgate_solo.export.routed`: a width-gated backbone run at its chosen widths (any batch).
 """
@@ -18,10 +19,12 @@ from dualgate_solo.export.exporter import (
     ONNX_EXPORTERS,
     export_pruned,
     onnx_export,
+    onnx_session,
     recalibrate_bn,
     save_export,
     verify_onnx,
 )
+from dualgate_solo.export.fold import fold_bn, fold_network
 from dualgate_solo.export.plan import (
     POLICIES,
     BlockPlan,
@@ -48,10 +51,13 @@ __all__ = [
     "check_backbone",
     "copy_to_pruned",
     "export_pruned",
+    "fold_bn",
+    "fold_network",
     "full_width_blocks",
     "gated_norm",
     "make_plan",
     "onnx_export",
+    "onnx_session",
     "prefix_plans",
     "recalibrate_bn",
     "save_export",

@@ -1,10 +1,10 @@
 """Dynamic execution of the gated branch at batch size 1: run only the active channels.
 
 Real speed-up from per-input gating, for VICReg-Dual-Gating (Krishna et al., BMVC 2023): per
-block, compute the gate on the block input, gather the active channels' weights and run smaller
+block, compute the gate on the block input, take the active channels' weights and run smaller
 convs
 
-* BasicBlock: conv1 rows ``W1[idx] : [k, C_in, 3, 3]``, bn1 parameters ``[k]``, conv2 columns
+* BasicBlock: conv1 rows ``W1[idx] : [k, C_in, 3, 3]`` and bias ``[k]``, conv2 columns
   ``W2[:, idx] : [C_out, k, 3, 3]``;
 * Bottleneck: conv1 rows ``[k1, C_in, 1, 1]``, conv2 ``[k2, k1, 3, 3]``, conv3 columns
   ``[C_out, k2, 1, 1]``;
@@ -12,90 +12,160 @@ convs
 so a switched-off channel costs nothing. The weights are those of the full-width, fully gated
 :class:`~dualgate_solo.export.pruned_resnet.PrunedResNet` that
 :func:`~dualgate_solo.export.weights.copy_to_pruned` fills from the backbone (the gated branch
-as a plain network). Evaluation semantics only (deterministic ``logit >= 0`` gates, BN running
-statistics of the gated branch), and ``B = 1`` only: for larger batches the active sets differ
-per sample (their union is close to everything). The result equals
-``GatedResNet.forward_branch(x, "gated").feats`` up to float rounding.
+as a plain network), with every BatchNorm folded into its conv
+(:func:`~dualgate_solo.export.fold.fold_network`): one conv per step and no per-channel BN
+parameters to gather. Cheaper where it can be:
+
+* a group whose channels are all active runs the full weights (no gather);
+* with ``cache_size > 0`` each block keeps the gathered weights of its ``cache_size`` most recently
+  seen active sets (least recently used ones are evicted); a repeated set costs a dictionary
+  lookup instead of the gathers. :attr:`DynamicBlock.hits` / :attr:`DynamicBlock.misses` count
+  the lookups, which says whether the cache pays on a given image stream.
+
+Evaluation semantics only (deterministic ``logit >= 0`` gates, BN running statistics of the gated
+branch), and ``B = 1`` only: for larger batches the active sets differ per sample (their union is
+close to everything). The result equals ``GatedResNet.forward_branch(x, "gated").feats`` up to
+float rounding.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dualgate_solo.export.fold import fold_network
 from dualgate_solo.export.plan import full_width_blocks
-from dualgate_solo.export.pruned_resnet import PrunedBasicBlock, PrunedBottleneck
+from dualgate_solo.export.pruned_resnet import PrunedBottleneck
 from dualgate_solo.export.weights import copy_to_pruned
 from dualgate_solo.models.gated_resnet import GatedResNet
 
 
-def _bn(bn: nn.BatchNorm2d, x: Tensor, idx: Tensor | None) -> Tensor:
-    """Eval-mode BN of ``x [1, k, H, W]`` with ``bn``'s parameters of channels ``idx``."""
-    params = [bn.running_mean, bn.running_var, bn.weight, bn.bias]
-    if idx is not None:
-        params = [p.index_select(0, idx) for p in params]
-    mean, var, weight, bias = params
-    return F.batch_norm(x, mean, var, weight, bias, False, 0.0, bn.eps)
+def _active(mask: Tensor, size: int) -> Tensor | None:
+    """Indices ``[k]`` of the non-zero entries of ``mask [size]``; ``None`` when all are on."""
+    idx = torch.nonzero(mask).flatten()
+    return None if idx.numel() == size else idx
 
 
-def _bn_of_zeros(bn: nn.BatchNorm2d) -> Tensor:
-    """BN output ``[C]`` for an all-zero input (the residual when no channel is active)."""
-    return bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)
+def _rows(t: Tensor, idx: Tensor | None) -> Tensor:
+    return t if idx is None else t.index_select(0, idx)
 
 
-def _shortcut(block: nn.Module, x: Tensor) -> Tensor:
-    return x if block.downsample is None else block.downsample(x)
+def _cols(t: Tensor, idx: Tensor | None) -> Tensor:
+    return t if idx is None else t.index_select(1, idx)
 
 
-def dynamic_basic_block(block: PrunedBasicBlock, x: Tensor) -> Tensor:
-    """``block(x)`` for ``x [1, C_in, H, W]``, running only the active inner channels."""
-    shortcut = _shortcut(block, x)
-    idx = torch.nonzero(block.gate(x)[0]).flatten()  # active channels, [k]
-    if idx.numel() == 0:
-        return torch.relu(shortcut + _bn_of_zeros(block.bn2)[None, :, None, None])
-    w1 = block.conv1.weight.index_select(0, idx)
-    a = F.conv2d(x, w1, stride=block.conv1.stride, padding=1)
-    a = torch.relu(_bn(block.bn1, a, idx))
-    y = F.conv2d(a, block.conv2.weight.index_select(1, idx), padding=1)
-    return torch.relu(_bn(block.bn2, y, None) + shortcut)
+class DynamicBlock(nn.Module):
+    """One BN-folded block of the gated branch, running only its active inner channels
+    (``x [1, C_in, H, W] -> [1, C_out, H / stride, W / stride]``).
 
+    ``downsample`` is the block's (full-width) shortcut, a module of its own so that it can be
+    timed and counted separately.
+    """
 
-def dynamic_bottleneck(block: PrunedBottleneck, x: Tensor) -> Tensor:
-    """``block(x)`` for ``x [1, C_in, H, W]``, running only the active channels of both inner
-    widths."""
-    shortcut = _shortcut(block, x)
-    mask = block.gate(x)[0]
-    i1 = torch.nonzero(mask[: block.g1]).flatten()
-    i2 = torch.nonzero(mask[block.g1 :]).flatten()
-    if i2.numel() == 0:  # conv3 sees only zeros
-        return torch.relu(shortcut + _bn_of_zeros(block.bn3)[None, :, None, None])
-    if i1.numel() == 0:  # conv2 sees only zeros: its BN output is a per-channel constant
-        b = torch.relu(_bn_of_zeros(block.bn2).index_select(0, i2))[None, :, None, None]
-        b = b.expand(1, i2.numel(), *shortcut.shape[-2:])
-    else:
-        a = F.conv2d(x, block.conv1.weight.index_select(0, i1))
-        a = torch.relu(_bn(block.bn1, a, i1))
-        w2 = block.conv2.weight.index_select(0, i2).index_select(1, i1)
-        b = F.conv2d(a, w2, stride=block.conv2.stride, padding=1)
-        b = torch.relu(_bn(block.bn2, b, i2))
-    y = _bn(block.bn3, F.conv2d(b, block.conv3.weight.index_select(1, i2)), None)
-    return torch.relu(y + shortcut)
+    def __init__(self, block: nn.Module, cache_size: int = 0):
+        super().__init__()
+        self.block = block
+        self.downsample = block.downsample
+        self.bottleneck = isinstance(block, PrunedBottleneck)
+        self.cache_size = cache_size
+        self.cache: OrderedDict[bytes, tuple[Tensor, ...]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def _weights(self, mask: Tensor) -> tuple[Tensor, ...] | None:
+        """The gathered weights of the active set ``mask [n_gated]`` (see :meth:`_gather`),
+        through the cache."""
+        if self.cache_size == 0:
+            return self._gather(mask)
+        key = mask.to(torch.bool).cpu().numpy().tobytes()
+        cached = self.cache.get(key)
+        if key in self.cache:
+            self.hits += 1
+            self.cache.move_to_end(key)
+            return cached
+        self.misses += 1
+        weights = self._gather(mask)
+        self.cache[key] = weights
+        if len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return weights
+
+    def _gather(self, mask: Tensor) -> tuple[Tensor, ...] | None:
+        """BasicBlock: ``(w1 [k, C_in, 3, 3], b1 [k], w2 [C_out, k, 3, 3])``; Bottleneck:
+        ``(w1, b1, w2, b2, w3)``, with ``w1``/``b1`` ``None`` when no conv1 channel is active;
+        ``None`` when the block's last inner group has no active channel (its output is the
+        constant last bias)."""
+        b = self.block
+        if not self.bottleneck:
+            idx = _active(mask, mask.numel())
+            if idx is not None and idx.numel() == 0:
+                return None
+            w1 = _rows(b.conv1.weight, idx).contiguous()
+            return w1, _rows(b.conv1.bias, idx), _cols(b.conv2.weight, idx).contiguous()
+        i1, i2 = _active(mask[: b.g1], b.g1), _active(mask[b.g1 :], mask.numel() - b.g1)
+        if i2 is not None and i2.numel() == 0:
+            return None
+        b2 = _rows(b.conv2.bias, i2)
+        w3 = _cols(b.conv3.weight, i2).contiguous()
+        if i1 is not None and i1.numel() == 0:  # conv2 sees only zeros: its output is b2
+            return None, None, None, b2, w3
+        w1, b1 = _rows(b.conv1.weight, i1).contiguous(), _rows(b.conv1.bias, i1)
+        w2 = _cols(_rows(b.conv2.weight, i2), i1).contiguous()
+        return w1, b1, w2, b2, w3
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = self.block
+        shortcut = x if self.downsample is None else self.downsample(x)
+        weights = self._weights(b.gate(x)[0])
+        last = b.conv3 if self.bottleneck else b.conv2
+        if weights is None:  # the last conv sees only zeros
+            return torch.relu(shortcut + last.bias[None, :, None, None])
+        if not self.bottleneck:
+            w1, b1, w2 = weights
+            a = torch.relu(F.conv2d(x, w1, b1, stride=b.conv1.stride, padding=1))
+            return torch.relu(F.conv2d(a, w2, b.conv2.bias, padding=1) + shortcut)
+        w1, b1, w2, b2, w3 = weights
+        if w1 is None:
+            hw = shortcut.shape[-2:]
+            h = torch.relu(b2)[None, :, None, None].expand(1, b2.numel(), *hw)
+        else:
+            a = torch.relu(F.conv2d(x, w1, b1))
+            h = torch.relu(F.conv2d(a, w2, b2, stride=b.conv2.stride, padding=1))
+        return torch.relu(F.conv2d(h, w3, b.conv3.bias) + shortcut)
 
 
 class DynamicGatedResNet(nn.Module):
     """The gated branch of a :class:`GatedResNet`, executing only active channels (batch size 1).
 
     ``forward(x [1, 3, H, W]) -> [1, num_features]``; a batch larger than one raises
-    ``ValueError``. Weights are copied at construction into :attr:`network` (later changes to
-    ``backbone`` are not seen); ``network(x)`` itself runs the masked gated branch at any batch.
+    ``ValueError``. Weights are copied and BN-folded at construction (later changes to
+    ``backbone`` are not seen). ``cache_size``: active sets per block whose gathered weights are
+    kept (0: gather on every call). Parts: ``conv1``/``maxpool`` (stem), ``blocks`` (named
+    ``block_names``), ``head``.
     """
 
-    def __init__(self, backbone: GatedResNet):
+    def __init__(self, backbone: GatedResNet, cache_size: int = 0):
         super().__init__()
-        self.network = copy_to_pruned(backbone, full_width_blocks(backbone, gated=True), "gated")
-        self.num_features = self.network.num_features
+        if not isinstance(cache_size, int) or cache_size < 0:
+            raise ValueError(f"cache_size={cache_size!r} is invalid; allowed values: an int >= 0")
+        network = copy_to_pruned(backbone, full_width_blocks(backbone, gated=True), "gated")
+        network = fold_network(network)
+        self.conv1, self.maxpool, self.head = network.conv1, network.maxpool, network.head
+        self.blocks = nn.ModuleList(DynamicBlock(b, cache_size) for b in network.blocks)
+        self.block_names = [entry["name"] for entry in network.spec["blocks"]]
+        self.num_features = network.num_features
         self.eval()
+
+    def cache_stats(self) -> dict[str, int]:
+        """``{"hits", "misses", "entries"}`` summed over the blocks."""
+        return {
+            "hits": sum(b.hits for b in self.blocks),
+            "misses": sum(b.misses for b in self.blocks),
+            "entries": sum(len(b.cache) for b in self.blocks),
+        }
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[0] != 1:
@@ -103,9 +173,7 @@ class DynamicGatedResNet(nn.Module):
                 f"batch size {x.shape[0]} is invalid; allowed values: 1 (dynamic execution "
                 "gathers one sample's active channels)"
             )
-        net = self.network
-        h = net.maxpool(torch.relu(net.bn1(net.conv1(x))))
-        for block in net.blocks:
-            run = dynamic_bottleneck if isinstance(block, PrunedBottleneck) else dynamic_basic_block
-            h = run(block, h)
-        return torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
+        h = self.maxpool(torch.relu(self.conv1(x)))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(h)

@@ -4,9 +4,11 @@ Static prune export of VICReg-Dual-Gating (Krishna et al., BMVC 2023): given an
 :class:`~dualgate_solo.export.plan.ExportPlan`, :func:`export_pruned` copies the gated branch's
 weights of the kept channels with :func:`~dualgate_solo.export.weights.copy_to_pruned` (with the
 ``hybrid`` policy the data-dependent channels keep their gate). Then optionally re-calibrate
-BN statistics (:func:`recalibrate_bn`) and write a ``state_dict`` + ``spec.json`` (reloadable
+BN statistics (:func:`recalibrate_bn`) and write, with every BatchNorm folded into its conv
+(:func:`~dualgate_solo.export.fold.fold_network`), a ``state_dict`` + ``spec.json`` (reloadable
 with :func:`~dualgate_solo.export.pruned_resnet.build_pruned_resnet` alone), TorchScript and
 ONNX (dynamic batch axis, checked against ONNX Runtime) with :func:`save_export`.
+:func:`onnx_session` is the one place that opens an ONNX Runtime session (all graph optimisations).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS
+from dualgate_solo.export.fold import fold_network
 from dualgate_solo.export.plan import ExportPlan, check_backbone
 from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet
 from dualgate_solo.export.weights import copy_to_pruned
@@ -139,17 +142,46 @@ def onnx_export(
     return exporter
 
 
-def verify_onnx(
-    path: str | Path, model: nn.Module, inputs: Iterable[Tensor], atol: float = 1e-4
-) -> float:
-    """Run the ONNX file in ONNX Runtime (CPU) on each input; the max abs difference to
-    ``model``.
+def onnx_session(path: str | Path, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """An ONNX Runtime CPU session of ``path`` and its settings (for a results file).
 
-    Raises ``ValueError`` when a difference exceeds ``atol``.
+    Graph optimisations ``ORT_ENABLE_ALL`` (constant folding, node fusions, layout transforms),
+    ``threads`` intra-op threads (default: ``torch.get_num_threads()``, the threads PyTorch
+    runs with), one inter-op thread, sequential execution and no spinning of idle threads (they
+    would steal the cores of the next call on a small machine).
     """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    threads = torch.get_num_threads() if threads is None else threads
+    check_interval("threads", threads, 1, float("inf"))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    settings = {
+        "onnxruntime": ort.__version__,
+        "providers": session.get_providers(),
+        "graph_optimization_level": options.graph_optimization_level.name,
+        "execution_mode": options.execution_mode.name,
+        "intra_op_num_threads": options.intra_op_num_threads,
+        "inter_op_num_threads": options.inter_op_num_threads,
+        "session.intra_op.allow_spinning": "0",
+    }
+    return session, settings
+
+
+def verify_onnx(
+    path: str | Path, model: nn.Module, inputs: Iterable[Tensor], atol: float = 1e-4
+) -> float:
+    """Run the ONNX file in ONNX Runtime (CPU, :func:`onnx_session`) on each input; the max abs
+    difference to ``model``.
+
+    Raises ``ValueError`` when a difference exceeds ``atol``.
+    """
+    session, _ = onnx_session(path)
     name = session.get_inputs()[0].name
     worst = 0.0
     with torch.no_grad():
@@ -171,7 +203,8 @@ def save_export(
     verify: bool = True,
     onnx_exporter: str = "dynamo",
 ) -> dict[str, Any]:
-    """Write the exported network to ``out``; returns ``{format: path, ...}`` plus check results.
+    """Write the exported network, BN folded, to ``out``; returns ``{format: path, ...}`` plus
+    check results (``folded_bn_max_abs_diff``: folded vs ``model`` on ``example``).
 
     Files: ``weights.pt`` (state dict) and ``spec.json`` (``state_dict``), ``model.ts``
     (TorchScript, ``torch.jit.script``), ``model.onnx`` (dynamic batch axis, compared with ONNX
@@ -181,8 +214,11 @@ def save_export(
     formats = [check_choice("format", f, EXPORT_FORMATS) for f in formats]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
+    unfolded = model.eval()
+    model = fold_network(unfolded)
     result: dict[str, Any] = {}
+    with torch.no_grad():
+        result["folded_bn_max_abs_diff"] = float((model(example) - unfolded(example)).abs().max())
     (out / "spec.json").write_text(json.dumps(model.spec, indent=1))
     result["spec"] = str(out / "spec.json")
     if plan is not None:

@@ -17,6 +17,8 @@ Spec format (a JSON-serialisable dict)::
       "depth": 18 | 34 | 50,            # 18/34: BasicBlock, 50: Bottleneck (torchvision v1.5)
       "stem": "cifar" | "imagenet",     # cifar: 3x3/1 conv, padding 2, no max-pool
       "width": 64,                      # stem / stage-1 channels; stages have width * (1, 2, 4, 8)
+      "folded_bn": false,               # optional; true: every BatchNorm is folded into the conv
+                                        # before it (convs with bias, no BatchNorm modules)
       "blocks": [                       # one entry per residual block, forward order
         {"name": "layer1.0",
          "widths": [w] | [w1, w2],       # inner widths actually built (>= 1 each)
@@ -30,6 +32,10 @@ Inside a block the inner channels are ordered ``[gated..., static...]``: the fir
 of each inner width are multiplied by the gate's 0/1 output, the remaining ``w - g`` are always on.
 Stem, downsample shortcuts and block outputs keep their full width, so ``forward(x)`` returns
 pooled features ``[B, num_features]`` (512 for ResNet-18/34, 2048 for ResNet-50, at width 64).
+
+With ``folded_bn`` each conv followed by a BatchNorm (``conv<i>``/``bn<i>``, ``downsample.conv``/
+``.bn``) is built with a bias and its BatchNorm is an ``nn.Identity``: the inference network of
+:func:`dualgate_solo.export.fold.fold_network` (gates keep their BN, see ``NORM_AFTER_CONV``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,26 @@ from dualgate_solo.stems import stem_layers
 SPEC_FORMAT = "dualgate_solo.pruned_resnet/1"
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 EXPANSION = {18: 1, 34: 1, 50: 4}
+
+
+#: the BatchNorm that follows each conv, by the conv's attribute name (same parent module); the
+#: gate's BN is never folded: it costs nothing on the pooled ``[B, hidden, 1, 1]`` vector, and
+#: unchanged arithmetic keeps the gate's on/off decisions those of the gated branch
+NORM_AFTER_CONV = {"conv1": "bn1", "conv2": "bn2", "conv3": "bn3", "conv": "bn"}
+
+
+def conv_norm(
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+    folded: bool,
+    stride: int = 1,
+    padding: int = 0,
+) -> tuple[nn.Conv2d, nn.Module]:
+    """A bias-free conv and its ``BatchNorm2d``, or (``folded``) a conv with bias and an
+    ``nn.Identity``."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, bias=folded)
+    return conv, nn.Identity() if folded else nn.BatchNorm2d(out_channels)
 
 
 class PrunedGate(nn.Module):
@@ -81,10 +107,9 @@ def _apply_mask(a: Tensor, mask: Tensor, n_static: int) -> Tensor:
 class Downsample(nn.Module):
     """Full-width 1x1 strided conv + BN shortcut (never pruned)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, folded: bool = False):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.conv, self.bn = conv_norm(in_channels, out_channels, 1, folded, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(self.conv(x))
@@ -105,16 +130,17 @@ class PrunedBasicBlock(nn.Module):
         stride: int,
         gated: int = 0,
         gate_hidden: int = 1,
+        folded: bool = False,
     ):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv1, self.bn1 = conv_norm(in_channels, width, 3, folded, stride, padding=1)
+        self.conv2, self.bn2 = conv_norm(width, planes, 3, folded, padding=1)
         self.gate = _gate_or_none(in_channels, gate_hidden, gated)
         self.n_static = width - gated
         needs_projection = stride != 1 or in_channels != planes
-        self.downsample = Downsample(in_channels, planes, stride) if needs_projection else None
+        self.downsample = (
+            Downsample(in_channels, planes, stride, folded) if needs_projection else None
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         a = torch.relu(self.bn1(self.conv1(x)))
@@ -141,23 +167,21 @@ class PrunedBottleneck(nn.Module):
         stride: int,
         gated: tuple[int, int] = (0, 0),
         gate_hidden: int = 1,
+        folded: bool = False,
     ):
         super().__init__()
         w1, w2 = widths
         out_channels = 4 * planes
-        self.conv1 = nn.Conv2d(in_channels, w1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(w1)
-        self.conv2 = nn.Conv2d(w1, w2, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(w2)
-        self.conv3 = nn.Conv2d(w2, out_channels, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.conv1, self.bn1 = conv_norm(in_channels, w1, 1, folded)
+        self.conv2, self.bn2 = conv_norm(w1, w2, 3, folded, stride, padding=1)
+        self.conv3, self.bn3 = conv_norm(w2, out_channels, 1, folded)
         self.gate = _gate_or_none(in_channels, gate_hidden, gated[0] + gated[1])
         self.g1 = gated[0]
         self.n_static1 = w1 - gated[0]
         self.n_static2 = w2 - gated[1]
         needs_projection = stride != 1 or in_channels != out_channels
         self.downsample = (
-            Downsample(in_channels, out_channels, stride) if needs_projection else None
+            Downsample(in_channels, out_channels, stride, folded) if needs_projection else None
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -177,6 +201,7 @@ class PrunedResNet(nn.Module):
     """A plain ResNet built from a pruning ``spec`` (see the module docstring).
 
     ``forward(x [B, 3, H, W]) -> [B, num_features]`` (global-average-pooled features, no FC head).
+    Parts: the stem (``conv1``, ``bn1``, ReLU, ``maxpool``), ``blocks`` and ``head`` (pooling).
     """
 
     def __init__(self, spec: dict[str, Any]):
@@ -184,8 +209,11 @@ class PrunedResNet(nn.Module):
         spec = validate_spec(spec)
         self.spec = spec
         depth, width, stem = spec["depth"], spec["width"], spec["stem"]
-        self.conv1, self.maxpool = stem_layers(stem, width)
-        self.bn1 = nn.BatchNorm2d(width)
+        folded = bool(spec.get("folded_bn", False))
+        conv1, self.maxpool = stem_layers(stem, width)
+        self.conv1, self.bn1 = conv_norm(
+            3, width, conv1.kernel_size[0], folded, conv1.stride[0], conv1.padding[0]
+        )
         expansion = EXPANSION[depth]
         blocks = []
         channels = width
@@ -198,7 +226,13 @@ class PrunedResNet(nn.Module):
                 hidden = int(entry.get("gate_hidden", 1))
                 if expansion == 1:
                     block = PrunedBasicBlock(
-                        channels, planes, entry["widths"][0], stride, entry["gated"][0], hidden
+                        channels,
+                        planes,
+                        entry["widths"][0],
+                        stride,
+                        entry["gated"][0],
+                        hidden,
+                        folded,
                     )
                 else:
                     block = PrunedBottleneck(
@@ -208,16 +242,17 @@ class PrunedResNet(nn.Module):
                         stride,
                         tuple(entry["gated"]),
                         hidden,
+                        folded,
                     )
                 blocks.append(block)
                 channels = planes * expansion
         self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         self.num_features = channels
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-        h = self.blocks(h)
-        return torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
+        return self.head(self.blocks(h))
 
 
 def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +272,10 @@ def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"spec.stem={spec.get('stem')!r} is invalid; allowed values: "
             f"{', '.join(map(repr, STEMS))}"
+        )
+    if not isinstance(spec.get("folded_bn", False), bool):
+        raise ValueError(
+            f"spec.folded_bn={spec['folded_bn']!r} is invalid; allowed values: true, false"
         )
     width = spec.get("width")
     if not isinstance(width, int) or width < 1:

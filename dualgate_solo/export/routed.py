@@ -10,8 +10,9 @@ prepares, once per block and width choice ``j``, contiguous pre-sliced weights
 * Bottleneck (one choice sets both inner widths): conv1 ``[k_j, C_in, 1, 1]``, conv2
   ``[k_j, k_j, 3, 3]``, conv3 ``[C_out, k_j, 1, 1]``;
 
-with the gated branch's BatchNorms folded into them (``torch.nn.utils.fusion``), the shortcut and
-the stem folded once, and the gate's BN folded into its first 1x1 conv. At run time each block
+with the gated branch's BatchNorms folded into them
+(:func:`~dualgate_solo.export.fold.fold_bn`), the shortcut and the stem folded once, and the
+gate's BN folded into its first 1x1 conv. At run time each block
 evaluates its gate (argmax of the logits, the evaluation choice), then
 
 * batch 1: runs the chosen slice;
@@ -32,8 +33,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from dualgate_solo.export.fold import fold_bn
 from dualgate_solo.export.plan import BlockPlan, check_backbone
 from dualgate_solo.export.pruned_resnet import PrunedBasicBlock, PrunedBottleneck
 from dualgate_solo.export.weights import copy_to_pruned
@@ -41,11 +42,6 @@ from dualgate_solo.layers import WidthGate
 from dualgate_solo.models.blocks import GatedBottleneck
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.validation import UsageError
-
-
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv with bias computing ``bn(conv(x))`` in evaluation (new module, inputs untouched)."""
-    return fuse_conv_bn_eval(conv.eval(), bn.eval())
 
 
 def _tensor_bytes(module: nn.Module) -> int:
@@ -61,7 +57,7 @@ class WidthRouter(nn.Module):
 
     def __init__(self, gate: WidthGate):
         super().__init__()
-        self.reduce = _fold(gate.reduce, gate.bn)
+        self.reduce = fold_bn(gate.reduce, gate.bn)
         self.expand = nn.Conv2d(gate.expand.in_channels, gate.expand.out_channels, 1, bias=False)
         self.expand.weight.data.copy_(gate.expand.weight.data)
 
@@ -75,8 +71,8 @@ class BasicPath(nn.Module):
 
     def __init__(self, block: PrunedBasicBlock):
         super().__init__()
-        self.conv1 = _fold(block.conv1, block.bn1)
-        self.conv2 = _fold(block.conv2, block.bn2)
+        self.conv1 = fold_bn(block.conv1, block.bn1)
+        self.conv2 = fold_bn(block.conv2, block.bn2)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv2(torch.relu(self.conv1(x)))
@@ -87,9 +83,9 @@ class BottleneckPath(nn.Module):
 
     def __init__(self, block: PrunedBottleneck):
         super().__init__()
-        self.conv1 = _fold(block.conv1, block.bn1)
-        self.conv2 = _fold(block.conv2, block.bn2)
-        self.conv3 = _fold(block.conv3, block.bn3)
+        self.conv1 = fold_bn(block.conv1, block.bn1)
+        self.conv2 = fold_bn(block.conv2, block.bn2)
+        self.conv3 = fold_bn(block.conv3, block.bn3)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv3(torch.relu(self.conv2(torch.relu(self.conv1(x)))))
@@ -173,7 +169,7 @@ class RoutedResNet(nn.Module):
             copy_to_pruned(backbone, prefix_plans(backbone, j), "gated") for j in range(n_choices)
         ]
         full = networks[-1]
-        self.stem = _fold(full.conv1, full.bn1)
+        self.stem = fold_bn(full.conv1, full.bn1)
         self.maxpool = full.maxpool
         blocks, extra = [], 0
         for b, (_, block) in enumerate(backbone.named_blocks()):
@@ -186,7 +182,7 @@ class RoutedResNet(nn.Module):
             )
             downsample = pruned[-1].downsample
             shortcut = (
-                nn.Identity() if downsample is None else _fold(downsample.conv, downsample.bn)
+                nn.Identity() if downsample is None else fold_bn(downsample.conv, downsample.bn)
             )
             blocks.append(RoutedBlock(WidthRouter(block.gate), paths, shortcut))
         self.blocks = nn.ModuleList(blocks)
