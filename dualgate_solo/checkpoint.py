@@ -188,8 +188,9 @@ def load_backbone(
         backbone_name: ``dg_resnet18/34/50`` (``--backbone``); read from ``args.json`` when
             omitted, and required for a plain state dict without one.
         backbone_kwargs: constructor kwargs (``--stem``, ``--width``) that override
-            ``args.json``'s ``backbone.kwargs``. A plain state dict's ``dual_bn_scope``, which no
-            option sets, is read off its keys; its ``branch`` is ``gated``.
+            ``args.json``'s ``backbone.kwargs``. A plain state dict's ``dual_bn_scope``,
+            ``gate_mode`` and ``width_choices``, which no option sets, are read off its keys; its
+            ``branch`` is ``gated``.
         require_gates: refuse checkpoints whose ``args.json`` names a method that never trained
             the gates (e.g. solo-learn's own ``vicreg``).
 
@@ -225,8 +226,12 @@ def load_backbone(
     if not args:
         arch = read_architecture(state)
         if arch is not None:
-            kwargs.setdefault("dual_bn_scope", arch.dual_bn_scope)
-            sources.setdefault("dual_bn_scope", "read off the checkpoint")
+            read = {"dual_bn_scope": arch.dual_bn_scope}
+            if arch.gate_mode == "width":
+                read.update(gate_mode="width", width_choices=list(arch.width_choices))
+            for key, value in read.items():
+                kwargs.setdefault(key, value)
+                sources.setdefault(key, "read off the checkpoint")
         kwargs.setdefault("branch", "gated")
     backbone = create_backbone(name, **kwargs)
     problem = _mismatch(backbone, name, state, sources, path)

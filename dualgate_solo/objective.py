@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from dualgate_solo.losses.budget import BudgetConfig, BudgetTerms, budget_loss, deterministic_masks
+from dualgate_solo.losses.budget import BudgetConfig, BudgetTerms, budget_loss
 from dualgate_solo.models.gated_resnet import BranchOutput, GatedResNet
 from dualgate_solo.models.projector import Projector
 
@@ -53,7 +53,7 @@ def gated_budget(
 ) -> BudgetTerms:
     """L_G of one gated pass on the sampled masks (paper) or eval-style ones (``ratio_source``)."""
     if config.ratio_source == "deterministic":
-        masks = deterministic_masks(out.logits, backbone.gate_tau)
+        masks = backbone.deterministic_masks(out)
         return budget_loss(backbone.ratio_for_masks(out, masks), masks, config, p, multiplier)
     return budget_loss(out.ratio, out.masks, config, p, multiplier)
 

@@ -132,12 +132,6 @@ def test_deterministic_masks_are_the_eval_prefixes_with_a_gradient() -> None:
         model.ratio_for_masks(out, thresholded)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="objective.gated_budget thresholds the logits; it must call "
-    "GatedResNet.deterministic_masks for width gates",
-)
 def test_tracked_budget_runs_in_width_mode() -> None:
     model = create_backbone("dg_resnet18", width=8, gate_mode="width").train()
     out = model.forward_branch(torch.randn(2, 3, 32, 32), "gated")
@@ -224,3 +218,35 @@ def test_timm_builds_every_depth_in_width_mode() -> None:
     for name, width in NETWORKS:
         model = timm.create_model(name, width=width, gate_mode="width", width_choices=[0.5, 1.0])
         assert model.gate_mode == "width" and model.width_choices == (0.5, 1.0)
+
+
+def test_channel_exports_refuse_a_width_gated_backbone_in_one_line() -> None:
+    """Static, hybrid and dynamic exports keep single channels; a width gate chooses prefixes, so
+    they point to the routed executor. The dense network still exports."""
+    from dualgate_solo.export import DynamicGatedResNet, full_width_blocks, make_plan
+    from dualgate_solo.gate_stats import collect_gate_statistics
+
+    model = create_backbone("dg_resnet18", width=8, gate_mode="width").eval()
+    with pytest.raises(UsageError) as error:
+        DynamicGatedResNet(model)
+    assert "\n" not in str(error.value) and "RoutedResNet" in str(error.value)
+    assert "gate_mode='width'" in str(error.value)
+    stats = collect_gate_statistics(model, [torch.randn(4, 3, 32, 32)], progress=False)
+    for policy in ("static", "hybrid"):
+        with pytest.raises(UsageError, match="RoutedResNet"):
+            make_plan(model, stats, policy)
+    dense = full_width_blocks(model, gated=False)
+    assert [b.widths for b in dense][:2] == [[8], [8]]
+
+
+def test_a_plain_width_mode_state_dict_loads_with_its_gate_mode_read_off_it(tmp_path) -> None:
+    from dualgate_solo.checkpoint import load_backbone
+
+    choices = (0.5, 1.0)
+    model = create_backbone("dg_resnet18", width=8, gate_mode="width", width_choices=choices)
+    model.trained_steps[1] = 5  # the gated branch was trained
+    torch.save(model.state_dict(), tmp_path / "width.pt")
+    loaded = load_backbone(tmp_path / "width.pt", "dg_resnet18", {"width": 8}).backbone
+    assert (loaded.gate_mode, tuple(loaded.width_choices)) == ("width", choices)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded.eval()(x), model.eval().set_branch("gated")(x))

@@ -33,7 +33,7 @@ from dualgate_solo.export.pruned_resnet import SPEC_FORMAT
 from dualgate_solo.gate_stats import GateStatistics, channel_categories
 from dualgate_solo.models.blocks import GatedBottleneck
 from dualgate_solo.models.gated_resnet import GatedResNet
-from dualgate_solo.validation import check_choice, check_interval
+from dualgate_solo.validation import UsageError, check_choice, check_interval
 
 SUPPORTED_DEPTHS = (18, 34, 50)
 
@@ -162,6 +162,18 @@ def check_backbone(backbone: Any) -> GatedResNet:
     return backbone
 
 
+def check_channel_gates(backbone: GatedResNet) -> GatedResNet:
+    """Refuse a width-gated backbone in the channel exports (static, hybrid, dynamic): they keep
+    or gate single channels, which a width gate does not choose (``UsageError``)."""
+    if getattr(backbone, "gate_mode", "channel") != "channel":
+        raise UsageError(
+            f"gate_mode={backbone.gate_mode!r} is invalid for a static, hybrid or dynamic export; "
+            "allowed values: 'channel' (run a width-gated backbone with "
+            "dualgate_solo.export.RoutedResNet)"
+        )
+    return backbone
+
+
 def full_width_blocks(backbone: GatedResNet, gated: bool) -> list[BlockPlan]:
     """Block plans that keep every channel in its original order, every one gated or none.
 
@@ -170,10 +182,12 @@ def full_width_blocks(backbone: GatedResNet, gated: bool) -> list[BlockPlan]:
     not predicted (``macs`` and ``dense_macs`` stay 0): these plans need no gate statistics.
     """
     check_backbone(backbone)
+    if gated:
+        check_channel_gates(backbone)
     plans = []
     for name, block in backbone.named_blocks():
         n_groups = 2 if isinstance(block, GatedBottleneck) else 1
-        size = block.gate.expand.out_channels // n_groups
+        size = block.gate.gated_channels // n_groups
         kept = [list(range(size)) for _ in range(n_groups)]
         n_gated = [size if gated else 0] * n_groups
         hidden = block.gate.reduce.out_channels
@@ -190,7 +204,7 @@ def _block_macs(block: Any, cost: Any, kept_widths: list[int], n_gated: int, hid
     so the export and the gated branch share one MAC formula; the kept gate adds its 1x1 convs.
     """
     gate = block.conv1.in_channels * hidden + hidden * n_gated if n_gated else 0
-    full = block.gate.expand.out_channels // len(kept_widths)
+    full = block.gate.gated_channels // len(kept_widths)
     mask = torch.zeros(1, full * len(kept_widths))
     for part, kept in enumerate(kept_widths):
         mask[0, part * full : part * full + kept] = 1
@@ -214,7 +228,7 @@ def make_plan(
         on_threshold: with ``hybrid``, a channel with on-rate ``>= on_threshold`` runs without a
             gate (1: never off); channels in between keep their gate.
     """
-    check_backbone(backbone)
+    check_channel_gates(check_backbone(backbone))
     check_choice("policy", policy, POLICIES)
     check_interval("off_threshold", off_threshold, 0.0, 1.0)
     check_interval("on_threshold", on_threshold, 0.0, 1.0)
@@ -226,10 +240,10 @@ def make_plan(
         )
     plans = []
     for (name, block), rate, cost in zip(blocks, stats.on_rates, stats.costs.blocks):
-        if rate.numel() != block.gate.expand.out_channels:
+        if rate.numel() != block.gate.gated_channels:
             raise ValueError(
                 f"stats for block {name} have {rate.numel()} channels; the backbone's gate has "
-                f"{block.gate.expand.out_channels}"
+                f"{block.gate.gated_channels}"
             )
         n_groups = 2 if isinstance(block, GatedBottleneck) else 1
         size = rate.numel() // n_groups
