@@ -67,6 +67,7 @@ from dualgate_solo.bench.latency_report import (
 )
 from dualgate_solo.bench.timing import count_macs, round_robin
 from dualgate_solo.bench.variants import REFERENCE, VARIANTS, BenchContext, Variant
+from dualgate_solo.choices import GATE_MODES
 from dualgate_solo.commands.options import add_architecture_options, integer
 from dualgate_solo.export import onnx_export, onnx_session
 from dualgate_solo.gate_stats import collect_gate_statistics
@@ -153,17 +154,18 @@ def load_model(args: argparse.Namespace, steps: int) -> tuple[GatedResNet, str, 
     from dualgate_solo.models import create_backbone
 
     name, stem, width = args.backbone or "dg_resnet18", args.stem or "cifar", args.width or 64
-    backbone = create_backbone(name, stem=stem, width=width)
+    backbone = create_backbone(name, stem=stem, width=width, gate_mode=args.gate_mode)
     log = train_gates(backbone, steps, args.target_density, batch_size=GATE_TRAINING_BATCH)
     source = (
-        f"NOT a trained SSL checkpoint: random-init {name} (stem {stem}, width {width}) whose "
+        f"NOT a trained SSL checkpoint: random-init {name} (stem {stem}, width {width}, "
+        f"gate_mode {args.gate_mode}) whose "
         f"gates and BN statistics were trained for {steps} steps on synthetic images with the "
         f"budget loss (t_d = {args.target_density}, deterministic ratio, Lagrange multiplier) + "
         "cosine distillation to the dense branch; conv weights are random"
     )
     training = {
         "function": "dualgate_solo.bench.gate_training.train_gates",
-        "backbone": {"name": name, "stem": stem, "width": width},
+        "backbone": {"name": name, "stem": stem, "width": width, "gate_mode": args.gate_mode},
         "steps": steps,
         "batch_size": GATE_TRAINING_BATCH,
         "target_density": args.target_density,
@@ -415,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(dg_resnet18, cifar stem, width 64 when not given) whose gates are trained here",
     )
     add_architecture_options(parser, from_checkpoint=True)
+    parser.add_argument(
+        "--gate-mode",
+        choices=GATE_MODES,
+        default="channel",
+        help="gate mode of the stand-in model (no checkpoint); width adds the routed executor",
+    )
     parser.add_argument(
         "--target-density", type=float, default=0.1, help="t_d of the gate training (no checkpoint)"
     )

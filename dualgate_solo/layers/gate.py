@@ -27,13 +27,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dualgate_solo.choices import GATE_MODES  # noqa: F401  (re-exported by dualgate_solo.layers)
 from dualgate_solo.losses.budget import deterministic_masks
 from dualgate_solo.validation import UsageError, check_interval
 
 #: Uniform noise is clamped to ``[NOISE_EPS, 1 - NOISE_EPS]`` so that ``log(0)`` never occurs.
 NOISE_EPS = 1e-6
-#: ``channel``: one gate value per channel (the paper); ``width``: one width per block and input.
-GATE_MODES = ("channel", "width")
 #: fractions of a block's inner channels the width gate chooses from (full width last)
 DEFAULT_WIDTH_CHOICES = (0.25, 0.5, 0.75, 1.0)
 
