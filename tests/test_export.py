@@ -483,5 +483,13 @@ def test_dynamic_cache_reuses_gathered_weights_and_stays_exact(r18) -> None:
     counts = cached.cache_stats()
     assert counts["hits"] + counts["misses"] == 2 * 3 * len(cached.blocks)
     assert counts["hits"] > 0 and all(len(b.cache) <= 2 for b in cached.blocks)
+    # moving the network (here to float64, as .cuda() would to another device) empties the
+    # cache: gathers made before the move would keep the old dtype/device
+    cached = cached.double()
+    assert all(len(b.cache) == 0 for b in cached.blocks)
+    with torch.no_grad():
+        out = cached(x[:1].double())
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), expected[0], atol=ATOL, rtol=ATOL)
     with pytest.raises(ValueError, match="cache_size=-1 is invalid"):
         DynamicGatedResNet(model, cache_size=-1)

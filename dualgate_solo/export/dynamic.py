@@ -75,6 +75,12 @@ class DynamicBlock(nn.Module):
         self.hits = 0
         self.misses = 0
 
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+        """``.to()``/``.cuda()``/``.double()``: the cached gathers would keep the old device and
+        dtype, so the cache starts empty again."""
+        self.cache.clear()
+        return super()._apply(fn, *args, **kwargs)
+
     def _weights(self, mask: Tensor) -> tuple[Tensor, ...] | None:
         """The gathered weights of the active set ``mask [n_gated]`` (see :meth:`_gather`),
         through the cache."""
