@@ -102,6 +102,17 @@ def _routed(ctx: BenchContext) -> nn.Module:
 
 _DYNAMIC = "batch-1 execution gathering the active channels' BN-folded weights per input"
 
+#: what the batch-1 dynamic executors can do: no ONNX, no torch.compile (data-dependent shapes
+#: recompile per active set), no CUDA graph, no channels-last, channel gates only
+_DYNAMIC_FLAGS = {
+    "onnx": False,
+    "compile": False,
+    "cuda_graphs": False,
+    "channels_last": False,
+    "batch1_only": True,
+    "gate_modes": ("channel",),
+}
+
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -134,24 +145,14 @@ VARIANTS: dict[str, Variant] = {
             "dynamic",
             _DYNAMIC,
             lambda ctx: DynamicGatedResNet(ctx.backbone),
-            onnx=False,
-            compile=False,  # data-dependent shapes: torch.compile recompiles per active set
-            cuda_graphs=False,
-            channels_last=False,
-            batch1_only=True,
-            gate_modes=("channel",),
+            **_DYNAMIC_FLAGS,
         ),
         Variant(
             "dynamic_cached",
             f"{_DYNAMIC}, gathered weights cached per active set ({DYNAMIC_CACHE_SIZE} per "
             "block, warmed on the calibration images)",
             lambda ctx: DynamicGatedResNet(ctx.backbone, cache_size=DYNAMIC_CACHE_SIZE),
-            onnx=False,
-            compile=False,  # data-dependent shapes: torch.compile recompiles per active set
-            cuda_graphs=False,
-            channels_last=False,
-            batch1_only=True,
-            gate_modes=("channel",),
+            **_DYNAMIC_FLAGS,
             info=lambda module: module.cache_stats(),
         ),
         Variant(
