@@ -63,6 +63,13 @@ def test_grid_runs_every_gated_method_at_every_budget_and_variant_then_the_basel
     assert family[-1].overrides() == ["backbone.kwargs.width=4"]
     assert family[2].branches == ("w1", "w0.5", "w0.25") and not family[2].gated
     assert Run.from_name("vicreg-width8-paper") == Run("vicreg", None, "paper", 8)
+    width_gated = Run("vicreg_dual_gating", 0.3, "tracked_width")
+    assert width_gated.overrides() == [
+        "+backbone.kwargs.gate_mode=width",
+        *width_gated.overrides()[1:],
+    ]
+    assert width_gated.overrides()[2:] == TRACKED  # the tracked budget options
+    assert width_gated.shared_overrides() == ["+backbone.kwargs.gate_mode=width"]  # probe too
     only_gating = grid(["vicreg_gating"], [0.1, 0.3, 0.5], ["tracked"])
     assert [r.name for r in only_gating] == [
         "vicreg_gating-td0.1-tracked",

@@ -32,6 +32,12 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 #: variants that set an option only some methods have -> those methods (the others skip them)
 VARIANT_METHODS: dict[str, tuple[str, ...]] = {"tracked_symmetric": ("vicreg_dual_gating",)}
+#: variants that also change the backbone (which the linear probe must repeat): ``tracked_width``
+#: is ``tracked`` with width gates (one prefix width per block and input)
+VARIANT_BACKBONE: dict[str, tuple[str, ...]] = {
+    "tracked_width": ("+backbone.kwargs.gate_mode=width",),
+}
+VARIANTS["tracked_width"] = VARIANTS["tracked"]
 
 
 @dataclass(frozen=True)
@@ -160,9 +166,11 @@ class Run:
         return "gated" in self.branches
 
     def shared_overrides(self) -> list[str]:
-        """Overrides that the linear probe repeats: the backbone's width and the seed."""
+        """Overrides that the linear probe repeats: the backbone's width and gate mode, the
+        seed."""
         width = [] if self.width is None else [f"backbone.kwargs.width={self.width}"]
-        return width + ([] if self.seed is None else [f"++seed={self.seed}"])
+        backbone = [*width, *VARIANT_BACKBONE.get(self.variant, ())]
+        return backbone + ([] if self.seed is None else [f"++seed={self.seed}"])
 
     def overrides(self) -> list[str]:
         """Hydra overrides that make this run: its backbone, seed, budget and variant's options."""
