@@ -109,14 +109,13 @@ def test_repeats_of_an_unlisted_batch_are_those_of_the_next_larger_one() -> None
 
 
 # ------------------------------------------------------------------ per-block report
-@pytest.fixture(scope="module")
-def small_gated():
+def _small_gated(gate_mode: str):
     """A width-8 dg_resnet18 with BN statistics of random images and its gate statistics."""
     from dualgate_solo.gate_stats import collect_gate_statistics
     from dualgate_solo.models import create_backbone
 
     torch.manual_seed(0)
-    backbone = create_backbone("dg_resnet18", stem="cifar", width=8)
+    backbone = create_backbone("dg_resnet18", stem="cifar", width=8, gate_mode=gate_mode)
     x = torch.randn(16, 3, 32, 32)
     backbone.train()
     with torch.no_grad():
@@ -125,14 +124,27 @@ def small_gated():
     return backbone, collect_gate_statistics(backbone, [x], progress=False), x
 
 
-@pytest.mark.parametrize("variant", ["dense", "gated_masked", "static", "dynamic"])
-def test_block_report_has_every_part_and_flop_counter_macs_per_part(small_gated, variant) -> None:
+@pytest.fixture(scope="module")
+def small_gated():
+    return _small_gated("channel")
+
+
+@pytest.fixture(scope="module")
+def small_width_gated():
+    return _small_gated("width")
+
+
+@pytest.mark.parametrize("variant", ["dense", "gated_masked", "static", "dynamic", "routed"])
+def test_block_report_has_every_part_and_flop_counter_macs_per_part(request, variant) -> None:
+    """Every variant's report has the backbone's parts under the backbone's names (the routed
+    executor's on a width-gated backbone), with FlopCounterMode's MACs per part."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from dualgate_solo.bench.block_report import block_report, network_parts
     from dualgate_solo.bench.variants import VARIANTS, BenchContext
 
-    backbone, stats, x = small_gated
+    fixture = "small_width_gated" if variant == "routed" else "small_gated"
+    backbone, stats, x = request.getfixturevalue(fixture)
     module = VARIANTS[variant].build(BenchContext(backbone, stats)).eval()
     inputs = [x[:1], x[1:2]] if variant == "dynamic" else [x[:4]]
     rows = block_report(variant, "eager", module, inputs, warmup=1, repeats=2)
@@ -181,6 +193,24 @@ def test_block_report_has_every_part_and_flop_counter_macs_per_part(small_gated,
     assert by_part["layer1.0"]["macs_per_image"] > 0
 
 
+# ------------------------------------------------------------------ gate training (no checkpoint)
+@pytest.mark.parametrize("gate_mode", ["channel", "width"])
+def test_gate_training_moves_only_the_gates_toward_the_target(gate_mode) -> None:
+    """The stand-in model's gates (channel or width) learn the budget; conv weights stay."""
+    from dualgate_solo.bench.gate_training import train_gates
+    from dualgate_solo.models import create_backbone
+
+    torch.manual_seed(0)
+    backbone = create_backbone("dg_resnet18", width=8, gate_mode=gate_mode)
+    before = {k: v.clone() for k, v in backbone.named_parameters()}
+    log = train_gates(backbone, steps=30, target=0.3, batch_size=8)
+    moved = {k for k, v in backbone.named_parameters() if not torch.equal(v, before[k])}
+    assert moved and all(".gate." in k for k in moved)
+    assert all(p.requires_grad for p in backbone.parameters())
+    first, last = log[0]["ratio"], log[-1]["ratio"]
+    assert abs(last - 0.3) < abs(first - 0.3) / 2, (first, last)
+
+
 # ------------------------------------------------------------------ the whole benchmark, tiny
 TINY = ["--quick", "--width", "4", "--train-steps", "1", "--calib-size", "8", "--threads", "1"]
 
@@ -227,6 +257,26 @@ def test_latency_benchmark_runs_end_to_end_and_writes_its_files(tmp_path) -> Non
         blocks = list(csv.DictReader(f))
     assert {b["variant"] for b in blocks} == {n for n in channel if not VARIANTS[n].batch1_only}
     assert {b["batch"] for b in blocks} == {"2"}
+
+
+def test_width_mode_benchmark_times_the_routed_executor_with_its_block_report(tmp_path) -> None:
+    from dualgate_solo.bench.latency import main
+    from dualgate_solo.bench.variants import VARIANTS
+
+    out = tmp_path / "bench"
+    args = [*TINY, "--gate-mode", "width", "--batches", "1", "2", "--block-batches", "2"]
+    record = main([*args, "--out", str(out)])
+    stamp = json.loads((out / "args.json").read_text())
+    assert stamp["args"]["gate_mode"] == "width"
+    assert record["gate_training"]["backbone"]["gate_mode"] == "width"
+    measured = {(r["variant"], r["runtime"], r["batch"]) for r in record["rows"]}
+    assert {("routed", "eager", 1), ("routed", "eager", 2)} <= measured
+    width = {n for n, v in VARIANTS.items() if "width" in v.gate_modes}
+    assert {v for v, _, _ in measured} == width and "static" not in width
+    with open(out / "blocks.csv") as f:
+        routed = [b["part"] for b in csv.DictReader(f) if b["variant"] == "routed"]
+    dense = ["stem", "layer1.0", "layer1.1", "layer2.0", "layer2.0.shortcut", "layer2.1"]
+    assert routed[:6] == dense and routed[-3:] == ["head", "other", "total"]
 
 
 def test_cuda_plan_dry_run_on_the_cpu_skips_the_cuda_only_runtimes(tmp_path) -> None:

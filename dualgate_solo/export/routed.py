@@ -31,7 +31,6 @@ executes per input are exactly the backbone's per-sample accounting. The module 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dualgate_solo.export.fold import fold_bn
@@ -94,18 +93,19 @@ class BottleneckPath(nn.Module):
 class RoutedBlock(nn.Module):
     """One residual block with a pre-sliced path per width choice.
 
+    ``downsample``: the shortcut's BN-folded 1x1 strided conv, ``None`` for an identity shortcut.
     ``forward(x [B, C_in, H, W])`` -> (``[B, C_out, H', W']``, choice ``[B]``).
     """
 
-    def __init__(self, router: WidthRouter, paths: list[nn.Module], shortcut: nn.Module):
+    def __init__(self, router: WidthRouter, paths: list[nn.Module], downsample: nn.Module | None):
         super().__init__()
         self.router = router
         self.paths = nn.ModuleList(paths)
-        self.shortcut = shortcut
+        self.downsample = downsample
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         choice = self.router(x)
-        shortcut = self.shortcut(x)
+        shortcut = x if self.downsample is None else self.downsample(x)
         y = shortcut  # replaced below (TorchScript needs a typed value first)
         if x.shape[0] == 1:
             chosen = int(choice[0])
@@ -145,6 +145,9 @@ class RoutedResNet(nn.Module):
             at construction (later changes to ``backbone`` are not seen).
 
     Attributes:
+        conv1, maxpool, blocks, head: the stem (BN folded into ``conv1``), the
+            :class:`RoutedBlock` of every residual block (named ``block_names``, e.g.
+            ``layer2.0``, as in the backbone) and the global average pooling.
         num_features: width of the pooled output.
         widths: per block, the active inner channels of each width choice.
         extra_parameter_bytes: bytes of the pre-sliced copies of the choices narrower than their
@@ -169,8 +172,8 @@ class RoutedResNet(nn.Module):
             copy_to_pruned(backbone, prefix_plans(backbone, j), "gated") for j in range(n_choices)
         ]
         full = networks[-1]
-        self.stem = fold_bn(full.conv1, full.bn1)
-        self.maxpool = full.maxpool
+        self.conv1 = fold_bn(full.conv1, full.bn1)
+        self.maxpool, self.head = full.maxpool, full.head
         blocks, extra = [], 0
         for b, (_, block) in enumerate(backbone.named_blocks()):
             pruned = [network.blocks[b] for network in networks]
@@ -181,11 +184,11 @@ class RoutedResNet(nn.Module):
                 _tensor_bytes(path) for path, k in zip(paths, block.gate.widths) if k < full_width
             )
             downsample = pruned[-1].downsample
-            shortcut = (
-                nn.Identity() if downsample is None else fold_bn(downsample.conv, downsample.bn)
-            )
-            blocks.append(RoutedBlock(WidthRouter(block.gate), paths, shortcut))
+            if downsample is not None:
+                downsample = fold_bn(downsample.conv, downsample.bn)
+            blocks.append(RoutedBlock(WidthRouter(block.gate), paths, downsample))
         self.blocks = nn.ModuleList(blocks)
+        self.block_names = [name for name, _ in backbone.named_blocks()]
         self.num_features = full.num_features
         self.widths = [list(block.gate.widths) for _, block in backbone.named_blocks()]
         self.extra_parameter_bytes = extra
@@ -196,12 +199,12 @@ class RoutedResNet(nn.Module):
     @torch.jit.export
     def forward_choices(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         """``x [B, 3, H, W]`` -> (features ``[B, num_features]``, one choice ``[B]`` per block)."""
-        h = self.maxpool(torch.relu(self.stem(x)))
+        h = self.maxpool(torch.relu(self.conv1(x)))
         choices: list[Tensor] = []
         for block in self.blocks:
             h, choice = block(h)
             choices.append(choice)
-        return torch.flatten(F.adaptive_avg_pool2d(h, 1), 1), choices
+        return self.head(h), choices
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_choices(x)[0]
