@@ -151,11 +151,6 @@ class Run:
         return cls(method, target_density, variant, width, seed)
 
     @property
-    def replicate_of(self) -> Run:
-        """The run this one repeats with another seed (itself with ``seed=None``)."""
-        return replace(self, seed=None)
-
-    @property
     def branches(self) -> tuple[str, ...]:
         """The backbone branches the run trains (and the grid evaluates), primary first."""
         return trained_branches(self.method)

@@ -2,9 +2,9 @@
 
 Rows are read back from the stage records under ``<dir>/runs/<run>/``, one row per trained branch,
 so a table can combine runs of several invocations (and the published records of earlier ones).
-``table.csv`` has one row per run and branch; runs that differ only in their seed
-(:attr:`Run.replicate_of`) are one row of ``table_mean.csv`` and ``table.md``: the mean and the
-sample standard deviation (n - 1) over the seeds, and their number.
+``table.csv`` has one row per run and branch; runs that differ only in their seed (same
+:data:`ROW_KEY`) are one row of ``table_mean.csv`` and ``table.md``: the mean and the sample
+standard deviation (n - 1) over the seeds, and their number.
 """
 
 from __future__ import annotations
@@ -45,34 +45,39 @@ NO_ARGS_JSON = (
 )
 
 
+def _stages(run: Run, branches: tuple[str, ...] | list[str]) -> list[str]:
+    """The stages whose records make the rows of ``branches``: pre-training, cost (gated runs),
+    each branch's linear probe and k-NN."""
+    stages = ["pretrain", *(["cost"] if run.gated else [])]
+    return stages + [f"{kind}-{b}" for b in branches for kind in ("linear", "knn")]
+
+
 def missing_stages(run_dir: Path) -> list[str]:
     """The stages of the run in ``run_dir`` without a record."""
     run = Run.from_name(run_dir.name)
-    stages = ["pretrain", *(["cost"] if run.gated else [])]
-    stages += [f"{kind}-{b}" for b in run.branches for kind in ("linear", "knn")]
+    stages = _stages(run, run.branches)
     return [s for s in stages if not (run_dir / f"{s}.json").is_file()]
 
 
-def run_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """One row per trained branch of the run in ``run_dir`` whose stages all have records
-    (pre-training, cost for a gated run, the branch's linear probe and k-NN)."""
+def run_rows(run_dir: Path, missing: list[str]) -> list[dict[str, Any]]:
+    """One row per trained branch of the run in ``run_dir`` whose stages all have records;
+    ``missing``: :func:`missing_stages` of the run."""
     run = Run.from_name(run_dir.name)
-    missing = missing_stages(run_dir)
     if "pretrain" in missing or "cost" in missing:
         return []
     branches = [b for b in run.branches if not {f"linear-{b}", f"knn-{b}"} & set(missing)]
-    stages = ["pretrain", *(["cost"] if run.gated else [])]
-    stages += [f"{kind}-{b}" for b in branches for kind in ("linear", "knn")]
+    stages = _stages(run, branches)
     result = {s: stage_result(json.loads((run_dir / f"{s}.json").read_text())) for s in stages}
     macs_file = run_dir / "macs.json"
     macs = stage_result(json.loads(macs_file.read_text())) if macs_file.is_file() else {}
-    seed = run.seed if run.seed is not None else _args_value(run_dir, result["pretrain"], "seed")
-    accelerator = _args_value(run_dir, result["pretrain"], "accelerator")
+    args_json = _args_json(run_dir, result["pretrain"])
+    args = json.loads(args_json.read_text()) if args_json else {}
+    seed = run.seed if run.seed is not None else args.get("seed")
     return [
         {
             "run": run_dir.name,
             "seed": "" if seed is None else seed,
-            "accelerator": accelerator or "",
+            "accelerator": args.get("accelerator", ""),
             "method": run.method,
             "width": run.width or "",
             "variant": run.variant,
@@ -82,7 +87,7 @@ def run_rows(run_dir: Path) -> list[dict[str, Any]]:
             **result[f"knn-{branch}"],
             "flops_reduction_pct": _reduction(result, macs, branch),
             "macs_m": _macs(result, macs, branch),
-            "args_json": "yes" if _has_args_json(run_dir, result["pretrain"]) else "no",
+            "args_json": "yes" if args_json else "no",
         }
         for branch in branches
     ]
@@ -114,16 +119,6 @@ def _args_json(run_dir: Path, pretrain: dict[str, Any]) -> Path | None:
     return None
 
 
-def _has_args_json(run_dir: Path, pretrain: dict[str, Any]) -> bool:
-    return _args_json(run_dir, pretrain) is not None
-
-
-def _args_value(run_dir: Path, pretrain: dict[str, Any], key: str) -> Any:
-    """``key`` of the run's solo-learn ``args.json`` (``None`` without one)."""
-    path = _args_json(run_dir, pretrain)
-    return json.loads(path.read_text()).get(key) if path else None
-
-
 def _order(run: Run) -> tuple:
     methods = [*METHODS, BASELINE]
     variant = list(VARIANTS).index(run.variant)
@@ -142,8 +137,9 @@ def collect_rows(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     missing stages as ``"<run> (missing: <stage>, ...)"``."""
     rows, unfinished = [], []
     for run_dir in sorted(runs_dir.iterdir(), key=lambda d: _order(Run.from_name(d.name))):
-        rows += run_rows(run_dir)
-        if missing := missing_stages(run_dir):
+        missing = missing_stages(run_dir)
+        rows += run_rows(run_dir, missing)
+        if missing:
             unfinished.append(f"{run_dir.name} (missing: {', '.join(missing)})")
     return rows, unfinished
 
