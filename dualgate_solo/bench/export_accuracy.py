@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Subset
-from torch.utils.flop_counter import FlopCounterMode
 
+from dualgate_solo.bench.timing import count_macs
 from dualgate_solo.checkpoint import load_backbone
 from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn
 from dualgate_solo.gate_stats import collect_gate_statistics
@@ -47,13 +47,6 @@ def _features(fn, batches) -> tuple[torch.Tensor, torch.Tensor]:
         feats.append(fn(images))
         labels.append(targets)
     return torch.cat(feats), torch.cat(labels)
-
-
-def _macs(model: torch.nn.Module, hw: tuple[int, int]) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 3, *hw))
-    return counter.get_total_flops() // 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     for policy in ("static", "hybrid"):
         model = export_pruned(backbone, make_plan(backbone, stats, policy)).eval()
         networks[f"{policy} export"] = model
-        macs[f"{policy} export"] = _macs(model, hw)
+        macs[f"{policy} export"] = int(count_macs(model, [torch.zeros(1, 3, *hw)]))
         if args.recalibrate_batches and policy == "static":
             recal = export_pruned(backbone, make_plan(backbone, stats, policy))
             recalibrate_bn(recal, loader(train, 256), num_batches=args.recalibrate_batches)
