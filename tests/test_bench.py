@@ -271,6 +271,11 @@ def test_width_mode_benchmark_times_the_routed_executor_with_its_block_report(tm
     assert record["gate_training"]["backbone"]["gate_mode"] == "width"
     measured = {(r["variant"], r["runtime"], r["batch"]) for r in record["rows"]}
     assert {("routed", "eager", 1), ("routed", "eager", 2)} <= measured
+    assert {("routed", "onnxruntime", 1), ("routed", "onnxruntime", 2)} <= measured
+    routed_onnx = record["onnx"]["routed"]  # its own If graph, specialized for ONNX Runtime
+    assert routed_onnx["exporter"] == "dualgate_solo.export.routed_onnx"
+    assert routed_onnx["settings"]["routed_branches_specialized"]
+    assert routed_onnx["max_abs_diff_vs_pytorch"] < 1e-4
     width = {n for n, v in VARIANTS.items() if "width" in v.gate_modes}
     assert {v for v, _, _ in measured} == width and "static" not in width
     with open(out / "blocks.csv") as f:

@@ -402,6 +402,46 @@ def test_export_cli_writes_files_and_prints_macs(r18, tmp_path, capsys) -> None:
     assert "layer4.1" in text and f"{summary['exported_macs']:,} MACs" in text
 
 
+def test_export_cli_writes_the_routed_network_of_a_width_gated_checkpoint(tmp_path, capsys):
+    """A width-mode checkpoint exports its routed executor (TorchScript and the If graph): both
+    give the masked gated branch's features; the summary has every block's choice shares."""
+    from model_utils import randomize_batch_norms
+
+    from dualgate_solo.cli import main
+
+    model = randomize_batch_norms(create_backbone("dg_resnet18", width=16, gate_mode="width"))
+    with torch.no_grad():
+        for _, block in model.named_blocks():  # choices that vary with the input
+            block.gate.expand.weight.normal_(0.0, 3.0)
+    torch.save(model.state_dict(), tmp_path / "backbone.pt")
+    out = tmp_path / "export"
+    args = ["export", "--checkpoint", str(tmp_path / "backbone.pt"), "--backbone", "dg_resnet18"]
+    args += ["--width", "16", "--dataset", "cifar10", "--synthetic-size", "32", "--out", str(out)]
+    assert main(args) == 0
+    summary = json.loads((out / "export_summary.json").read_text())
+    assert {p.name for p in out.iterdir()} == {"model.ts", "model.onnx", "export_summary.json"}
+    assert summary["dense_macs"] == 44_347_072 and summary["num_samples"] == 32
+    assert summary["gated_branch_mean_macs"] < summary["dense_macs"]
+    assert summary["files"]["onnx_max_abs_diff"] <= 1e-4
+    assert len(summary["blocks"]) == 8
+    for block in summary["blocks"]:
+        assert block["widths"][-1] == max(block["widths"])
+        assert abs(sum(block["choice_frequency"]) - 1) < 1e-9
+    x = torch.randn(4, 3, 32, 32)
+    expected = model.eval().forward_branch(x, "gated").feats
+    scripted = torch.jit.load(str(out / "model.ts"))
+    assert torch.allclose(scripted(x), expected, atol=1e-5)
+    assert "layer4.1" in capsys.readouterr().out
+    refused = tmp_path / "refused"
+    assert main([*args[:-1], str(refused), "--policy", "hybrid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("dualgate-solo: error: --policy='hybrid' is invalid")
+        and "allowed values: 'static'" in err
+    )
+    assert len(err.splitlines()) == 1 and not refused.exists()
+
+
 def test_export_cli_refuses_a_non_gated_checkpoint(tmp_path, capsys) -> None:
     from dualgate_solo.cli import main
 

@@ -196,7 +196,8 @@ def images(
 
 def build_variants(context: BenchContext, calib_x: torch.Tensor) -> dict[str, nn.Module]:
     """Every variant that applies to the backbone, built and in eval mode; a per-input cache
-    (``dynamic_cached``) is warmed on the calibration images, one at a time."""
+    (``dynamic_cached``) is warmed on the calibration images, one at a time, and the routed
+    network counts its width choices on them."""
     modules = {}
     for name, variant in VARIANTS.items():
         if not variant.applies_to(context):
@@ -206,6 +207,8 @@ def build_variants(context: BenchContext, calib_x: torch.Tensor) -> dict[str, nn
             with torch.inference_mode():
                 for x in calib_x.split(1):
                     module(x)
+        if hasattr(module, "count_choices"):  # the routed ONNX graph tests frequent widths first
+            module.count_choices(calib_x)
         modules[name] = module
     return modules
 
@@ -240,15 +243,18 @@ def onnx_sessions(
     for name, module in modules.items():
         if not VARIANTS[name].onnx:
             continue
+        path = directory / f"{name}.onnx"
         try:
-            exporter = onnx_export(module, x[:2], directory / f"{name}.onnx")
-            session, settings = onnx_session(directory / f"{name}.onnx", threads)
+            if VARIANTS[name].onnx_session is not None:
+                session, facts = VARIANTS[name].onnx_session(module, path, threads)
+            else:
+                facts = {"exporter": onnx_export(module, x[:2], path)}
+                session, info["session_settings"] = onnx_session(path, threads)
             got = session.run(None, {"images": x.numpy()})[0]
             with torch.no_grad():
                 diff = float(abs(got - module(x).numpy()).max())
             sessions[name] = session
-            info[name] = {"exporter": exporter, "max_abs_diff_vs_pytorch": diff}
-            info["session_settings"] = settings
+            info[name] = {**facts, "max_abs_diff_vs_pytorch": diff}
         except Exception as error:  # noqa: BLE001 - record and go on
             info[name] = {"error": f"{type(error).__name__}: {str(error)[:500]}"}
     return sessions, info

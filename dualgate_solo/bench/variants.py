@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,6 +81,9 @@ class Variant:
     gate_modes: tuple[str, ...] = ("channel", "width")
     #: optional facts about the built module for the JSON (e.g. extra memory, cache hits)
     info: Callable[[nn.Module], dict] | None = None
+    #: builds the variant's ONNX Runtime session itself, ``(module, path, threads) -> (session,
+    #: facts)``; default: ``torch.onnx`` export to ``path`` and ``onnx_session``
+    onnx_session: Callable[[nn.Module, Path, int], tuple[Any, dict]] | None = None
 
     def applies_to(self, context: BenchContext) -> bool:
         return context.gate_mode in self.gate_modes
@@ -98,6 +103,14 @@ def _routed(ctx: BenchContext) -> nn.Module:
     from dualgate_solo.export.routed import RoutedResNet  # the width-mode executor
 
     return RoutedResNet(ctx.backbone)
+
+
+def _routed_session(module: nn.Module, path: Path, threads: int) -> tuple[Any, dict]:
+    """The routed network's own ONNX graph (``If`` nodes), specialized for ONNX Runtime."""
+    from dualgate_solo.export.routed_onnx import export_routed_onnx, routed_onnx_session
+
+    session, settings = routed_onnx_session(export_routed_onnx(module, path), threads)
+    return session, {"exporter": "dualgate_solo.export.routed_onnx", "settings": settings}
 
 
 _DYNAMIC = "batch-1 execution gathering the active channels' BN-folded weights per input"
@@ -159,10 +172,10 @@ VARIANTS: dict[str, Variant] = {
             "routed",
             "width-mode gated branch run at each input's chosen width per block",
             _routed,
-            onnx=False,
             cuda_graphs=False,  # per-input widths: data-dependent control flow
             gate_modes=("width",),
             info=lambda module: {"extra_parameter_bytes": int(module.extra_parameter_bytes)},
+            onnx_session=_routed_session,
         ),
     )
 }

@@ -11,6 +11,12 @@ gated branch's weights, optional BN re-calibration, and the files of
 :func:`dualgate_solo.export.save_export` (``weights.pt`` + ``spec.json``, ``model.ts``,
 ``model.onnx``, ``plan.json``) plus ``export_summary.json`` in ``--out``. Prints the kept inner
 widths per block and the MACs of the exported network.
+
+A width-gated checkpoint (``gate_mode: width``) exports its routed executor instead: ``model.ts``
+(TorchScript of :class:`dualgate_solo.export.RoutedResNet`) and ``model.onnx`` (one graph with
+``If`` nodes, :mod:`dualgate_solo.export.routed_onnx`, calibrated on the images so each block tests
+its frequent width first); ``--policy`` and the thresholds do not apply. Prints each block's share
+of inputs per width and the mean MACs the gated branch runs.
 """
 
 from __future__ import annotations
@@ -150,6 +156,96 @@ def _export_width(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, batches) -> dict:
+    """A width-gated checkpoint as its routed executor: ``model.ts`` (TorchScript of
+    :class:`~dualgate_solo.export.RoutedResNet`) and ``model.onnx`` (its ``If`` graph,
+    :mod:`dualgate_solo.export.routed_onnx`, checked in ONNX Runtime against PyTorch); the mean
+    executed MACs and every block's choice frequencies over the images."""
+    import itertools
+    import json
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from dualgate_solo.export import RoutedResNet
+    from dualgate_solo.export.routed_onnx import export_routed_onnx, routed_onnx_session
+    from dualgate_solo.provenance import provenance
+    from dualgate_solo.validation import UsageError
+
+    for option, value, default in (
+        ("--policy", args.policy, "static"),
+        ("--recalibrate-batches", args.recalibrate_batches, 0),
+    ):
+        if value != default:
+            raise UsageError(
+                f"{option}={value!r} is invalid for {str(args.checkpoint)!r}, a width-gated "
+                f"checkpoint; allowed values: {default!r} (it exports the routed network, which "
+                "keeps the gated branch's widths and BatchNorms)"
+            )
+    routed = RoutedResNet(loaded.backbone)
+    args.out.mkdir(parents=True, exist_ok=True)
+    files, images, macs, samples = {}, [], 0, 0
+    with torch.no_grad():
+        for batch in itertools.islice(batches, args.max_batches):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            images.append(x[:8])
+            out = loaded.backbone.forward_branch(x, "gated")
+            macs, samples = macs + int(out.macs.sum()), samples + x.shape[0]
+            dense_macs, input_hw = int(out.costs.dense_macs), list(x.shape[-2:])
+            routed.count_choices(x)  # the ONNX graph tests each block's frequent width first
+    if "torchscript" in args.formats:
+        with warnings.catch_warnings():  # torch.jit.script's deprecation notice
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.script(routed).save(str(args.out / "model.ts"))
+        files["torchscript"] = str(args.out / "model.ts")
+    if "onnx" in args.formats:
+        path = export_routed_onnx(routed, args.out / "model.onnx")
+        session, _ = routed_onnx_session(path)
+        x = torch.cat(images)[:16]
+        diff = float(np.abs(session.run(None, {"images": x.numpy()})[0] - routed(x).numpy()).max())
+        files["onnx"] = str(path)
+        files["onnx_max_abs_diff"] = diff
+    if "state_dict" in args.formats:
+        files["state_dict"] = (
+            "not written: a routed network is rebuilt from the checkpoint "
+            "(dualgate_solo.checkpoint.load_backbone, then dualgate_solo.export.RoutedResNet)"
+        )
+    summary = {
+        **provenance(),
+        "checkpoint": str(loaded.path),
+        "method": loaded.method,
+        "policy": "routed (gate_mode width: each input runs its chosen widths)",
+        "data": str(args.data) if args.data else f"synthetic ({args.synthetic_size} images)",
+        "dataset": dataset,
+        "dataset_source": source,
+        "num_samples": samples,
+        "input_hw": input_hw,
+        "dense_macs": dense_macs,
+        "gated_branch_mean_macs": macs / max(samples, 1),
+        "extra_parameter_bytes": routed.extra_parameter_bytes,
+        "blocks": [
+            {"block": name, "widths": widths, "choice_frequency": shares}
+            for name, widths, shares in zip(
+                routed.block_names, routed.widths, routed.choice_frequency()
+            )
+        ],
+        "files": files,
+    }
+    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"{'block':10} {'widths':>22} {'share of inputs per width':>30}")
+    for b in summary["blocks"]:
+        shares = " ".join(f"{f:.2f}" for f in b["choice_frequency"])
+        print(f"{b['block']:10} {str(b['widths']):>22} {shares:>30}")
+    print(
+        f"routed export at {input_hw[0]}x{input_hw[1]} px ({dataset}, from {source}): gated "
+        f"branch mean {summary['gated_branch_mean_macs']:,.0f} MACs per image vs "
+        f"{dense_macs:,} dense over {samples} images, "
+        f"{routed.extra_parameter_bytes:,} extra bytes of pre-sliced weights -> {args.out}"
+    )
+    return summary
+
+
 def run(args: argparse.Namespace) -> dict:
     import json
 
@@ -177,6 +273,8 @@ def run(args: argparse.Namespace) -> dict:
     loaded, dataset, source = open_checkpoint(args)
     backbone = loaded.backbone.eval()
     batches = _batches(args, dataset, loaded.args.get("data", {}).get("num_classes"))
+    if getattr(backbone, "gate_mode", "channel") == "width":
+        return _export_routed(args, loaded, dataset, source, batches)
     stats = collect_gate_statistics(backbone, batches, max_batches=args.max_batches, progress=False)
     plan = make_plan(backbone, stats, args.policy, args.off_threshold, args.on_threshold)
     model = export_pruned(backbone, plan)

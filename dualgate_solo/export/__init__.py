@@ -10,7 +10,9 @@ Self-supervised Learning and Dynamic Computation", BMVC 2023) into wall-clock sa
 * :mod:`~dualgate_solo.export.exporter`: export, BN re-calibration, state dict / TorchScript /
   ONNX, ONNX Runtime sessions;
 * :mod:`~dualgate_solo.export.dynamic`: batch-1 execution that gathers the active channels;
-* :mod:`~dualgate_solo.export.routed`: a width-gated backbone run at its chosen widths (any batch).
+* :mod:`~dualgate_solo.export.routed`: a width-gated backbone run at its chosen widths (any batch);
+* :mod:`~dualgate_solo.export.routed_onnx`: the same as one ONNX graph (``If`` nodes), and an
+  ONNX Runtime session that runs its branches with the optimized kernels.
 """
 
 from dualgate_solo.export.dynamic import DynamicGatedResNet
@@ -35,6 +37,12 @@ from dualgate_solo.export.plan import (
 )
 from dualgate_solo.export.pruned_resnet import PrunedResNet, build_pruned_resnet
 from dualgate_solo.export.routed import RoutedResNet, prefix_plans
+from dualgate_solo.export.routed_onnx import (
+    export_routed_onnx,
+    routed_onnx_model,
+    routed_onnx_session,
+    specialize_for_onnxruntime,
+)
 from dualgate_solo.export.weights import branch_norm, copy_to_pruned, gated_norm
 
 __all__ = [
@@ -51,6 +59,7 @@ __all__ = [
     "check_backbone",
     "copy_to_pruned",
     "export_pruned",
+    "export_routed_onnx",
     "fold_bn",
     "fold_network",
     "full_width_blocks",
@@ -60,6 +69,9 @@ __all__ = [
     "onnx_session",
     "prefix_plans",
     "recalibrate_bn",
+    "routed_onnx_model",
+    "routed_onnx_session",
     "save_export",
+    "specialize_for_onnxruntime",
     "verify_onnx",
 ]

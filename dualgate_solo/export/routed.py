@@ -152,6 +152,8 @@ class RoutedResNet(nn.Module):
         widths: per block, the active inner channels of each width choice.
         extra_parameter_bytes: bytes of the pre-sliced copies of the choices narrower than their
             block (the full-width choice's weights are the network's own).
+        choice_counts: ``[n_blocks, n_choices]`` inputs counted per block and width
+            (:meth:`count_choices`; zero until calibrated).
         parameter_bytes: bytes of every parameter and buffer of this module.
 
     Raises:
@@ -193,6 +195,8 @@ class RoutedResNet(nn.Module):
         self.widths = [list(block.gate.widths) for _, block in backbone.named_blocks()]
         self.extra_parameter_bytes = extra
         self.parameter_bytes = _tensor_bytes(self)
+        most = max(len(w) for w in self.widths)
+        self.register_buffer("choice_counts", torch.zeros(len(blocks), most, dtype=torch.int64))
         self.requires_grad_(False)
         self.eval()
 
@@ -208,3 +212,18 @@ class RoutedResNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_choices(x)[0]
+
+    @torch.no_grad()
+    def count_choices(self, x: Tensor) -> None:
+        """Add how often each block picks each width on ``x [B, 3, H, W]`` to ``choice_counts``
+        ``[n_blocks, n_choices]`` (calibration: the ONNX graph tests frequent widths first)."""
+        for counts, choice in zip(self.choice_counts, self.forward_choices(x)[1]):
+            counts += torch.bincount(choice, minlength=counts.numel())
+
+    def choice_frequency(self) -> list[list[float]] | None:
+        """Per block, the share of counted inputs that took each width (``None``: none counted)."""
+        totals = self.choice_counts.sum(1, keepdim=True)
+        if not bool((totals > 0).all()):
+            return None
+        shares = (self.choice_counts / totals).tolist()
+        return [row[: len(widths)] for row, widths in zip(shares, self.widths)]
