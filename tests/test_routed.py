@@ -123,3 +123,31 @@ def test_extra_parameter_bytes_count_the_narrower_slices(name, width) -> None:
 def test_channel_mode_backbones_are_refused() -> None:
     with pytest.raises(UsageError, match=r"^gate_mode='channel' is invalid for routed execution"):
         RoutedResNet(create_backbone("dg_resnet18", width=4))
+
+
+@pytest.mark.parametrize("name, width", [("dg_resnet18", 8), ("dg_resnet50", 8)])
+def test_mean_width_plans_keep_the_mean_active_prefix(name, width) -> None:
+    """All inputs at choice 1: the mean-width network is that width's plain network (same features
+    and MACs as the routed run); half the inputs at 1/4 and half at 3/4 of a 8-channel block
+    average 4 channels."""
+    from dualgate_solo.export import copy_to_pruned, fold_network
+    from dualgate_solo.export.routed import mean_width_plans
+    from dualgate_solo.gate_stats import collect_gate_statistics
+
+    model = force_width_choice(_width_model(name, width), 1)
+    x = _images(4)
+    stats = collect_gate_statistics(model, [x], progress=False)
+    plans = mean_width_plans(model, stats)
+    assert [p.widths for p in plans] == [
+        [b.gate.widths[1]] * len(p.group_sizes) for p, (_, b) in zip(plans, model.named_blocks())
+    ]
+    plain = fold_network(copy_to_pruned(model, plans, "gated")).eval()
+    routed = RoutedResNet(model)
+    assert torch.allclose(plain(x), routed(x), atol=1e-5)
+    routers = [block.router for block in routed.blocks]  # 1x1 convs on pooled [B, C, 1, 1]
+    gate_macs = x.shape[0] * sum(r.reduce.weight.numel() + r.expand.weight.numel() for r in routers)
+    assert _executed_macs(routed, x) == _executed_macs(plain, x) + gate_macs
+    if name == "dg_resnet18":  # layer1.0 (8 channels), 2 images at widths 2 and 6 -> 4 channels
+        stats.on_counts[0] = torch.tensor([2, 2, 1, 1, 1, 1, 0, 0])
+        stats.num_samples = 2
+        assert mean_width_plans(model, stats)[0].widths == [4]

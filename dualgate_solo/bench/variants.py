@@ -105,6 +105,14 @@ def _routed(ctx: BenchContext) -> nn.Module:
     return RoutedResNet(ctx.backbone)
 
 
+def _mean_width(ctx: BenchContext) -> nn.Module:
+    from dualgate_solo.export.routed import mean_width_plans
+
+    return fold_network(
+        copy_to_pruned(ctx.backbone, mean_width_plans(ctx.backbone, ctx.stats), "gated")
+    )
+
+
 def _routed_session(module: nn.Module, path: Path, threads: int) -> tuple[Any, dict]:
     """The routed network's own ONNX graph (``If`` nodes), specialized for ONNX Runtime."""
     from dualgate_solo.export.routed_onnx import export_routed_onnx, routed_onnx_session
@@ -176,6 +184,13 @@ VARIANTS: dict[str, Variant] = {
             gate_modes=("width",),
             info=lambda module: {"extra_parameter_bytes": int(module.extra_parameter_bytes)},
             onnx_session=_routed_session,
+        ),
+        Variant(
+            "mean_width",
+            "plain network at each block's mean active width over the calibration images (no "
+            "gates, BN folded): the routed network's convolutions without the routing",
+            _mean_width,
+            gate_modes=("width",),
         ),
     )
 }

@@ -37,6 +37,7 @@ from dualgate_solo.export.fold import fold_bn
 from dualgate_solo.export.plan import BlockPlan, check_backbone
 from dualgate_solo.export.pruned_resnet import PrunedBasicBlock, PrunedBottleneck
 from dualgate_solo.export.weights import copy_to_pruned
+from dualgate_solo.gate_stats import GateStatistics
 from dualgate_solo.layers import WidthGate
 from dualgate_solo.models.blocks import GatedBottleneck
 from dualgate_solo.models.gated_resnet import GatedResNet
@@ -123,18 +124,35 @@ class RoutedBlock(nn.Module):
         return torch.relu(y + shortcut), choice
 
 
-def prefix_plans(backbone: GatedResNet, choice: int) -> list[BlockPlan]:
-    """Block plans keeping, in every block, the prefix of width choice ``choice`` (no gate)."""
+def prefix_plans(backbone: GatedResNet, kept: list[int]) -> list[BlockPlan]:
+    """Block plans keeping, in block ``b``, the first ``kept[b]`` inner channels (of each inner
+    conv for a Bottleneck), with no gate."""
     plans = []
-    for name, block in backbone.named_blocks():
+    for (name, block), k in zip(backbone.named_blocks(), kept, strict=True):
         groups = 2 if isinstance(block, GatedBottleneck) else 1
         size = block.gate.gated_channels // groups
-        kept = [list(range(block.gate.widths[choice])) for _ in range(groups)]
         hidden = block.gate.reduce.out_channels
         plans.append(
-            BlockPlan(name, [size] * groups, kept, [0] * groups, block.conv1.in_channels, hidden)
+            BlockPlan(
+                name,
+                [size] * groups,
+                [list(range(k))] * groups,
+                [0] * groups,
+                block.conv1.in_channels,
+                hidden,
+            )
         )
     return plans
+
+
+def mean_width_plans(backbone: GatedResNet, stats: GateStatistics) -> list[BlockPlan]:
+    """:func:`prefix_plans` at each block's mean active width over ``stats``' images (rounded,
+    at least 1): the plain network running about the MACs the routed network runs on average."""
+    kept = []
+    for (_, block), counts in zip(backbone.named_blocks(), stats.on_counts, strict=True):
+        groups = 2 if isinstance(block, GatedBottleneck) else 1
+        kept.append(max(1, round(float(counts.sum()) / stats.num_samples / groups)))
+    return prefix_plans(backbone, kept)
 
 
 class RoutedResNet(nn.Module):
@@ -171,7 +189,12 @@ class RoutedResNet(nn.Module):
             )
         n_choices = len(backbone.width_choices)
         networks = [
-            copy_to_pruned(backbone, prefix_plans(backbone, j), "gated") for j in range(n_choices)
+            copy_to_pruned(
+                backbone,
+                prefix_plans(backbone, [b.gate.widths[j] for _, b in backbone.named_blocks()]),
+                "gated",
+            )
+            for j in range(n_choices)
         ]
         full = networks[-1]
         self.conv1 = fold_bn(full.conv1, full.bn1)
