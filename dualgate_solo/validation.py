@@ -7,7 +7,8 @@ form ``"<option>='<value>' is invalid; allowed values: ..."``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 
@@ -17,6 +18,17 @@ class UsageError(ValueError):
     The command line prints ``dualgate-solo: error: <message>`` and exits 2 for it, without a
     traceback; every other exception is a bug and keeps its traceback.
     """
+
+
+def report_usage_errors(main: Callable[[], object], prog: str) -> int:
+    """Run a script's ``main()``; its exit status (what it returns if an int, else 0), or 2 with
+    ``<prog>: error: <message>`` as the one line on stderr when it raises a :class:`UsageError`."""
+    try:
+        status = main()
+    except UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return status if isinstance(status, int) else 0
 
 
 def check_choice(option: str, value: Any, allowed: Iterable[Any]) -> Any:

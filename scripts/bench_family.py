@@ -4,12 +4,14 @@ python scripts/bench_family.py --grid GRID_OUT [--table RECORDS] [--calib-data D
 """
 
 import os
+import sys
 
 # Idle OpenMP threads sleep instead of spinning (set before torch is imported; the value used is
 # recorded in the JSON), as in scripts/bench_latency.py.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from dualgate_solo.bench.family import main  # noqa: E402
+from dualgate_solo.validation import report_usage_errors  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_usage_errors(main, "bench_family.py"))

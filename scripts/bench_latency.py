@@ -4,6 +4,7 @@ python scripts/bench_latency.py [--quick] [--checkpoint RUN_OR_FILE] [--out DIR]
 """
 
 import os
+import sys
 
 # Idle OpenMP threads sleep instead of spinning (set before torch is imported; the value used is
 # recorded in the JSON): on a small shared machine, spinning threads make small-batch timings
@@ -11,6 +12,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from dualgate_solo.bench.latency import main  # noqa: E402
+from dualgate_solo.validation import report_usage_errors  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_usage_errors(main, "bench_latency.py"))

@@ -4,7 +4,10 @@
         --train /data/cifar10_jpg/train --test /data/cifar10_jpg/test --out results/export_accuracy
 """
 
+import sys
+
 from dualgate_solo.bench.export_accuracy import main
+from dualgate_solo.validation import report_usage_errors
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_usage_errors(main, "export_accuracy.py"))

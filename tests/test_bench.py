@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -422,3 +424,14 @@ def test_family_benchmark_rows_from_a_tiny_grid(tmp_path) -> None:
     (skipped,) = record["skipped"]
     assert skipped["run"] == "vicreg-paper" and skipped["reason"].endswith("does not exist")
     assert (out / "accuracy_vs_cost.png").stat().st_size > 0
+
+
+def test_benchmark_script_reports_a_bad_checkpoint_in_one_line_and_writes_nothing(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_latency.py"
+    out = tmp_path / "bench"
+    argv = [sys.executable, str(script), "--checkpoint", str(tmp_path / "missing.ckpt")]
+    done = subprocess.run([*argv, "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 2 and not out.exists()
+    assert done.stderr.strip() == (
+        f"bench_latency.py: error: --checkpoint='{tmp_path / 'missing.ckpt'}' does not exist"
+    )

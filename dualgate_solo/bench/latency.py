@@ -512,18 +512,18 @@ def main(argv: list[str] | None = None) -> dict:
     check_output(args.out, directory=True)
     if args.threads:
         torch.set_num_threads(args.threads)
+    t_start = time.time()
+    torch.manual_seed(0)
+    backbone, source, gate_training = load_model(args, settings.train_steps)
+    backbone.eval()
+    n_test = max(max(settings.batches), SINGLES)
+    calib_x, test_x = images(args.calib_data, args.dataset, settings.calib_size, n_test)
+    # model and images are read: from here on nothing is a usage error
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python scripts/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
     stamp = {**provenance(), "platform": platform.platform(), "command": command.strip()}
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     (args.out / "args.json").write_text(json.dumps({**stamp, "args": options}, indent=2))
-    t_start = time.time()
-    torch.manual_seed(0)
-
-    backbone, source, gate_training = load_model(args, settings.train_steps)
-    backbone.eval()
-    n_test = max(max(settings.batches), SINGLES)
-    calib_x, test_x = images(args.calib_data, args.dataset, settings.calib_size, n_test)
     calibration = f"images of {args.calib_data}" if args.calib_data else "synthetic images"
     source += f"; gate statistics on {settings.calib_size} {calibration}"
     stats = collect_gate_statistics(backbone, calib_x.split(128), progress=False)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from dualgate_solo.method_registry import METHODS
 from dualgate_solo.runner.protocols import BASELINE, PROTOCOLS, VARIANTS, grid
-from dualgate_solo.validation import UsageError, check_interval
+from dualgate_solo.validation import UsageError, check_interval, report_usage_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,12 +148,12 @@ def check_args(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def checked_run() -> int:
         check_args(args)
         return run(args, list(sys.argv if argv is None else ["run_grid.py", *argv]))
-    except UsageError as error:
-        print(f"run_grid.py: error: {error}", file=sys.stderr)
-        return 2
+
+    return report_usage_errors(checked_run, "run_grid.py")
 
 
 def run(args: argparse.Namespace, command: list[str]) -> int:
