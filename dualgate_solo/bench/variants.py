@@ -182,7 +182,11 @@ VARIANTS: dict[str, Variant] = {
             _routed,
             cuda_graphs=False,  # per-input widths: data-dependent control flow
             gate_modes=("width",),
-            info=lambda module: {"extra_parameter_bytes": int(module.extra_parameter_bytes)},
+            info=lambda module: {
+                "extra_parameter_bytes": int(module.extra_parameter_bytes),
+                "block_widths": module.widths,
+                "calibration_choice_frequency": module.choice_frequency(),
+            },
             onnx_session=_routed_session,
         ),
         Variant(
