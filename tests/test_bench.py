@@ -385,6 +385,20 @@ def test_family_benchmark_rows_from_a_tiny_grid(tmp_path) -> None:
         ckpt=True,
     )
     _write_run(grid, "vicreg-paper", dense, {"method": "vicreg"}, {"dense": (1, 1, 1)}, ckpt=False)
+    width_kwargs = {"stem": "cifar", "width": 8, "gate_mode": "width"}
+    width_gated = create_backbone("dg_resnet18", **width_kwargs)
+    width_gated.trained_steps.fill_(1)
+    _write_run(
+        grid,
+        "vicreg_dual_gating-td0.3-tracked_width",
+        width_gated,
+        {
+            "method": "vicreg_dual_gating",
+            "backbone": {"name": "dg_resnet18", "kwargs": width_kwargs},
+        },
+        {"gated": (33.0, 27.0, 36.0), "dense": (34.0, 28.0, 37.0)},
+        ckpt=True,
+    )
     out = tmp_path / "out"
     args = ["--grid", str(grid), "--quick", "--threads", "1", "--calib-size", "16"]
     main([*args, "--out", str(out)])
@@ -400,7 +414,13 @@ def test_family_benchmark_rows_from_a_tiny_grid(tmp_path) -> None:
         ("vicreg_gating-td0.1-paper", "gated", "gated_masked"),
         ("vicreg_gating-td0.1-paper", "gated", "static_export"),
         ("vicreg-width4-paper", "dense", "dense_plain"),
+        ("vicreg_dual_gating-td0.3-tracked_width", "gated", "routed"),  # no static export
+        ("vicreg_dual_gating-td0.3-tracked_width", "dense", "dense_plain"),
     }
+    routed = found[("vicreg_dual_gating-td0.3-tracked_width", "gated", "routed")]
+    assert routed["family"] == "Dual-Gating width-gated (routed)"
+    assert float(routed["max_abs_diff_vs_source"]) < 1e-4 and float(routed["linear_top1"]) == 33.0
+    assert float(routed["macs_per_image"]) < width_gated.cost_table((32, 32)).dense_macs
     for network, (linear, _, k20) in slim_accuracy.items():
         row = found[("slimclr_vicreg-paper", network, "width_export")]
         assert (float(row["linear_top1"]), float(row["knn_top1_k20"])) == (linear, k20)
@@ -419,7 +439,7 @@ def test_family_benchmark_rows_from_a_tiny_grid(tmp_path) -> None:
     assert all(float(r["latency_b1_ms"]) > 0 and float(r["latency_b64_ms"]) > 0 for r in rows)
 
     record = json.loads((out / "family.json").read_text())
-    assert len(record["rows"]) == 6 and record["torch_num_threads"] == 1 and record["quick"]
+    assert len(record["rows"]) == 8 and record["torch_num_threads"] == 1 and record["quick"]
     assert record["command"].startswith("python scripts/bench_family.py --grid")
     (skipped,) = record["skipped"]
     assert skipped["run"] == "vicreg-paper" and skipped["reason"].endswith("does not exist")

@@ -9,7 +9,9 @@ pre-training checkpoint exists, each evaluated network becomes the network one w
   plain ``PrunedResNet`` at full width (``dense_plain``, as in :mod:`~.latency`);
 * a gated branch (Dual-Gating, VICReg-Gating): the branch as trained (``gated_masked``: dense
   convolutions, then channel masks) AND its static export (``static_export``: always-off channels
-  removed, from gate statistics on ``--calib-size`` calibration images, as in :mod:`~.latency`).
+  removed, from gate statistics on ``--calib-size`` calibration images, as in :mod:`~.latency`);
+  a width-gated branch (``gate_mode: width``) instead as its routed executor (``routed``:
+  :class:`~dualgate_solo.export.RoutedResNet`, each input at its chosen widths).
 
 Every network is timed in this one process: eager, ``torch.set_num_threads(--threads)``, batch 1
 and 64, all networks of a batch size interleaved round-robin (:func:`~.timing.round_robin`), the
@@ -64,6 +66,7 @@ KINDS = {
     "gated_masked": "the gated branch as trained (dense convolutions, then channel masks)",
     "static_export": "static prune export of the gated branch (always-off channels removed), "
     "BN folded",
+    "routed": "a width-gated branch run at each input's chosen widths (RoutedResNet), BN folded",
 }
 #: (method, kind) -> the family a row is drawn in; its colour and marker
 FAMILIES: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -72,6 +75,7 @@ FAMILIES: dict[tuple[str, str], tuple[str, str, str]] = {
     ("vicreg_dual_gating", "dense_plain"): ("Dual-Gating dense", "C0", "s"),
     ("vicreg_dual_gating", "gated_masked"): ("Dual-Gating gated (masked)", "C0", "D"),
     ("vicreg_dual_gating", "static_export"): ("Dual-Gating gated (static export)", "C0", "^"),
+    ("vicreg_dual_gating", "routed"): ("Dual-Gating width-gated (routed)", "C5", "*"),
     ("vicreg_gating", "gated_masked"): ("VICReg-Gating (masked)", "C1", "D"),
     ("vicreg_gating", "static_export"): ("VICReg-Gating (static export)", "C1", "^"),
     ("slimclr_vicreg", "width_export"): ("SlimCLR-VICReg", "C2", "v"),
@@ -201,6 +205,7 @@ def deployables(
     """The deployable networks of ``networks`` of one run (module docstring), with MACs and the
     max abs feature difference to the trained network on ``test_x``."""
     from dualgate_solo.export import (
+        RoutedResNet,
         copy_to_pruned,
         export_pruned,
         fold_network,
@@ -240,6 +245,12 @@ def deployables(
             f"expected MACs of the gate accounting: mean kept-MAC ratio r = "
             f"{stats.mean_ratio:.4f} on {stats.num_samples} calibration images x dense MACs"
         )
+        if getattr(backbone, "gate_mode", "channel") == "width":
+            routed = RoutedResNet(backbone)
+            batches = list(calib_x.split(128))
+            source = "FlopCounterMode over the routed run on the calibration images, per image"
+            add(network, "routed", routed, reference, count_macs(routed, batches), source)
+            continue
         add(network, "gated_masked", Branch(backbone, "gated"), None, expected, source)
         static = fold_network(export_pruned(backbone, make_plan(backbone, stats, "static")))
         add(network, "static_export", static, reference)
