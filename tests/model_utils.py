@@ -81,3 +81,16 @@ def write_shape_folders(root: Path, eval_split: str, suffix: str) -> Path:
         array = (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy()
         Image.fromarray(array).save(folder / f"{counts[(split, label)]:04d}{suffix}", quality=75)
     return root
+
+
+def mix_width_choices(model: GatedResNet) -> GatedResNet:
+    """Width gates whose choices vary with the input (large random last-layer weights)."""
+    with torch.no_grad():
+        for _, block in model.named_blocks():
+            block.gate.expand.weight.normal_(0.0, 3.0)
+    return model
+
+
+def varied_images(batch: int, size: int = 32) -> torch.Tensor:
+    """``[batch, 3, size, size]`` images with a random per-image colour shift (varied gates)."""
+    return torch.randn(batch, 3, size, size) + 3 * torch.randn(batch, 3, 1, 1)

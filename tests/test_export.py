@@ -405,14 +405,12 @@ def test_export_cli_writes_files_and_prints_macs(r18, tmp_path, capsys) -> None:
 def test_export_cli_writes_the_routed_network_of_a_width_gated_checkpoint(tmp_path, capsys):
     """A width-mode checkpoint exports its routed executor (TorchScript and the If graph): both
     give the masked gated branch's features; the summary has every block's choice shares."""
-    from model_utils import randomize_batch_norms
+    from model_utils import mix_width_choices, randomize_batch_norms
 
     from dualgate_solo.cli import main
 
-    model = randomize_batch_norms(create_backbone("dg_resnet18", width=16, gate_mode="width"))
-    with torch.no_grad():
-        for _, block in model.named_blocks():  # choices that vary with the input
-            block.gate.expand.weight.normal_(0.0, 3.0)
+    model = create_backbone("dg_resnet18", width=16, gate_mode="width")
+    model = mix_width_choices(randomize_batch_norms(model))
     torch.save(model.state_dict(), tmp_path / "backbone.pt")
     out = tmp_path / "export"
     args = ["export", "--checkpoint", str(tmp_path / "backbone.pt"), "--backbone", "dg_resnet18"]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_utils import force_width_choice, randomize_batch_norms
+from model_utils import (
+    force_width_choice,
+    mix_width_choices,
+    randomize_batch_norms,
+    varied_images,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from dualgate_solo.export import RoutedResNet
@@ -19,18 +24,6 @@ CHOICES = (0.25, 0.5, 0.75, 1.0)
 def _width_model(name: str, width: int):
     model = create_backbone(name, width=width, gate_mode="width", dual_bn_scope="backbone")
     return randomize_batch_norms(model).eval()
-
-
-def _mixed(model):
-    """Gates whose choices vary with the input (large random last-layer weights)."""
-    with torch.no_grad():
-        for _, block in model.named_blocks():
-            block.gate.expand.weight.normal_(0.0, 3.0)
-    return model
-
-
-def _images(batch: int) -> torch.Tensor:
-    return torch.randn(batch, 3, 32, 32) + 3 * torch.randn(batch, 3, 1, 1)
 
 
 def _executed_macs(module, x: torch.Tensor) -> int:
@@ -58,14 +51,14 @@ def test_forced_choices_match_the_masked_branch(name, width, choice) -> None:
     model = force_width_choice(_width_model(name, width), choice)
     routed = RoutedResNet(model)
     for batch in (1, 3):
-        _check(model, routed, _images(batch))
+        _check(model, routed, varied_images(batch))
 
 
 @pytest.mark.parametrize("name, width", NETWORKS)
 def test_mixed_batches_match_the_masked_branch(name, width) -> None:
-    model = _mixed(_width_model(name, width))
+    model = mix_width_choices(_width_model(name, width))
     routed = RoutedResNet(model)
-    x = _images(12)
+    x = varied_images(12)
     _, choices = routed.forward_choices(x)
     assert any(len(c.unique()) > 1 for c in choices)  # some block splits the batch into groups
     _check(model, routed, x)
@@ -78,7 +71,7 @@ def test_prefix_accounting_matches_the_hand_count_and_the_executed_macs() -> Non
     stem + sum_b (k_b (C_in + C) 9 HW + shortcut + gate), and the routed run executes exactly that.
     """
     model = force_width_choice(_width_model("dg_resnet18", 8), 1)
-    x = _images(2)
+    x = varied_images(2)
     stages = [(8, 8, 34), (8, 8, 34), (8, 16, 17), (16, 16, 17)]
     stages += [(16, 32, 9), (32, 32, 9), (32, 64, 5), (64, 64, 5)]
     per_image = 3 * 8 * 9 * 34 * 34
@@ -91,10 +84,10 @@ def test_prefix_accounting_matches_the_hand_count_and_the_executed_macs() -> Non
 
 
 def test_torchscript_runs_the_same_routes() -> None:
-    model = _mixed(_width_model("dg_resnet18", 8))
+    model = mix_width_choices(_width_model("dg_resnet18", 8))
     routed = RoutedResNet(model)
     scripted = torch.jit.script(routed)
-    x = _images(6)
+    x = varied_images(6)
     assert torch.equal(scripted(x), routed(x))
     assert torch.equal(scripted(x[:1]), routed(x[:1]))
 
@@ -135,7 +128,7 @@ def test_mean_width_plans_keep_the_mean_active_prefix(name, width) -> None:
     from dualgate_solo.gate_stats import collect_gate_statistics
 
     model = force_width_choice(_width_model(name, width), 1)
-    x = _images(4)
+    x = varied_images(4)
     stats = collect_gate_statistics(model, [x], progress=False)
     plans = mean_width_plans(model, stats)
     assert [p.widths for p in plans] == [

@@ -6,7 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from model_utils import force_width_choice, randomize_batch_norms
+from model_utils import (
+    force_width_choice,
+    mix_width_choices,
+    randomize_batch_norms,
+    varied_images,
+)
 
 from dualgate_solo.export import RoutedResNet
 from dualgate_solo.export.routed_onnx import (
@@ -26,18 +31,6 @@ NETWORKS = [("dg_resnet18", 16), ("dg_resnet34", 8), ("dg_resnet50", 8)]
 def _width_model(name: str, width: int, stem: str = "cifar"):
     model = create_backbone(name, width=width, stem=stem, gate_mode="width")
     return randomize_batch_norms(model).eval()
-
-
-def _mixed(model):
-    """Gates whose choices vary with the input (large random last-layer weights)."""
-    with torch.no_grad():
-        for _, block in model.named_blocks():
-            block.gate.expand.weight.normal_(0.0, 3.0)
-    return model
-
-
-def _images(batch: int, size: int = 32) -> torch.Tensor:
-    return torch.randn(batch, 3, size, size) + 3 * torch.randn(batch, 3, 1, 1)
 
 
 def _session(model):
@@ -64,13 +57,13 @@ def test_every_forced_width_matches_the_routed_executor(name, width) -> None:
         onnx.checker.check_model(portable)
         for session in (_session(portable), _session(specialize_for_onnxruntime(portable))):
             for batch in (1, 3):
-                _check(session, routed, _images(batch))
+                _check(session, routed, varied_images(batch))
 
 
 @pytest.mark.parametrize("name, width", NETWORKS)
 def test_mixed_batches_match_the_routed_executor(name, width) -> None:
-    routed = RoutedResNet(_mixed(_width_model(name, width)))
-    x = _images(12)
+    routed = RoutedResNet(mix_width_choices(_width_model(name, width)))
+    x = varied_images(12)
     _, choices = routed.forward_choices(x)
     assert any(len(c.unique()) > 1 for c in choices)  # some block splits the batch into groups
     portable = routed_onnx_model(routed)
@@ -82,11 +75,11 @@ def test_mixed_batches_match_the_routed_executor(name, width) -> None:
 
 def test_imagenet_stem_and_a_saved_file(tmp_path) -> None:
     """The max-pooled stem is exported too; a saved file opens as a specialized session."""
-    routed = RoutedResNet(_mixed(_width_model("dg_resnet18", 8, stem="imagenet")))
+    routed = RoutedResNet(mix_width_choices(_width_model("dg_resnet18", 8, stem="imagenet")))
     path = export_routed_onnx(routed, tmp_path / "routed.onnx")
     session, settings = routed_onnx_session(path, threads=1)
     assert settings["routed_branches_specialized"] and settings["intra_op_num_threads"] == 1
-    _check(session, routed, _images(6, size=64))
+    _check(session, routed, varied_images(6, size=64))
 
 
 def test_specialization_moves_the_convolutions_to_optimized_kernels() -> None:
@@ -128,7 +121,7 @@ def test_calibrated_counts_put_the_frequent_width_first_and_keep_the_outputs() -
     model = _width_model("dg_resnet18", 16)
     routed = RoutedResNet(force_width_choice(model, 2))
     assert routed.choice_frequency() is None and _first_case(routed_onnx_model(routed).graph) == 0
-    x = _images(5)
+    x = varied_images(5)
     routed.count_choices(x)
     routed.count_choices(x[:3])
     assert routed.choice_counts[:, 2].tolist() == [8] * 8 and routed.choice_counts.sum() == 64
@@ -136,6 +129,6 @@ def test_calibrated_counts_put_the_frequent_width_first_and_keep_the_outputs() -
     calibrated = routed_onnx_model(routed)
     assert _first_case(calibrated.graph) == 2
     _check(_session(specialize_for_onnxruntime(calibrated)), routed, x)
-    mixed = RoutedResNet(_mixed(_width_model("dg_resnet18", 16)))
-    mixed.count_choices(_images(16))
-    _check(_session(routed_onnx_model(mixed)), mixed, _images(9))
+    mixed = RoutedResNet(mix_width_choices(_width_model("dg_resnet18", 16)))
+    mixed.count_choices(varied_images(16))
+    _check(_session(routed_onnx_model(mixed)), mixed, varied_images(9))
