@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -439,15 +438,14 @@ def specialize_for_onnxruntime(model, threads: int = 1):
 
 
 def routed_onnx_session(
-    source: RoutedResNet | str | Path,
-    threads: int | None = None,
-    session: Callable | None = None,
+    source: RoutedResNet | str | Path, threads: int | None = None
 ) -> tuple[Any, dict[str, Any]]:
     """An ONNX Runtime session running a routed network fast on this machine, and its settings.
 
     ``source``: a :class:`RoutedResNet` or a file written by :func:`export_routed_onnx`. The
-    graph goes through :func:`specialize_for_onnxruntime` and then
-    :func:`~dualgate_solo.export.onnx_session` (or ``session``, same signature).
+    graph goes through :func:`specialize_for_onnxruntime`, then
+    :func:`~dualgate_solo.export.onnx_session` (all graph optimisations, ``threads`` intra-op
+    threads; default: torch's). Outputs: ``features``, then ``choice.<block>``.
     """
     import onnx
 
@@ -460,5 +458,5 @@ def routed_onnx_session(
     with tempfile.TemporaryDirectory(prefix="routed_ort_") as directory:
         path = Path(directory) / "routed_specialized.onnx"
         onnx.save(specialize_for_onnxruntime(model, threads), str(path))
-        made, settings = (session or onnx_session)(path, threads)
+        made, settings = onnx_session(path, threads)
     return made, {**settings, "routed_branches_specialized": True}
