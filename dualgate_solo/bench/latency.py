@@ -4,11 +4,13 @@ Turns the paper's analytic "FLOPs R." (Krishna et al., "Unifying Synergies betwe
 Learning and Dynamic Computation", BMVC 2023) into measured speed-ups. The variants are the
 entries of :data:`dualgate_solo.bench.variants.VARIANTS` that apply to the backbone's gate mode
 (channel mode: ``dense`` (the reference), ``dense_branch``, ``gated_masked``, ``static``,
-``hybrid``, ``dynamic``, ``dynamic_cached``); every exported network is BN-folded. Runtimes:
+``hybrid``, ``dynamic``, ``dynamic_cached``; width mode: ``dense``, ``dense_branch``,
+``gated_masked``, ``routed`` and ``mean_width``); every exported network is BN-folded. Runtimes:
 
 * CPU: ``eager``, ``eager_cl`` (channels-last memory format), ``compile`` and ``compile_cl``
   (``torch.compile``), ``onnxruntime`` (variants that export to ONNX; all graph optimisations,
-  intra-op threads = the benchmark's threads, settings recorded in the JSON);
+  intra-op threads = the benchmark's threads, settings recorded in the JSON; ``routed`` runs its
+  own ``If`` graph, :mod:`dualgate_solo.export.routed_onnx`);
 * ``--device cuda``: ``eager``, ``eager_cl``, ``compile``, ``compile_cudagraphs``
   (``torch.compile(mode="reduce-overhead")``) and ``cudagraphs`` (the eager network captured once
   per batch size with ``torch.cuda.CUDAGraph`` and replayed), at batch 1, 64 and 256.

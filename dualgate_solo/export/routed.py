@@ -136,7 +136,7 @@ def prefix_plans(backbone: GatedResNet, kept: list[int]) -> list[BlockPlan]:
             BlockPlan(
                 name,
                 [size] * groups,
-                [list(range(k))] * groups,
+                [list(range(k)) for _ in range(groups)],
                 [0] * groups,
                 block.conv1.in_channels,
                 hidden,
