@@ -238,19 +238,19 @@ def deployables(
             )
             add(network, "dense_plain", plain, backbone.forward_branch(test_x, "dense").feats)
             continue
-        stats = collect_gate_statistics(backbone, calib_x.split(128), progress=False)
-        expected = stats.mean_ratio * stats.costs.dense_macs
         reference = backbone.forward_branch(test_x, "gated").feats
-        source = (
-            f"expected MACs of the gate accounting: mean kept-MAC ratio r = "
-            f"{stats.mean_ratio:.4f} on {stats.num_samples} calibration images x dense MACs"
-        )
         if getattr(backbone, "gate_mode", "channel") == "width":
             routed = RoutedResNet(backbone)
             batches = list(calib_x.split(128))
             source = "FlopCounterMode over the routed run on the calibration images, per image"
             add(network, "routed", routed, reference, count_macs(routed, batches), source)
             continue
+        stats = collect_gate_statistics(backbone, calib_x.split(128), progress=False)
+        expected = stats.mean_ratio * stats.costs.dense_macs
+        source = (
+            f"expected MACs of the gate accounting: mean kept-MAC ratio r = "
+            f"{stats.mean_ratio:.4f} on {stats.num_samples} calibration images x dense MACs"
+        )
         add(network, "gated_masked", Branch(backbone, "gated"), None, expected, source)
         static = fold_network(export_pruned(backbone, make_plan(backbone, stats, "static")))
         add(network, "static_export", static, reference)
