@@ -165,11 +165,10 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
     import json
     import warnings
 
-    import numpy as np
     import torch
 
-    from dualgate_solo.export import RoutedResNet
-    from dualgate_solo.export.routed_onnx import export_routed_onnx, routed_onnx_session
+    from dualgate_solo.export import RoutedResNet, verify_onnx
+    from dualgate_solo.export.routed_onnx import export_routed_onnx
     from dualgate_solo.provenance import provenance
     from dualgate_solo.validation import UsageError
 
@@ -201,11 +200,9 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
         files["torchscript"] = str(args.out / "model.ts")
     if "onnx" in args.formats:
         path = export_routed_onnx(routed, args.out / "model.onnx")
-        session, _ = routed_onnx_session(path)
         x = torch.cat(images)[:16]
-        diff = float(np.abs(session.run(None, {"images": x.numpy()})[0] - routed(x).numpy()).max())
         files["onnx"] = str(path)
-        files["onnx_max_abs_diff"] = diff
+        files["onnx_max_abs_diff"] = verify_onnx(path, routed, [x, x[:1]])
     if "state_dict" in args.formats:
         files["state_dict"] = (
             "not written: a routed network is rebuilt from the checkpoint "
