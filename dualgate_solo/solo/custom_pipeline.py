@@ -21,6 +21,12 @@ source, but only in a run that transforms custom data: at cfg time when the run'
 dataset's pipeline, custom included, whatever the dataset). Importing solo-learn, and runs on its
 built-in datasets, are never affected. :func:`record` runs on every run's cfg (see
 :mod:`dualgate_solo.solo.run_cfg`); :func:`install_custom_pipeline` replaces solo-learn's builder.
+
+Pre-training normalizes like evaluation: solo-learn's pre-training transforms normalize ``custom``
+data with each crop's ``mean``/``std`` keys, ImageNet's statistics when they are absent, whatever
+the evaluation pipeline. On custom data with a named pipeline, :func:`record` fills the absent keys
+of every ``augmentations`` entry with the ``Normalize`` statistics of that pipeline's evaluation
+transforms (:func:`evaluation_normalization`); values a run sets itself are kept.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from dualgate_solo.choices import CUSTOM_PIPELINE_ENV_VAR
 from dualgate_solo.validation import UsageError, check_choice
@@ -103,7 +109,47 @@ def record(cfg: DictConfig) -> None:
     global _run_requests
     _run_requests = requests(cfg)
     if OmegaConf.select(cfg, "data.dataset", default=None) == "custom":
-        cfg.data.custom_pipeline = resolve(_run_requests)
+        name = cfg.data.custom_pipeline = resolve(_run_requests)
+        if name != SHIPPED:
+            normalize_crops_like_evaluation(cfg, *evaluation_normalization(name))
+
+
+def normalize_crops_like_evaluation(
+    cfg: DictConfig, mean: tuple[float, ...], std: tuple[float, ...]
+) -> None:
+    """Set ``mean``/``std`` of every pre-training crop in ``cfg.augmentations`` that has none."""
+    for crop in OmegaConf.select(cfg, "augmentations", default=None) or ():
+        with open_dict(crop):
+            for key, value in (("mean", mean), ("std", std)):
+                if crop.get(key) is None:
+                    crop[key] = list(value)
+
+
+def _solo_transforms(name: str) -> tuple[Any, Any]:
+    """solo-learn's (train, val) classification transforms of dataset ``name``.
+
+    ``prepare_transforms`` builds every dataset's pipeline, custom included: solo-learn's own
+    custom builder is restored while it runs.
+    """
+    from solo.data import classification_dataloader as loader
+
+    installed = loader.build_custom_pipeline
+    loader.build_custom_pipeline = getattr(installed, "shipped", installed)
+    try:
+        return loader.prepare_transforms(name)
+    finally:
+        loader.build_custom_pipeline = installed
+
+
+def evaluation_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` of the ``Normalize`` in solo-learn's evaluation transforms of ``name``."""
+    from torchvision import transforms
+
+    _, val = _solo_transforms(name)
+    for step in val.transforms:
+        if isinstance(step, transforms.Normalize):
+            return tuple(map(float, step.mean)), tuple(map(float, step.std))
+    raise RuntimeError(f"solo-learn's {name} evaluation transforms have no Normalize: {val}")
 
 
 def active_pipeline() -> str:
@@ -141,13 +187,7 @@ def install_custom_pipeline() -> None:
             return {"T_train": refused, "T_val": refused}
         if name == SHIPPED:
             return original()
-        # prepare_transforms builds every dataset's pipeline, custom included: restore solo-learn's
-        # own builder while it runs, then pick the named dataset's train/val transforms.
-        loader.build_custom_pipeline = original
-        try:
-            train, val = loader.prepare_transforms(name)
-        finally:
-            loader.build_custom_pipeline = build_custom_pipeline
+        train, val = _solo_transforms(name)
         return {"T_train": train, "T_val": val}
 
     build_custom_pipeline.shipped = original

@@ -345,6 +345,35 @@ def test_custom_pipeline_is_recorded_in_the_run_cfg_and_restored(solo, pipeline_
     assert "CenterCrop(size=(224, 224))" in _val_transform(loader)
 
 
+def _normalize(transform) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    from torchvision import transforms
+
+    steps = [t for t in transform.transforms if isinstance(t, transforms.Normalize)]
+    assert len(steps) == 1, transform
+    return tuple(map(float, steps[0].mean)), tuple(map(float, steps[0].std))
+
+
+def test_pretraining_crops_normalize_like_the_evaluation_pipeline(solo, pipeline_state) -> None:
+    from solo.data.pretrain_dataloader import build_transform_pipeline
+
+    loader, _ = pipeline_state
+    cfg = _compose(PRETRAIN / "cpu_quick" / "vicreg")  # custom data, custom_pipeline cifar10
+    solo.methods.METHODS[cfg.method](cfg)
+    evaluation = _normalize(loader.prepare_transforms("custom")[1])
+    assert evaluation == _normalize(loader.prepare_transforms("cifar10")[1])
+    assert evaluation[0] == pytest.approx((0.4914, 0.4822, 0.4465))  # solo-learn's CIFAR stats
+    for crop in cfg.augmentations:
+        assert _normalize(build_transform_pipeline(cfg.data.dataset, crop)) == evaluation
+    # a crop's own statistics are kept; solo-learn's 224-px custom pipeline adds none (ImageNet's)
+    own = _compose(PRETRAIN / "cpu_quick" / "vicreg", "++augmentations.0.mean=[0.5,0.5,0.5]")
+    solo.methods.METHODS[own.method](own)
+    assert list(own.augmentations[0].mean) == [0.5, 0.5, 0.5]
+    assert list(own.augmentations[1].mean) == list(evaluation[0])
+    shipped = _compose(PRETRAIN / "cpu_quick" / "vicreg", "data.custom_pipeline=custom")
+    solo.methods.METHODS[shipped.method](shipped)
+    assert all(crop.get("mean") is None for crop in shipped.augmentations)
+
+
 def test_linear_probe_inherits_the_pretraining_runs_pipeline(pipeline_state, tmp_path) -> None:
     _, custom_pipeline = pipeline_state
     (tmp_path / "args.json").write_text('{"data": {"custom_pipeline": "stl10"}}')
