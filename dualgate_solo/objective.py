@@ -2,8 +2,8 @@
 
 * :func:`dual_gating_objective`: VICReg-Dual-Gating (BMVC 2023). View 1 -> gated
   branch, view 2 -> dense branch, one shared projector, ``L = VICReg(z_g, z_d) + L_G(gated)``.
-  ``symmetric=True`` also pairs gated(view 2) with dense(view 1) and averages the VICReg terms
-  and the two L_G.
+  :class:`~dualgate_solo.method_registry.DualGatingOptions` add, off by default: the symmetric
+  pairing, a dense-dense VICReg term and a stop-gradient on the dense side of the cross term.
 * :func:`gating_objective`: VICReg-Gating, Baseline-2 (IMVIP 2022). Both views run the
   gated branch with their own gate samples, ``L = VICReg(z_1, z_2) + L_G(view 1) + L_G(view 2)``.
 
@@ -19,10 +19,13 @@ from typing import NamedTuple
 from torch import Tensor
 
 from dualgate_solo.losses.budget import BudgetConfig, BudgetTerms, budget_loss
+from dualgate_solo.method_registry import DualGatingOptions
 from dualgate_solo.models.gated_resnet import BranchOutput, GatedResNet
 from dualgate_solo.models.projector import Projector
 
 VICRegFn = Callable[[Tensor, Tensor], Tensor]
+#: the paper's form: one gated-dense pair, no dense-dense term, no stop-gradient
+PAPER_DUAL_OPTIONS = DualGatingOptions()
 
 
 class ObjectiveOutput(NamedTuple):
@@ -73,22 +76,41 @@ def dual_gating_objective(
     budget: BudgetConfig,
     p: float,
     vicreg_fn: VICRegFn,
-    symmetric: bool = False,
+    options: DualGatingOptions = PAPER_DUAL_OPTIONS,
     multiplier: float | Tensor = 0.0,
 ) -> ObjectiveOutput:
-    """VICReg-Dual-Gating loss for two views ``[B, 3, H, W]`` (view 1 gated, view 2 dense)."""
-    pairs = [(views[0], views[1])] + ([(views[1], views[0])] if symmetric else [])
+    """VICReg-Dual-Gating loss for two views ``[B, 3, H, W]`` (view 1 gated, view 2 dense).
+
+    ``L = mean_pairs VICReg(z_g, sg(z_d)) + w * VICReg(d(view 1), d(view 2)) + L_G`` where the
+    pairs are (gated view 1, dense view 2) and, when ``options.symmetric``, (gated view 2, dense
+    view 1); ``sg`` is a stop-gradient when ``options.detach_dense_target``, ``w`` is
+    ``options.dense_pair_weight`` (the paper: one pair, no ``sg``, ``w = 0``). ``vicreg`` in the
+    output is the whole VICReg part, ``outputs``/``embeddings`` hold every pass in forward order.
+    """
+    order = [(0, 1)] + ([(1, 0)] if options.symmetric else [])
+    dense: dict[int, tuple[BranchOutput, Tensor]] = {}
     outputs, embeddings, vicregs, budgets = [], [], [], []
-    for x_gated, x_dense in pairs:
-        gated = backbone.forward_branch(x_gated, "gated")
-        dense = backbone.forward_branch(x_dense, "dense")
+
+    def dense_pass(view: int) -> Tensor:
+        if view not in dense:
+            out = backbone.forward_branch(views[view], "dense")
+            dense[view] = out, projector(out.feats, "dense")
+            outputs.append(out)
+            embeddings.append(dense[view][1])
+        return dense[view][1]
+
+    for gated_view, dense_view in order:
+        gated = backbone.forward_branch(views[gated_view], "gated")
         z_gated = projector(gated.feats, "gated")
-        z_dense = projector(dense.feats, "dense")
-        vicregs.append(vicreg_fn(z_gated, z_dense))
+        outputs.append(gated)
+        embeddings.append(z_gated)
+        z_dense = dense_pass(dense_view)
+        target = z_dense.detach() if options.detach_dense_target else z_dense
+        vicregs.append(vicreg_fn(z_gated, target))
         budgets.append(gated_budget(backbone, gated, budget, p, multiplier))
-        outputs += [gated, dense]
-        embeddings += [z_gated, z_dense]
     vicreg = sum(vicregs) / len(vicregs)
+    if options.dense_pair_weight:
+        vicreg = vicreg + options.dense_pair_weight * vicreg_fn(dense_pass(0), dense_pass(1))
     terms = _mean(budgets)
     return ObjectiveOutput(vicreg + terms.loss, vicreg, terms, tuple(outputs), tuple(embeddings))
 

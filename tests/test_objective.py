@@ -7,9 +7,11 @@ import torch
 
 from dualgate_solo.losses import BudgetConfig, budget_loss
 from dualgate_solo.losses.vicreg import vicreg_loss
+from dualgate_solo.method_registry import DualGatingOptions
 from dualgate_solo.models import create_backbone
 from dualgate_solo.models.projector import Projector
 from dualgate_solo.objective import dual_gating_objective, gating_objective
+from dualgate_solo.validation import UsageError
 
 
 @pytest.fixture
@@ -49,8 +51,9 @@ def test_dense_branch_sees_view_two(parts) -> None:
 def test_symmetric_objective_averages_both_pairings(parts) -> None:
     backbone, projector, views = parts
     backbone.eval(), projector.eval()
+    symmetric = DualGatingOptions(symmetric=True)
     out = dual_gating_objective(
-        backbone, projector, views, BudgetConfig(0.3), 1.0, vicreg_loss, symmetric=True
+        backbone, projector, views, BudgetConfig(0.3), 1.0, vicreg_loss, symmetric
     )
     assert [o.branch for o in out.outputs] == ["gated", "dense", "gated", "dense"]
     z = out.embeddings
@@ -107,3 +110,70 @@ def test_multiplier_enters_the_flops_term(parts) -> None:
     torch.testing.assert_close(
         shifted.budget.flops - plain.budget.flops, 3.0 * (plain.budget.ratio - 0.1)
     )
+
+
+def _count_passes(backbone, monkeypatch) -> list[str]:
+    passes = []
+    forward_branch = backbone.forward_branch
+
+    def counted(x, branch):
+        passes.append(branch)
+        return forward_branch(x, branch)
+
+    monkeypatch.setattr(backbone, "forward_branch", counted)
+    return passes
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_dense_pair_adds_the_weighted_dense_vicreg_term(parts, monkeypatch, symmetric) -> None:
+    backbone, projector, views = parts
+    backbone.eval(), projector.eval()
+    cfg = BudgetConfig(0.3)
+    paper = dual_gating_objective(
+        backbone, projector, views, cfg, 1.0, vicreg_loss, DualGatingOptions(symmetric=symmetric)
+    )
+    passes = _count_passes(backbone, monkeypatch)
+    options = DualGatingOptions(symmetric=symmetric, dense_pair_weight=0.5)
+    out = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss, options)
+    # one more dense pass (view 1) unless symmetric already ran both views densely
+    expected = ["gated", "dense", "gated", "dense"] if symmetric else ["gated", "dense", "dense"]
+    assert passes == expected == [o.branch for o in out.outputs]
+    z_dense_1 = projector(backbone.forward_branch(views[0], "dense").feats, "dense")
+    z_dense_2 = projector(backbone.forward_branch(views[1], "dense").feats, "dense")
+    pair = vicreg_loss(z_dense_1, z_dense_2)
+    torch.testing.assert_close(out.vicreg, paper.vicreg + 0.5 * pair)
+    torch.testing.assert_close(out.loss, paper.loss + 0.5 * pair)
+
+
+def test_detached_dense_target_leaves_the_dense_branch_only_its_own_term(parts) -> None:
+    backbone, projector, views = parts
+    backbone.eval(), projector.eval()
+    dense_bn = backbone.layer1[0].bn1.dense.weight  # a parameter of the dense branch alone
+
+    def dense_grad(loss: torch.Tensor) -> torch.Tensor:
+        backbone.zero_grad(), projector.zero_grad()
+        loss.backward()
+        return dense_bn.grad.clone()
+
+    def objective(**options) -> torch.Tensor:
+        return dual_gating_objective(
+            backbone,
+            projector,
+            views,
+            BudgetConfig(0.3),
+            1.0,
+            vicreg_loss,
+            DualGatingOptions(dense_pair_weight=1.0, **options),
+        ).loss
+
+    z = [projector(backbone.forward_branch(v, "dense").feats, "dense") for v in views]
+    own_term = dense_grad(vicreg_loss(*z))
+    torch.testing.assert_close(dense_grad(objective(detach_dense_target=True)), own_term)
+    assert not torch.allclose(dense_grad(objective()), own_term)  # the cross term reaches it
+
+
+def test_detached_dense_target_without_a_dense_term_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"^detach_dense_target=True is invalid with dense_pair"):
+        DualGatingOptions(detach_dense_target=True)
+    with pytest.raises(UsageError, match=r"^dense_pair_weight=-1"):
+        DualGatingOptions(dense_pair_weight=-1.0)

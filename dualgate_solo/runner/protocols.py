@@ -30,8 +30,18 @@ VARIANTS: dict[str, tuple[str, ...]] = {
         "method_kwargs.symmetric=True",
     ),
 }
+#: the paper's budget with the dense branch's own VICReg term on the two views (weight 1), and
+#: the same with a stop-gradient at the dense side of the gated-dense term (``DualGatingOptions``)
+VARIANTS["paper_dense_pair"] = ("method_kwargs.dense_pair_weight=1",)
+VARIANTS["paper_dense_pair_sg"] = (
+    *VARIANTS["paper_dense_pair"],
+    "method_kwargs.detach_dense_target=True",
+)
 #: variants that set an option only some methods have -> those methods (the others skip them)
-VARIANT_METHODS: dict[str, tuple[str, ...]] = {"tracked_symmetric": ("vicreg_dual_gating",)}
+VARIANT_METHODS: dict[str, tuple[str, ...]] = {
+    name: ("vicreg_dual_gating",)
+    for name in ("tracked_symmetric", "paper_dense_pair", "paper_dense_pair_sg")
+}
 #: variants that also change the backbone (which the linear probe must repeat): ``tracked_width``
 #: is ``tracked`` with width gates (one prefix width per block and input)
 VARIANT_BACKBONE: dict[str, tuple[str, ...]] = {

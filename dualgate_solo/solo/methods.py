@@ -201,7 +201,7 @@ class VICRegDualGating(GatedMethod):
             self.budget,
             p,
             self.vicreg_fn,
-            symmetric=self.options[DualGatingOptions].symmetric,
+            self.options[DualGatingOptions],
             multiplier=float(self.budget_multiplier.value),
         )
 
