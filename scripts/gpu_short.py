@@ -7,7 +7,12 @@ width-64 ResNet-18 ``dg_resnet18`` with the CIFAR stem, with the recipe of
 Euclidean; at that lr VICReg diverged on this network, see results/gpu_short/README.md):
 
 * ``vicreg_dual_gating-td0.3-tracked``: VICReg-Dual-Gating, t_d = 0.3, the budget-tracking options;
+* ``vicreg_dual_gating-td0.3-paper``: the same with the paper's budget loss (``--runs`` picks it);
 * ``vicreg``: solo-learn's VICReg on the same network run dense with one BN set (Baseline-1).
+
+Two warm-up forms (``--schedule``): ``step`` warms up per step from solo-learn's default start lr;
+``paper`` keeps the recipe's scheduler, the paper's form: per-epoch steps from lr 0.003. Either
+warms up for :func:`warmup_epochs` epochs.
 
 Online validation on the 10,000 test images after every epoch: solo-learn's linear probe and k-NN
 of every trained branch, and the gated branch's FLOPs ratio. Stages, all inside one deadline:
@@ -18,8 +23,8 @@ of every trained branch, and the gated branch's FLOPs ratio. Stages, all inside 
    start-up, per step and per validation; a failed calibration retries all with :func:`fallback`;
 4. choose one epoch count for both runs so that they fit ``--train-budget`` (and the deadline),
    and scale the schedule to it (:func:`warmup_epochs`, p-annealing over the whole run);
-5. run both (``--runs``: some); a run stops at its first non-finite loss, and one that outlives
-   the deadline is interrupted (its metrics so far are kept);
+5. run them (``--runs``; default :data:`DEFAULT_RUNS`); a run stops at its first non-finite
+   loss, and one that outlives the deadline is interrupted (its metrics so far are kept);
 6. write ``<out>/summary.json`` and per run ``<out>/<run>/{metrics.csv,epochs.csv,args.json}``.
 
 solo-learn logs only to wandb; this script adds a Lightning ``CSVLogger`` and a timing callback by
@@ -112,11 +117,14 @@ def runs(width: int) -> tuple[RunSpec, ...]:
 
     stem = f"backbone.kwargs.stem=cifar backbone.kwargs.width={width}".split()
     return (
-        RunSpec(
-            "vicreg_dual_gating-td0.3-tracked",
-            "vicreg_dual_gating",
-            (*stem, "method_kwargs.target_density=0.3", *VARIANTS["tracked"]),
-            anneals=True,
+        *(
+            RunSpec(
+                f"vicreg_dual_gating-td0.3-{variant}",
+                "vicreg_dual_gating",
+                (*stem, "method_kwargs.target_density=0.3", *VARIANTS[variant]),
+                anneals=True,
+            )
+            for variant in ("tracked", "paper")
         ),
         RunSpec(
             "vicreg",
@@ -146,6 +154,8 @@ class Settings:
     deadline_s: float
     #: ``optimizer.lr`` before solo-learn's batch scaling (``None``: the recipe's 0.3)
     lr: float | None = None
+    #: warm-up form, one of :data:`SCHEDULES`
+    schedule: str = "step"
 
     @property
     def calibration_steps(self) -> int:
@@ -153,6 +163,11 @@ class Settings:
         return 4 * max(1, self.workers)
 
 
+#: the runs made unless ``--runs`` names others
+DEFAULT_RUNS = ("vicreg_dual_gating-td0.3-tracked", "vicreg")
+#: warm-up form -> the scheduler overrides beside the scaled warm-up length: ``paper`` keeps the
+#: recipe's per-epoch steps from 0.003 (configs/dualgate/recipe/paper.yaml)
+SCHEDULES = {"step": ("scheduler.interval=step",), "paper": ()}
 GPU = Settings("gpu", "[0]", "bf16-mixed", 512, 12, 64, 200, 480.0, 565.0)
 DRY_RUN = Settings("cpu", "'1'", "bf16-mixed", 16, 1, 8, 2, 480.0, 900.0)
 #: seconds that must be left to calibrate again with :func:`fallback` after a failed calibration
@@ -184,7 +199,7 @@ def hydra_overrides(
     schedule = [
         f"max_epochs={epochs}",
         f"scheduler.warmup_epochs={warmup_epochs(epochs)}",
-        "scheduler.interval=step",
+        *SCHEDULES[settings.schedule],
     ]
     anneal = [f"method_kwargs.anneal_alpha={PAPER_ANNEAL_SPAN / epochs:g}"] if spec.anneals else []
     return [
@@ -518,7 +533,8 @@ class Session:
             "val": str(val),
             "steps_per_epoch": steps_per_epoch,
         }
-        specs = [r for r in runs(self.settings.width) if r.name in (self.args.runs or [r.name])]
+        chosen = self.args.runs or DEFAULT_RUNS
+        specs = [r for r in runs(self.settings.width) if r.name in chosen]
         calibrations = self.calibrate_all(specs, train, val)
         self.summary["calibration"] = {
             name: {**asdict(c), "epoch_s": round(c.epoch_s(steps_per_epoch), 2)}
@@ -683,13 +699,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--runs",
         nargs="+",
         choices=[r.name for r in runs(GPU.width)],
-        help="only these runs (default: both)",
+        help=f"these runs (default: {' '.join(DEFAULT_RUNS)})",
     )
     parser.add_argument(
         "--lr",
         type=float,
         help="optimizer.lr before the batch scaling (default: the recipe's 0.3, peak 0.6 at 512,"
         " at which VICReg diverged on this network: results/gpu_short/README.md)",
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="step",
+        help="warm-up form: per step from solo-learn's start lr, or the paper's per-epoch steps "
+        "from 0.003",
     )
     parser.add_argument(
         "--train-budget", type=float, help="seconds for the training runs (default 480)"
@@ -714,7 +737,12 @@ def main(argv: list[str]) -> int:
         return 0
     args = parse_args(argv)
     settings = DRY_RUN if args.dry_run else GPU
-    changes = {"train_budget_s": args.train_budget, "deadline_s": args.deadline, "lr": args.lr}
+    changes = {
+        "train_budget_s": args.train_budget,
+        "deadline_s": args.deadline,
+        "lr": args.lr,
+        "schedule": args.schedule,
+    }
     settings = Settings(**{**asdict(settings), **{k: v for k, v in changes.items() if v}})
     return Session(args, settings).run()
 

@@ -118,7 +118,7 @@ def _composed(spec_, epochs: int, settings=gpu_short.GPU):
 
 
 def test_overrides_give_the_dual_gating_run_the_tracked_budget_and_a_scaled_schedule() -> None:
-    dual, _ = gpu_short.runs(width=64)
+    dual, paper, _ = gpu_short.runs(width=64)
     cfg = _composed(dual, epochs=25)
     assert cfg.method == "vicreg_dual_gating"
     assert dict(cfg.backbone.kwargs) == {
@@ -143,10 +143,12 @@ def test_overrides_give_the_dual_gating_run_the_tracked_budget_and_a_scaled_sche
     assert (cfg.optimizer.batch_size, cfg.precision, list(cfg.devices)) == (512, "bf16-mixed", [0])
     assert not cfg.checkpoint.enabled and not cfg.auto_resume.enabled
     assert cfg.performance.disable_channel_last is False and cfg.enable_progress_bar is False
+    budget = _composed(paper, epochs=25).method_kwargs  # the paper's budget loss
+    assert (budget.ratio_source, budget.lambda_flops, budget.multiplier_lr) == ("sampled", 5, 0)
 
 
 def test_overrides_run_vicreg_on_the_same_network_dense_with_one_bn_set() -> None:
-    _, vicreg = gpu_short.runs(width=64)
+    *_, vicreg = gpu_short.runs(width=64)
     cfg = _composed(vicreg, epochs=60)
     assert (cfg.method, cfg.backbone.name) == ("vicreg", "dg_resnet18")
     assert dict(cfg.backbone.kwargs) == {
@@ -161,6 +163,19 @@ def test_overrides_run_vicreg_on_the_same_network_dense_with_one_bn_set() -> Non
     assert cfg.optimizer.lr == 0.3  # the recipe's, unless --lr
     lower = _composed(vicreg, epochs=60, settings=replace(gpu_short.GPU, lr=0.05))
     assert lower.optimizer.lr == 0.05
+
+
+def test_paper_schedule_warms_up_per_epoch_from_the_papers_start_lr() -> None:
+    *_, vicreg = gpu_short.runs(width=64)
+    per_step = _composed(vicreg, epochs=12).scheduler
+    assert (per_step.interval, per_step.warmup_epochs) == ("step", 6)
+    paper = _composed(vicreg, epochs=12, settings=replace(gpu_short.GPU, schedule="paper"))
+    scheduler = paper.scheduler
+    assert (scheduler.interval, scheduler.warmup_start_lr, scheduler.warmup_epochs) == (
+        "epoch",
+        0.003,
+        6,
+    )
 
 
 def test_a_failed_calibration_calibrates_every_run_again_with_the_fallback_settings(
@@ -181,8 +196,9 @@ def test_a_failed_calibration_calibrates_every_run_again_with_the_fallback_setti
         return "ok"
 
     monkeypatch.setattr(session, "launch", launch)
-    dual, vicreg = (r.name for r in gpu_short.runs(width=64))
-    calibrations = session.calibrate_all(gpu_short.runs(width=64), Path("/t"), Path("/v"))
+    dual, _, vicreg = specs = gpu_short.runs(width=64)
+    dual, vicreg = dual.name, vicreg.name
+    calibrations = session.calibrate_all([specs[0], specs[2]], Path("/t"), Path("/v"))
     first, second = (
         ["data.num_workers=12", "precision=bf16-mixed"],
         ["data.num_workers=8", "precision=32-true"],
@@ -223,7 +239,7 @@ def test_dry_run_trains_both_runs_through_solo_learn_and_writes_the_result_files
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    runs = [r.name for r in gpu_short.runs(width=8)]
+    runs = list(gpu_short.DEFAULT_RUNS)
     expected = ["summary.json"] + [f"{r}/{f}" for r in runs for f in gpu_short.RESULT_FILES]
     assert files == sorted(expected)  # + the command's log: 8 files, what the device returns
     assert all(re.fullmatch(r"[A-Za-z0-9._/-]+", f) and f.count("/") <= 2 for f in files)

@@ -2,7 +2,9 @@
 
 They run when solo-learn is importable: installed (``pip install -r requirements-solo.txt``) or a
 checkout named by ``SOLO_LEARN_SRC``. The script tests also need ``SOLO_LEARN_SRC``, because
-solo-learn's ``main_*.py`` are not part of its package. Otherwise they are skipped with the reason.
+solo-learn's ``main_*.py`` are not part of its package. Otherwise they are skipped with the reason,
+unless ``DUALGATE_REQUIRE_SOLO=1`` (CI sets it): then a missing solo-learn or checkout stops the
+session at collection, so a run cannot pass with the integration tests skipped.
 """
 
 from __future__ import annotations
@@ -44,9 +46,25 @@ def _solo_importable() -> str | None:
 
 
 SKIP_REASON = _solo_importable()
+REQUIRE_ENV_VAR = "DUALGATE_REQUIRE_SOLO"
+
+
+def _missing_requirement() -> str | None:
+    """Why the integration tests cannot run here, when they are required; else ``None``."""
+    if os.environ.get(REQUIRE_ENV_VAR) != "1":
+        return None
+    src = solo_source()
+    if SKIP_REASON:
+        return SKIP_REASON
+    if src is None or not (src / "main_pretrain.py").is_file():
+        return f"SOLO_LEARN_SRC={src} is not a solo-learn checkout with main_pretrain.py"
+    return None
 
 
 def pytest_collection_modifyitems(config, items) -> None:
+    missing = _missing_requirement()
+    if missing and any("integration" in item.nodeid for item in items):
+        raise pytest.UsageError(f"{REQUIRE_ENV_VAR}=1 but {missing}")
     for item in items:
         if "integration" in item.nodeid:
             item.add_marker(pytest.mark.solo)
