@@ -12,8 +12,8 @@ Lab code, not part of the package. Two kinds of markers, both citing the files t
 * an inline number ``<!-- v: results/a.json key/0/sub [FORMAT] -->0.305<!-- /v -->``
   (JSON: a ``/``-separated key path, list items by index; CSV: ``col=value&col=value/column``,
   which must match one row; ``A~B``: A minus B) is replaced by the value, formatted with
-  ``FORMAT`` (a ``format()`` spec, optionally prefixed ``%`` to multiply by 100 first; default:
-  the value as written).
+  ``FORMAT`` (a ``format()`` spec, optionally prefixed ``%`` to multiply by 100 first; ``len``:
+  a list's length; default: the value as written).
 
 ``python scripts/render_docs.py`` rewrites the pages; ``--check`` rewrites nothing and exits 1,
 naming each marker whose text differs from what its files give (tests/test_docs_numbers.py runs
@@ -76,6 +76,8 @@ def value(path: Path, selector: str) -> object:
 def fmt(raw: object, spec: str | None) -> str:
     if spec is None:
         return str(raw)
+    if spec == "len":
+        return str(len(raw))  # type: ignore[arg-type]
     scale = 1.0
     if spec.startswith("%"):
         scale, spec = 100.0, spec[1:]
@@ -336,7 +338,11 @@ def render(text: str, root: Path = ROOT) -> str:
         return m.group(1) + BLOCKS[m.group(2)](*files) + m.group(5)
 
     def inline(m: re.Match) -> str:
-        return m.group(1) + fmt(value(root / m.group(2), m.group(3)), m.group(4)) + m.group(6)
+        try:
+            number = fmt(value(root / m.group(2), m.group(3)), m.group(4))
+        except (KeyError, IndexError, ValueError, OSError) as error:
+            raise ValueError(f"{m.group(1)}: {error!r}") from error
+        return m.group(1) + number + m.group(6)
 
     return INLINE.sub(inline, BLOCK.sub(block, text))
 
