@@ -172,14 +172,6 @@ def width_mode(path: Path) -> str:
     return _table(header, out)
 
 
-#: family.csv ``family`` → the row label, in table order
-FAMILY_ROWS = (
-    ("VICReg", "vicreg-paper", "VICReg, width 16"),
-    ("VICReg, small width", "vicreg-width8-paper", "VICReg trained alone at width 8"),
-    ("VICReg, small width", "vicreg-width4-paper", "VICReg trained alone at width 4"),
-)
-
-
 def family(path: Path) -> str:
     """One row per network of ``results/family_cpu/family.csv``. A static export's accuracy is
     not shown: the file carries the masked branch's, and the export's features differ from it
