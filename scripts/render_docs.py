@@ -327,7 +327,11 @@ BLOCKS: dict[str, Callable[..., str]] = {
 def render(text: str, root: Path = ROOT) -> str:
     def block(m: re.Match) -> str:
         files = [root / p for p in m.group(3).split()]
-        return m.group(1) + BLOCKS[m.group(2)](*files) + m.group(5)
+        try:
+            table = BLOCKS[m.group(2)](*files)
+        except (KeyError, IndexError, ValueError, OSError) as error:
+            raise ValueError(f"{m.group(1).strip()}: {error!r}") from error
+        return m.group(1) + table + m.group(5)
 
     def inline(m: re.Match) -> str:
         try:
