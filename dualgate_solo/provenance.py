@@ -8,8 +8,6 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
-
 
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo, or ``platform.processor()`` elsewhere."""
@@ -62,14 +60,25 @@ def source_revision(package: Path = PACKAGE) -> dict[str, object] | None:
         return None
 
 
+def source_record(package: Path = PACKAGE) -> dict[str, object]:
+    """:func:`source_revision`, always with the keys ``commit`` and ``dirty``: both ``None`` (and a
+    ``note``) where the code is not a git checkout, so a results file never silently lacks them."""
+    revision = source_revision(package)
+    if revision is not None:
+        return revision
+    return {"commit": None, "dirty": None, "note": "not run from a git checkout of dualgate-solo"}
+
+
 def provenance() -> dict[str, object]:
     """``{"date", "machine", "cpu", "cpu_count", "load_average", "torch_threads", "torch", "gpu",
     "source"}`` for a results file.
 
     ``load_average``: the system's 1/5/15-minute load averages when it is written (``None`` where
     the platform has none), which tells whether timings ran on a busy machine; ``source``:
-    :func:`source_revision`.
+    :func:`source_record` (``{"commit", "dirty"}``, never absent).
     """
+    import torch
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     cpu = cpu_model()
     return {
@@ -81,5 +90,5 @@ def provenance() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "gpu": gpu,
-        "source": source_revision(),
+        "source": source_record(),
     }

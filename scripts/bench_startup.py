@@ -240,7 +240,15 @@ def main(argv: list[str] | None = None) -> None:
     }
     command = " ".join(["python", *sys.argv])
     args.out.mkdir(parents=True, exist_ok=True)
-    record = {"date": started, "command": command, "machine": info, "config": config}
+    checkout = config["checkout"]
+    source = {"commit": checkout.removesuffix("+dirty"), "dirty": checkout.endswith("+dirty")}
+    record = {
+        "date": started,
+        "command": command,
+        "machine": info,
+        "config": config,
+        "source": source,
+    }
     (args.out / "args.json").write_text(json.dumps(record, indent=2) + "\n")
     (args.out / "startup.json").write_text(json.dumps({**record, "arms": arms}, indent=2) + "\n")
     columns = ["arm", "runs", "wall_median_ms", "wall_mean_ms", "wall_min_ms", "wall_stdev_ms"]

@@ -58,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the package's own modules, also when it is not installed
 
 from dualgate_solo.choices import CUSTOM_PIPELINE_ENV_VAR  # noqa: E402  (standard library only)
+from dualgate_solo.provenance import source_record  # noqa: E402  (standard library only)
 
 CONFIGS = REPO / "configs" / "pretrain" / "cifar10"
 #: solo-learn's pre-training statistics of ``cifar10`` (``pretrain_dataloader.MEANS_N_STD``); for
@@ -379,6 +380,9 @@ class Session:
             "dry_run": args.dry_run,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": [sys.executable, *sys.argv],
+            #: commit + dirty of the copy that ran; both null where it is no git checkout (the
+            #: device's copy): then whoever publishes the folder records them from the host
+            "source": source_record(),
             "settings": asdict(settings),
             "host": {"cpu_count": os.cpu_count(), "shm_free_gib": shm_free_gib()},
             "runs": {},

@@ -79,7 +79,7 @@ def test_latency_csv_has_the_published_columns(tmp_path) -> None:
     written = list(csv.DictReader((tmp_path / "latency.csv").open()))
     assert tuple(written[0]) == CSV_FIELDS
     assert written[0]["median_ms"] == "4.0" and written[0]["ms_per_image"] == "0.0625"
-    published = Path(__file__).resolve().parents[1] / "results" / "latency_trained_w16"
+    published = Path(__file__).resolve().parents[1] / "results" / "latency_trained_td0.3-tracked"
     with open(published / "latency.csv") as f:
         assert tuple(next(csv.reader(f))) == CSV_FIELDS
 

@@ -1,0 +1,113 @@
+"""Every published number under ``results/`` says which code made it: a commit and a dirty flag.
+
+A number-bearing JSON file records ``{"commit": <sha>, "dirty": <bool>}`` itself (anywhere in
+it, usually as ``"source"`` or a stage record's ``"code"``). Raw outputs of other tools, which
+keep their own format (solo-learn's ``args.json`` / ``*.args.json``, ``main_knn.py``'s
+``*-results.json``), need such a record beside them instead, and so does every other file
+(CSV, figure, log, table): in its folder or a folder above it inside ``results/``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+#: files that keep a tool's own format; their provenance is the stamped record beside them
+RAW_OUTPUTS = ("args.json", ".args.json", "-results.json")
+
+
+def _has_number(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_number(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_number(v) for v in value)
+    return False
+
+
+def _stamp(value: object) -> dict | None:
+    """The first ``{"commit": str, "dirty": bool}`` mapping inside ``value``."""
+    if isinstance(value, dict):
+        if isinstance(value.get("commit"), str) and isinstance(value.get("dirty"), bool):
+            return value
+        for v in value.values():
+            found = _stamp(v)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for v in value:
+            found = _stamp(v)
+            if found is not None:
+                return found
+    return None
+
+
+@cache
+def _stamped(path: Path) -> bool:
+    try:
+        return _stamp(json.loads(path.read_text())) is not None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def _stamped_nearby(path: Path, root: Path) -> bool:
+    """A stamped JSON file in ``path``'s folder or a folder above it inside ``root``."""
+    for folder in path.parents:
+        if any(_stamped(p) for p in folder.glob("*.json") if p != path):
+            return True
+        if folder == root:
+            return False
+    return False
+
+
+def unstamped(root: Path = RESULTS) -> list[str]:
+    """The files under ``root`` whose numbers have no commit and dirty flag."""
+    _stamped.cache_clear()
+    missing = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.name == "README.md":
+            continue  # prose about the folders; its numbers are checked by test_docs_numbers
+        if path.suffix == ".json" and not path.name.endswith(RAW_OUTPUTS):
+            data = json.loads(path.read_text())
+            ok = not _has_number(data) or _stamp(data) is not None
+        else:
+            ok = _stamped_nearby(path, root)
+        if not ok:
+            missing.append(str(path.relative_to(root)))
+    return missing
+
+
+def test_every_published_number_records_commit_and_dirty_flag() -> None:
+    assert unstamped() == []
+
+
+def test_the_check_finds_an_unstamped_file(tmp_path) -> None:
+    run = tmp_path / "results" / "bench"
+    run.mkdir(parents=True)
+    (run / "latency.json").write_text(json.dumps({"median_ms": 3.2}))
+    (run / "latency.csv").write_text("median_ms\n3.2\n")
+    (run / "args.json").write_text(json.dumps({"batch": 64}))
+    assert unstamped(tmp_path / "results") == [
+        "bench/args.json",
+        "bench/latency.csv",
+        "bench/latency.json",
+    ]
+    (run / "latency.json").write_text(
+        json.dumps({"median_ms": 3.2, "source": {"commit": "abc", "dirty": False}})
+    )
+    assert unstamped(tmp_path / "results") == []
+
+
+@pytest.mark.parametrize("dirty", [None, "no"])
+def test_a_dirty_flag_must_be_a_boolean(tmp_path, dirty) -> None:
+    (tmp_path / "r.json").write_text(
+        json.dumps({"x": 1, "source": {"commit": "a", "dirty": dirty}})
+    )
+    assert unstamped(tmp_path) == ["r.json"]
