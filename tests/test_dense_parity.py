@@ -1,0 +1,158 @@
+"""scripts/dense_parity.py: best lr per variant, paired seed differences, the small network at
+matching MACs, step cost from one bench file, and the summary of the committed cpu grid."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import statistics
+from pathlib import Path
+
+import pytest
+
+from dualgate_solo.validation import UsageError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def parity():
+    spec = importlib.util.spec_from_file_location(
+        "dense_parity", ROOT / "scripts" / "dense_parity.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(variant, lr, seed, dense, knn=None, gated=None, macs=44.0, gated_macs=None, width=""):
+    run = {
+        "protocol": "cpu",
+        "variant": variant,
+        "lr": lr,
+        "seed": seed,
+        "width": width,
+        "source": f"{variant}-{lr}-{seed}",
+        "dense": {
+            "linear": dense,
+            "knn20": dense if knn is None else knn,
+            "flops_reduction_pct": 0.0,
+            "macs_m": macs,
+        },
+    }
+    if gated is not None:
+        run["gated"] = {
+            "linear": gated,
+            "knn20": gated,
+            "flops_reduction_pct": 100 * (1 - gated_macs / macs),
+            "macs_m": gated_macs,
+        }
+    return run
+
+
+DG = "vicreg_dual_gating:paper:td0.3"
+
+
+def test_each_variant_at_its_best_lr_paired_by_seed(parity):
+    runs = [
+        # VICReg: best at lr 0.15 (mean 40 > 38)
+        _run("vicreg", 0.15, 1, 41.0),
+        _run("vicreg", 0.15, 2, 39.0),
+        _run("vicreg", 0.3, 1, 38.0),
+        _run("vicreg", 0.3, 2, 38.0),
+        # Dual-Gating: best at lr 0.3 (mean 37.5 > 30)
+        _run(DG, 0.15, 1, 30.0, gated=20.0, gated_macs=22.0),
+        _run(DG, 0.15, 2, 30.0, gated=20.0, gated_macs=22.0),
+        _run(DG, 0.3, 1, 38.0, knn=30.0, gated=33.0, gated_macs=22.0),
+        _run(DG, 0.3, 2, 37.0, knn=31.0, gated=31.0, gated_macs=20.0),
+        # small networks alone: width 8 (11 M MACs) and width 12 (25 M, closest to 21 M)
+        _run("vicreg@w8", 0.3, 1, 35.0, macs=11.0, width=8),
+        _run("vicreg@w12", 0.3, 1, 36.5, macs=25.0, width=12),
+    ]
+    summary = parity.summary_rows(parity.sweep_rows(runs), {"vicreg_dual_gating": 1.25})
+    rows = {r["variant"]: r for r in summary}
+    assert set(rows) == {"vicreg", DG}
+    dg = rows[DG]
+    assert dg["lr"] == 0.3 and dg["seeds"] == 2
+    # paired: seed 1: 38 - 41 = -3, seed 2: 37 - 39 = -2
+    assert dg["dense_minus_vicreg_linear_mean"] == pytest.approx(-2.5)
+    assert dg["dense_minus_vicreg_linear_std"] == pytest.approx(statistics.stdev([-3, -2]))
+    # k-NN: 30 - 41 = -11, 31 - 39 = -8
+    assert dg["dense_minus_vicreg_knn20_mean"] == pytest.approx(-9.5)
+    assert dg["gated_linear_mean"] == pytest.approx(32.0)
+    # gated MACs 21 M on average: width 12 (25 M) is closer than width 8 (11 M)
+    assert dg["small_alone_linear_mean"] == pytest.approx(36.5) and dg["small_width"] == 12
+    # FLOPs R.: (1 - 22/44) = 50 %, (1 - 20/44) = 54.55 %
+    assert dg["gated_flops_reduction_pct"] == pytest.approx((50 + 100 * 24 / 44) / 2)
+    assert dg["step_cost_vs_vicreg"] == 1.25
+    base = rows["vicreg"]
+    assert base["lr"] == 0.15 and base["step_cost_vs_vicreg"] == 1.0
+    assert (
+        base["dense_minus_vicreg_linear_mean"] == 0 and base["dense_minus_vicreg_knn20_mean"] == 0
+    )
+
+
+def test_unpaired_seeds_combine_the_spreads(parity):
+    runs = [
+        _run("vicreg", 0.3, 1, 40.0),
+        _run("vicreg", 0.3, 2, 42.0),
+        _run(DG, 0.3, 3, 35.0, gated=30.0, gated_macs=20.0),
+        _run(DG, 0.3, 4, 39.0, gated=30.0, gated_macs=20.0),
+    ]
+    dg = next(r for r in parity.summary_rows(parity.sweep_rows(runs), {}) if r["variant"] == DG)
+    assert dg["dense_minus_vicreg_linear_mean"] == pytest.approx(37.0 - 41.0)
+    expected = (statistics.stdev([35, 39]) ** 2 + statistics.stdev([40, 42]) ** 2) ** 0.5
+    assert dg["dense_minus_vicreg_linear_std"] == pytest.approx(expected)
+    assert dg["step_cost_vs_vicreg"] is None  # not measured: empty, not a guess
+
+
+def test_a_repeated_seed_and_a_missing_baseline_are_refused(parity):
+    with pytest.raises(UsageError, match="more than once"):
+        parity.sweep_rows([_run("vicreg", 0.3, 1, 40.0), _run("vicreg", 0.3, 1, 41.0)])
+    with pytest.raises(UsageError, match="no vicreg run"):
+        parity.summary_rows(parity.sweep_rows([_run(DG, 0.3, 1, 35.0)]), {})
+
+
+def test_step_cost_is_a_ratio_within_one_bench_file(parity, tmp_path):
+    bench = tmp_path / "bench_step.csv"
+    bench.write_text("method,median_step_s\nvicreg,2.0\nvicreg_dual_gating,3.0\n")
+    assert parity.step_costs([bench]) == {"vicreg": 1.0, "vicreg_dual_gating": 1.5}
+    bench.write_text("method,median_step_s\nvicreg_dual_gating,3.0\n")
+    with pytest.raises(UsageError, match="no vicreg row"):
+        parity.step_costs([bench])
+
+
+def test_summary_of_the_committed_cpu_grid_matches_its_table(parity, tmp_path):
+    grid = ROOT / "results" / "grid_cpu"
+    out = tmp_path / "parity"
+    assert parity.main(["--grid", f"cpu={grid}", "--out", str(out)]) == 0
+    with open(out / "summary.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == parity.SUMMARY_COLUMNS
+        summary = {r["variant"]: r for r in reader}
+    with open(grid / "table.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+
+    def dense(run):
+        row = next(r for r in table if r["run"] == run and r["branch"] == "dense")
+        return float(row["linear_top1"])
+
+    gaps = [
+        dense(f"vicreg_dual_gating-td0.3{s}-paper") - dense(f"vicreg{s}-paper")
+        for s in ("", "-seed1", "-seed2")
+    ]
+    row = summary[DG]
+    assert float(row["dense_minus_vicreg_linear_mean"]) == pytest.approx(
+        statistics.fmean(gaps), abs=1e-3
+    )
+    assert float(row["dense_minus_vicreg_linear_std"]) == pytest.approx(
+        statistics.stdev(gaps), abs=1e-3
+    )
+    assert (out / "dense_parity.png").stat().st_size > 0
+
+
+def test_bad_grid_is_one_line(parity, tmp_path, capsys):
+    assert parity.main(["--grid", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--grid=" in err[0] and "PROTOCOL=DIR" in err[0]
+    assert not (tmp_path / "o").exists()
