@@ -156,3 +156,13 @@ def test_bad_grid_is_one_line(parity, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--grid=" in err[0] and "PROTOCOL=DIR" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_every_step_entry_the_summary_reads_is_benchmarked_with_its_variants_options(parity):
+    from dualgate_solo.bench.step import COMPARED, method_overrides
+    from dualgate_solo.runner.protocols import VARIANTS
+
+    for variant, entry in parity.STEP_ENTRY.items():
+        assert entry in COMPARED, variant
+        if entry.partition("+")[2] in VARIANTS:
+            assert method_overrides(entry) == list(VARIANTS[variant])

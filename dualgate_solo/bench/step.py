@@ -30,12 +30,15 @@ import sys
 import time
 from pathlib import Path
 
-#: solo-learn's VICReg (the baseline, first) and the entries compared with it: a method, or
+#: solo-learn's VICReg (the baseline, first) and the entries compared with it: a method,
 #: ``<method>+symmetric`` (Dual-Gating with ``symmetric: true``: both views through both branches)
+#: or ``<method>+<grid variant>`` (the variant's overrides from ``runner.protocols.VARIANTS``)
 COMPARED = (
     "vicreg",
     "vicreg_dual_gating",
     "vicreg_dual_gating+symmetric",
+    "vicreg_dual_gating+paper_dense_pair",
+    "vicreg_dual_gating+paper_dense_pair_sg",
     "slimclr_vicreg",
     "slimclr_mocov3",
     "sacl_xd",
@@ -49,14 +52,19 @@ def method_of(entry: str) -> str:
 
 def method_overrides(entry: str) -> list[str]:
     """Hydra overrides of an entry beyond its method's config: a SlimCLR method's sub-networks on
-    from the first step (no slow start), so the step trains every width; ``+symmetric``'s option."""
+    from the first step (no slow start), so the step trains every width; ``+symmetric``'s option;
+    a grid variant's overrides."""
     from dualgate_solo.method_registry import METHODS
+    from dualgate_solo.runner.protocols import VARIANTS
     from dualgate_solo.slim_options import SlimCLROptions
 
     spec = METHODS.get(method_of(entry))
     if spec is not None and SlimCLROptions in spec.kwargs_types:
         return ["method_kwargs.slow_start_epochs=0"]
-    return ["method_kwargs.symmetric=True"] if entry.endswith("+symmetric") else []
+    option = entry.partition("+")[2]
+    if option == "symmetric":
+        return ["method_kwargs.symmetric=True"]
+    return list(VARIANTS[option]) if option else []
 
 
 def _build(entry: str, batch_size: int, device: str):
