@@ -25,6 +25,7 @@ from typing import Any
 from dualgate_solo.method_registry import METHODS
 from dualgate_solo.runner.environment import call, identity_switches, stage_environment
 from dualgate_solo.runner.identity import (
+    RESUME_KEY,
     canonical_sha256,
     code_identity,
     compose,
@@ -43,8 +44,6 @@ from dualgate_solo.validation import UsageError
 
 #: the k of the k-NN evaluation (Euclidean distance on backbone features)
 KNN_K = (1, 20)
-#: the config key (and so ``args.json`` key) that ties a pre-training checkpoint to its run
-RESUME_KEY = "dualgate_config_sha256"
 #: ``args.json`` keys solo-learn or this package rewrite at start (lr scaled by the batch size,
 #: the run name's fingerprint), left out when naming what differs from a checkpoint's config
 REWRITTEN = ("name", "optimizer.lr", "optimizer.classifier_lr", RESUME_KEY)
@@ -172,8 +171,9 @@ class GridRunner:
             args = json.loads(args_json.read_text()) if args_json.is_file() else {}
             if args.get(RESUME_KEY) == key:
                 return checkpoint
-            made = {k: v for k, v in flatten(args).items() if k in resolved}
-            keys = differing_keys(made, resolved, REWRITTEN)
+            made = flatten(args)
+            shared = set(made) & set(resolved)  # solo-learn adds defaults to args.json
+            keys = [k for k in differing_keys(made, resolved, REWRITTEN) if k in shared]
             changed = describe_differences(keys, made, resolved) or f"{RESUME_KEY} differs"
             passed.append(f"{checkpoint.name} (its args.json: {changed})")
         if passed and self.refuse_stale:

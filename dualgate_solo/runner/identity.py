@@ -27,6 +27,9 @@ from typing import Any
 from dualgate_solo.validation import UsageError
 
 PACKAGE = Path(__file__).resolve().parents[1]
+#: the config key (so ``args.json`` key) the runner adds to every pre-training: the hash of the
+#: run's resolved config and environment switches, which ties a checkpoint to its run
+RESUME_KEY = "dualgate_config_sha256"
 #: the Hydra search-path plugin that makes ``/dualgate/...`` defaults composable
 PLUGIN = PACKAGE.parent / "hydra_plugins"
 
