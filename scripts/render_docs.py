@@ -120,29 +120,39 @@ HEADLINE = (
 )
 
 
+def _all(rows: list[dict[str, str]], **match: str) -> list[dict[str, str]]:
+    """Every row matching ``match`` (several where the table split a seed group by config)."""
+    found = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    if not found:
+        raise ValueError(f"no row matches {match}")
+    return found
+
+
 def headline(path: Path) -> str:
-    """A few rows of ``table_mean.csv``: VICReg, the t_d 0.3 gated methods, one slimmable."""
+    """A few rows of ``table_mean.csv``: VICReg, the t_d 0.3 gated methods, one slimmable (each
+    config of a split seed group)."""
     rows = _rows(path)
     out = []
     for method, variant, t_d, branch in HEADLINE:
         branch, _, width = branch.partition("@")
-        row = _one(rows, method=method, variant=variant, t_d=t_d, branch=branch, width=width)
         name = method + (f" (width {width})" if width else "")
-        out.append(
-            [
-                f"`{name}`",
-                variant,
-                t_d or "–",
-                branch,
-                row["seeds"],
-                row["accelerator"],
-                _pm(row, "linear_top1"),
-                _pm(row, "knn_top1_k20"),
-                _pm(row, "flops_reduction_pct"),
-            ]
-        )
-    header = ["method", "variant", "t_d", "network", "seeds", "ran on", "linear top-1", "k-NN@20"]
-    return _table([*header, "FLOPs R. [%]"], out)
+        for row in _all(rows, method=method, variant=variant, t_d=t_d, branch=branch, width=width):
+            out.append(
+                [
+                    f"`{name}`",
+                    variant,
+                    t_d or "–",
+                    branch,
+                    row["config"],
+                    row["seeds"],
+                    f"{row['accelerator']}, torch {row['torch']}",
+                    _pm(row, "linear_top1"),
+                    _pm(row, "knn_top1_k20"),
+                    _pm(row, "flops_reduction_pct"),
+                ]
+            )
+    header = ["method", "variant", "t_d", "network", "config", "seeds", "ran on", "linear top-1"]
+    return _table([*header, "k-NN@20", "FLOPs R. [%]"], out)
 
 
 def width_mode(path: Path) -> str:
@@ -152,14 +162,21 @@ def width_mode(path: Path) -> str:
     for t_d in ("0.1", "0.3", "0.5"):
         cells = [t_d]
         for variant in ("tracked_width", "tracked"):
-            r = _one(rows, method="vicreg_dual_gating", variant=variant, t_d=t_d, branch="gated")
-            accuracy = " / ".join(_pm(r, c) for c in ("linear_top1", "knn_top1_k1", "knn_top1_k20"))
-            seeds = f"{r['seeds']} seed{'s' if r['seeds'] != '1' else ''}"
-            cells.append(f"{accuracy} ({_pm(r, 'flops_reduction_pct')} %, {seeds})")
+            entries = []
+            for r in _all(
+                rows, method="vicreg_dual_gating", variant=variant, t_d=t_d, branch="gated"
+            ):
+                accuracy = " / ".join(
+                    _pm(r, c) for c in ("linear_top1", "knn_top1_k1", "knn_top1_k20")
+                )
+                seeds = f"{r['seeds']} seed{'s' if r['seeds'] != '1' else ''}"
+                split = f"; {r['config']}" if r["config"] else ""
+                entries.append(f"{accuracy} ({_pm(r, 'flops_reduction_pct')} %, {seeds}{split})")
+            cells.append("<br>".join(entries))
         dense = [
-            _pm(_one(rows, method="vicreg_dual_gating", variant=v, t_d=t_d, branch="dense"), c)
+            _pm(r, "linear_top1")
             for v in ("tracked_width", "tracked")
-            for c in ("linear_top1",)
+            for r in _all(rows, method="vicreg_dual_gating", variant=v, t_d=t_d, branch="dense")
         ]
         cells.append(" / ".join(dense) + " linear")
         out.append(cells)

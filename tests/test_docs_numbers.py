@@ -4,6 +4,7 @@ without re-rendering) fails here."""
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import shutil
 from pathlib import Path
@@ -71,12 +72,16 @@ def test_an_edited_inline_number_fails(copy) -> None:
 
 def test_a_changed_results_file_fails(copy) -> None:
     path = copy / "results" / "grid_cpu" / "table_mean.csv"
-    lines = path.read_text().splitlines(keepends=True)
-    row = next(i for i, line in enumerate(lines) if line.startswith("vicreg,,paper,,dense,"))
-    cells = lines[row].split(",")
-    cells[7] = str(float(cells[7]) + 1)  # linear_top1
-    lines[row] = ",".join(cells)
-    path.write_text("".join(lines))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    row = next(
+        r for r in rows if (r["method"], r["variant"], r["branch"]) == ("vicreg", "paper", "dense")
+    )
+    row["linear_top1"] = str(float(row["linear_top1"]) + 1)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
     assert any("table_mean.csv" in d for d in render_docs.differences(copy))
 
 

@@ -24,7 +24,7 @@ from dualgate_solo.runner.knn_record import top1_by_k
 from dualgate_solo.runner.protocols import PROTOCOLS, VARIANTS, Run, grid
 from dualgate_solo.runner.publish import publish_runs
 from dualgate_solo.runner.stages import StageIdentity, run_stage
-from dualgate_solo.runner.table import collect_rows, write_table
+from dualgate_solo.runner.table import collect_rows, mean_rows, write_table
 from dualgate_solo.solo.custom_pipeline import ENV_VAR
 from dualgate_solo.validation import UsageError
 
@@ -146,21 +146,34 @@ def test_a_stage_is_recorded_with_its_identity_and_times_and_reused_only_when_id
     assert len(calls) == 1
 
 
-def test_a_cached_stage_made_with_other_overrides_is_refused_in_one_line(tmp_path) -> None:
+def test_a_stale_stage_re_runs_or_with_refuse_stale_is_refused_in_one_line(
+    tmp_path, capsys
+) -> None:
     path = tmp_path / "linear-gated.json"
-    run_stage(path, _identity(), dict)
+    run_stage(path, _identity(), lambda: {"linear_top1": 1.0})
     other = ("method_kwargs.target_density=0.3", "method_kwargs.lambda_flops=5")
     with pytest.raises(UsageError) as error:
-        run_stage(path, _identity(run_overrides=other), dict)
+        run_stage(path, _identity(run_overrides=other), dict, refuse_stale=True)
     message = str(error.value)
-    assert "\n" not in message and "differs in run_overrides" in message
-    assert "only requested ['method_kwargs.lambda_flops=5']" in message
-    assert "'method_kwargs.lambda_flops=50'" in message and str(path) in message
-    with pytest.raises(UsageError, match="differs in protocol .cached 'cpu', requested 'gpu'"):
-        run_stage(path, _identity(protocol="gpu"), dict)
+    assert "\n" not in message and f"stage {tmp_path.name}/linear-gated is stale" in message
+    assert "run_overrides (only cached ['method_kwargs.lambda_flops=50'" in message
+    assert "only requested ['method_kwargs.lambda_flops=5']" in message and str(path) in message
+    with pytest.raises(UsageError, match="stale: protocol .cached 'cpu', requested 'gpu'"):
+        run_stage(path, _identity(protocol="gpu"), dict, refuse_stale=True)
+    inputs = {"checkpoint": {"name": "a.ckpt", "bytes": 4, "sha256": "1"}}
+    run_stage(path, _identity(inputs=inputs), dict)
+    changed = {"checkpoint": {"name": "a.ckpt", "bytes": 4, "sha256": "2"}}
+    with pytest.raises(UsageError, match="stale: inputs checkpoint: .* -> .*'sha256': '2'"):
+        run_stage(path, _identity(inputs=changed), dict, refuse_stale=True)
+    # the default: re-run, say why, record the new identity
+    assert run_stage(path, _identity(inputs=changed), lambda: {"linear_top1": 2.0}) == {
+        "linear_top1": 2.0
+    }
+    assert "re-running stage" in capsys.readouterr().err
+    assert json.loads(path.read_text())["inputs"] == changed
     path.write_text(json.dumps({"linear_top1": 30.0}))  # a record of the earlier runner
-    with pytest.raises(UsageError, match="differs in protocol .cached None"):
-        run_stage(path, _identity(), dict)
+    with pytest.raises(UsageError, match="stale: recorded by an earlier runner"):
+        run_stage(path, _identity(), dict, refuse_stale=True)
 
 
 def test_knn_results_file_gives_top1_per_k(tmp_path) -> None:
@@ -305,18 +318,22 @@ def test_table_plot_and_publish(tmp_path) -> None:
     ]
     write_table(rows, out, "title", unfinished)
     table = (out / "table.md").read_text()
-    gating = "| vicreg_gating | tracked | 0.3 | gated | 3 | cpu | 29.50 ± 2.00 | 22.00 ± 2.00 "
+    gating = (
+        "| vicreg_gating | tracked | 0.3 | gated |  | 3 | cpu |  | 29.50 ± 2.00 | 22.00 ± 2.00 "
+    )
     dual = "| vicreg_dual_gating | paper | 0.1 "
+    slim = "| slimclr_vicreg | paper |  "
     assert [line for line in table.splitlines() if line.startswith(("| vicreg", "| slim"))] == [
-        dual + "| dense | 1 |  | 44.00 | 33.00 | 38.00 | 0.00 |  | no |",
-        dual + "| gated | 1 |  | 41.00 | 30.50 | 35.25 | 81.50 |  | no |",
-        "| vicreg_dual_gating | tracked | 0.5 | dense | 1 |  | 40.00 | 30.00 | 35.00 | 0.00 |  "
-        "| no |",
+        dual + "| dense |  | 1 |  |  | 44.00 | 33.00 | 38.00 | 0.00 |  | no |",
+        dual + "| gated |  | 1 |  |  | 41.00 | 30.50 | 35.25 | 81.50 |  | no |",
+        "| vicreg_dual_gating | tracked | 0.5 | dense |  | 1 |  |  | 40.00 | 30.00 | 35.00 | 0.00 "
+        "|  | no |",
         gating + "| 26.00 ± 1.73 | 70.00 ± 0.00 | 0.60 ± 0.00 | yes |",
-        "| slimclr_vicreg | paper |  | w1 | 1 |  | 30.00 | 20.00 | 25.00 | 0.00 | 4.00 | no |",
-        "| slimclr_vicreg | paper |  | w0.5 | 1 |  | 29.00 | 19.00 | 24.00 | 75.00 | 1.00 | no |",
-        "| slimclr_vicreg | paper |  | w0.25 | 1 |  | 28.00 | 18.00 | 23.00 | 93.75 | 0.25 | no |",
-        "| vicreg (width 8) | paper |  | dense | 1 |  | 26.00 | 19.00 | 24.00 | 0.00 | 1.50 | no |",
+        slim + "| w1 |  | 1 |  |  | 30.00 | 20.00 | 25.00 | 0.00 | 4.00 | no |",
+        slim + "| w0.5 |  | 1 |  |  | 29.00 | 19.00 | 24.00 | 75.00 | 1.00 | no |",
+        slim + "| w0.25 |  | 1 |  |  | 28.00 | 18.00 | 23.00 | 93.75 | 0.25 | no |",
+        "| vicreg (width 8) | paper |  | dense |  | 1 |  |  | 26.00 | 19.00 | 24.00 | 0.00 | 1.50 "
+        "| no |",
     ]
     assert "args.json `no`" in table and "mean ± sample standard deviation" in table
     assert "rows absent: vicreg_dual_gating-td0.5-tracked (missing: linear-gated" in table
@@ -369,6 +386,70 @@ def test_table_plot_and_publish(tmp_path) -> None:
         "seed": 5,
         "accelerator": "cpu",
     }
+
+
+def _seed_run(root: Path, name: str, args: dict, torch: str, linear: float) -> None:
+    """A finished VICReg run with its published args.json and the torch of its records."""
+    run_dir = root / "runs" / name
+    run_dir.mkdir(parents=True)
+    (run_dir / "args.json").write_text(json.dumps(args))
+    for stage, result in {
+        "pretrain": {"checkpoint": "x.ckpt"},
+        "linear-dense": {"linear_top1": linear},
+        "knn-dense": {"knn_top1_k1": 20.0, "knn_top1_k20": 25.0},
+    }.items():
+        record = {**json.loads(_record(result)), "torch": torch, "gpu": None}
+        (run_dir / f"{stage}.json").write_text(json.dumps(record))
+
+
+def test_a_seed_group_whose_configs_differ_is_split_and_says_torch_and_accelerator(
+    tmp_path,
+) -> None:
+    """Seeds 1 and 2 differ from seed 5 only in seed, accelerator and paths: one row; seed 3
+    has another data pipeline and worker count: a row of its own, labelled with them."""
+    base = {"seed": 5, "accelerator": "cpu", "data": {"train_path": "/a", "num_workers": 1}}
+    base["optimizer"] = {"lr": 0.3}
+    gpu = {**base, "accelerator": "gpu", "data": {"train_path": "/elsewhere", "num_workers": 1}}
+    other = {**base, "data": {"train_path": "/a", "num_workers": 2, "custom_pipeline": "cifar10"}}
+    _seed_run(tmp_path, "vicreg-paper", base, "2.14.1", 30.0)
+    _seed_run(tmp_path, "vicreg-seed1-paper", {**gpu, "seed": 1}, "2.11.0", 32.0)
+    _seed_run(tmp_path, "vicreg-seed2-paper", {**gpu, "seed": 2}, "2.11.0", 34.0)
+    _seed_run(tmp_path, "vicreg-seed3-paper", {**other, "seed": 3}, "2.14.1", 50.0)
+    rows, _ = collect_rows(tmp_path / "runs")
+    assert [(r["torch"], r["accelerator"]) for r in rows] == [
+        ("2.14.1", "cpu"),
+        ("2.11.0", "gpu"),
+        ("2.11.0", "gpu"),
+        ("2.14.1", "cpu"),
+    ]
+    write_table(rows, tmp_path, "title")
+    means = list(csv.DictReader((tmp_path / "table_mean.csv").open()))
+    assert [(m["seeds"], m["linear_top1"], m["accelerator"], m["torch"]) for m in means] == [
+        ("3", "32.0", "cpu+gpu", "2.14.1+2.11.0"),
+        ("1", "50.0", "cpu", "2.14.1"),
+    ]
+    assert [m["config"] for m in means] == [
+        "data.custom_pipeline=absent, data.num_workers=1",
+        "data.custom_pipeline=cifar10, data.num_workers=2",
+    ]
+    table = (tmp_path / "table.md").read_text()
+    assert (
+        "| vicreg | paper |  | dense | data.custom_pipeline=cifar10, data.num_workers=2 | 1 "
+        in (table)
+    )
+    assert "| 3 | cpu+gpu | 2.14.1+2.11.0 | 32.00 ± 2.00 |" in table
+    assert "separate rows" in table
+    # a different linear probe config splits too; a run without args.json is never averaged
+    linear = tmp_path / "runs" / "vicreg-seed2-paper" / "linear-dense.args.json"
+    linear.write_text(json.dumps({"max_epochs": 9}))
+    (tmp_path / "runs" / "vicreg-seed1-paper" / "args.json").unlink()
+    means = mean_rows(collect_rows(tmp_path / "runs")[0])
+    assert [(m["seeds"], m["config"]) for m in means] == [
+        (1, "data.custom_pipeline=absent, data.num_workers=1, linear.max_epochs=absent"),
+        (1, "config unrecorded"),
+        (1, "data.custom_pipeline=absent, data.num_workers=1, linear.max_epochs=9"),
+        (1, "data.custom_pipeline=cifar10, data.num_workers=2, linear.max_epochs=absent"),
+    ]
 
 
 def test_command_line_refuses_a_missing_solo_checkout_in_one_line_and_writes_nothing(

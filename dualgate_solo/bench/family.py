@@ -45,7 +45,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -121,15 +120,13 @@ class Deployable:
 
 
 # ---------------------------------------------------------------------- inputs
-def _optional(value: Any, kind: type) -> Any:
-    return None if value in ("", None) else kind(value)
-
-
 def accuracy_rows(grid: Path, table: Path | None) -> tuple[dict[tuple[str, str], dict], list]:
     """``(run name, network) -> {linear_top1, knn_top1_k20}`` and the grid's unfinished runs.
 
     The rows of the grid's stage records, then those of ``<table>/table.csv`` (or ``table``
-    itself when it is a CSV file) for any run and network the grid has not finished.
+    itself when it is a CSV file) for any run and network the grid has not finished. Keyed by
+    the run directory's full name (``run`` column), so each seed of a run keeps its own
+    accuracy.
     """
     from dualgate_solo.runner.table import collect_rows
 
@@ -139,14 +136,8 @@ def accuracy_rows(grid: Path, table: Path | None) -> tuple[dict[tuple[str, str],
             rows += list(csv.DictReader(f))
     accuracy = {}
     for r in rows:
-        run = Run(
-            r["method"],
-            _optional(r["t_d"], float),
-            r["variant"],
-            _optional(r.get("width"), int),
-        )
         accuracy.setdefault(
-            (run.name, r["branch"]),
+            (Run.from_name(r["run"]).name, r["branch"]),
             {
                 "linear_top1": float(r["linear_top1"]),
                 "knn_top1_k20": float(r["knn_top1_k20"]),

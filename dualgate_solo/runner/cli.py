@@ -5,8 +5,11 @@ budget variant (``paper``, ``tracked``) through solo-learn's ``main_pretrain.py`
 ``main_linear.py`` (per branch) and ``main_knn.py`` (per branch, k = 1 and 20, Euclidean), then
 costs every gated branch with ``dualgate-solo cost-report`` (deterministic gates, the evaluation
 split). Each stage writes ``<out>/runs/<run>/<stage>.json`` (identity, result, wall-clock times),
-so a second invocation reuses finished stages made with the same overrides and refuses ones made
-with others. Aggregates ``<out>/table.{csv,md}`` and ``<out>/accuracy_vs_flops.png``.
+so a second invocation reuses a finished stage only when its identity is unchanged (resolved
+config, environment switches, the checkpoint it reads, the code: :mod:`~.stages`) and re-runs it
+otherwise, or, with ``--refuse-stale``, stops in one line naming the stage and what changed.
+``--pretrain-override`` lists name their runs ``<run>-o<hash>-<variant>``. Aggregates
+``<out>/table.{csv,md}`` and ``<out>/accuracy_vs_flops.png``.
 
     SOLO_LEARN_SRC=/path/to/solo-learn python scripts/run_grid.py --protocol smoke \\
         --train /data/cifar10_jpg/train --val /data/cifar10_jpg/test --out results/grid_smoke
@@ -103,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--linear-override", nargs="*", default=[], help="extra Hydra overrides, main_linear.py"
     )
     parser.add_argument(
+        "--refuse-stale",
+        action="store_true",
+        help="stop (exit 2, one line) at a stage whose record was made with another config, "
+        "environment, checkpoint or code, or a pre-training that would not resume its "
+        "checkpoint, instead of re-running it",
+    )
+    parser.add_argument(
         "--tables-only",
         action="store_true",
         help="run no stage: publish (--publish) and tabulate the stage records that exist, e.g. "
@@ -168,9 +178,9 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
 
     protocol = PROTOCOLS[args.protocol]
     train, val = args.train, args.val
-    if protocol.train_per_class:
+    if protocol.train_per_class and not args.tables_only:
         train = subset_folder(args.train, args.out / "data" / "train", protocol.train_per_class)
-    if protocol.val_per_class:
+    if protocol.val_per_class and not args.tables_only:
         val = subset_folder(args.val, args.out / "data" / "val", protocol.val_per_class)
     runner = GridRunner(
         protocol_name=args.protocol,
@@ -185,9 +195,11 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
         cost_data=args.cost_data,
         pretrain_overrides=tuple(args.pretrain_override),
         linear_overrides=tuple(args.linear_override),
+        refuse_stale=args.refuse_stale,
     )
     seeds = tuple(args.seeds) if args.seeds else (None,)
-    runs = grid(args.methods, args.densities, args.variants, tuple(args.baseline_widths), seeds)
+    widths, extra = tuple(args.baseline_widths), tuple(args.pretrain_override)
+    runs = grid(args.methods, args.densities, args.variants, widths, seeds, extra)
     for run in tqdm([] if args.tables_only else runs, desc="grid", unit="run"):
         runner.run(run)
 

@@ -9,6 +9,15 @@ from pathlib import Path
 from dualgate_solo.runner.cpu_shim import SHIM_DIR
 from dualgate_solo.solo.custom_pipeline import ENV_VAR as PIPELINE_VAR
 
+#: the environment variables that change what a stage computes (part of its identity):
+#: ``$DUALGATE_CUSTOM_PIPELINE`` picks the custom-data transforms
+IDENTITY_VARS = (PIPELINE_VAR,)
+
+
+def identity_switches(env: dict[str, str]) -> dict[str, str | None]:
+    """``{name: value or None}`` of :data:`IDENTITY_VARS` in the environment ``env``."""
+    return {name: env.get(name) for name in IDENTITY_VARS}
+
 
 def stage_environment(solo: Path, cpu: bool, custom_pipeline: str | None) -> dict[str, str]:
     """This process's environment with solo-learn (and, for ``cpu``, the CUDA->CPU shim) first on

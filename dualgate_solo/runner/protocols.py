@@ -6,6 +6,7 @@ baseline :data:`BASELINE` is solo-learn's own VICReg on the dense network.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 
 from dualgate_solo.choices import BUDGET_PRESETS
@@ -114,7 +115,9 @@ class Run:
     ``"paper"``). ``width`` overrides ``backbone.kwargs.width`` (the baseline trained directly at
     a smaller width). ``seed`` overrides solo-learn's ``seed`` of pre-training and linear probe
     (``None``: the config's, solo-learn's default 5); runs that differ only in ``seed`` are one
-    table row (mean and standard deviation).
+    table row (mean and standard deviation) when their recorded configs agree. ``overrides_id``:
+    :func:`overrides_id` of the user's ``--pretrain-override`` list (``None``: none), so a run
+    made with other overrides is another run directory.
     """
 
     method: str
@@ -122,31 +125,33 @@ class Run:
     variant: str
     width: int | None = None
     seed: int | None = None
+    overrides_id: str | None = None
 
     @property
     def name(self) -> str:
         """The run directory's name, e.g. ``vicreg_gating-td0.3-tracked``, ``vicreg-paper``,
-        ``vicreg-width8-paper`` or ``vicreg-seed1-paper``."""
+        ``vicreg-width8-paper``, ``vicreg-seed1-paper`` or ``vicreg-o1a2b3c4d-paper``."""
         td = "" if self.target_density is None else f"-td{self.target_density}"
         width = "" if self.width is None else f"-width{self.width}"
         seed = "" if self.seed is None else f"-seed{self.seed}"
-        return f"{self.method}{td}{width}{seed}-{self.variant}"
+        extra = "" if self.overrides_id is None else f"-o{self.overrides_id}"
+        return f"{self.method}{td}{width}{seed}{extra}-{self.variant}"
 
     @classmethod
     def from_name(cls, name: str) -> Run:
         """The run a directory name stands for (inverse of :attr:`name`).
 
         Raises:
-            UsageError: ``name`` is not ``<method>[-td<t_d>][-width<w>]-<variant>`` of a known
-                method.
+            UsageError: ``name`` is not ``<method>[-td<t_d>][-width<w>][-seed<s>][-o<id>]-
+                <variant>`` of a known method.
         """
-        allowed = "<method>[-td<t_d>][-width<w>][-seed<s>]-<variant>"
+        allowed = "<method>[-td<t_d>][-width<w>][-seed<s>][-o<id>]-<variant>"
         method, *tokens, variant = name.split("-") if "-" in name else (name, "")
         check_choice(f"method of run {name!r}", method, [*METHODS, BASELINE])
         check_choice(f"variant of run {name!r}", variant, VARIANTS)
         fields = {
             prefix: [t[len(prefix) :] for t in tokens if t.startswith(prefix)]
-            for prefix in ("td", "width", "seed")
+            for prefix in ("td", "width", "seed", "o")
         }
         if any(len(v) > 1 for v in fields.values()) or sum(map(len, fields.values())) != len(
             tokens
@@ -156,9 +161,12 @@ class Run:
             target_density = float(fields["td"][0]) if fields["td"] else None
             width = int(fields["width"][0]) if fields["width"] else None
             seed = int(fields["seed"][0]) if fields["seed"] else None
+            extra = fields["o"][0] if fields["o"] else None
+            if extra is not None:
+                int(extra, 16)
         except ValueError:
             raise UsageError(f"run name {name!r} is invalid; allowed: {allowed}") from None
-        return cls(method, target_density, variant, width, seed)
+        return cls(method, target_density, variant, width, seed, extra)
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -188,15 +196,25 @@ class Run:
         ]
 
 
+def overrides_id(overrides: tuple[str, ...] | list[str]) -> str | None:
+    """The first 8 hex digits of the SHA-256 of the override list (in order), ``None`` for
+    none: the ``-o<id>`` of the run names of a grid made with ``--pretrain-override``."""
+    if not overrides:
+        return None
+    return hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
+
+
 def grid(
     methods: list[str],
     densities: list[float],
     variants: list[str],
     baseline_widths: tuple[int, ...] = (),
     seeds: tuple[int | None, ...] = (None,),
+    pretrain_overrides: tuple[str, ...] = (),
 ) -> list[Run]:
     """The runs in registry order (the proposed method first), then the baseline, each once per
-    seed of ``seeds`` (``None``: the config's seed).
+    seed of ``seeds`` (``None``: the config's seed), named with the
+    :func:`overrides_id` of ``pretrain_overrides``.
 
     Every gated method of ``methods`` runs at every ``t_d`` of ``densities`` in every variant of
     ``variants`` (except variants :data:`VARIANT_METHODS` gives to other methods); the other
@@ -218,4 +236,5 @@ def grid(
             runs.append(Run(method, None, "paper"))
     if BASELINE in methods:
         runs += [Run(BASELINE, None, "paper", w) for w in (None, *baseline_widths)]
-    return [replace(run, seed=seed) for run in runs for seed in seeds]
+    extra = overrides_id(pretrain_overrides)
+    return [replace(run, seed=seed, overrides_id=extra) for run in runs for seed in seeds]

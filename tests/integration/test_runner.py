@@ -1,9 +1,10 @@
 """The grid runner end to end through solo-learn's unchanged scripts (``smoke`` protocol, CPU).
 
 One VICReg-Gating run with the ``tracked`` budget options on the small generated ImageFolders:
-stage records with their overrides and times, k-NN results from the recorder file, the published
-``args.json``, reuse of finished stages and refusal of a cache made with other overrides; a
-slimmable method evaluated per width.
+stage records with their overrides, identity and times, k-NN results from the recorder file, the
+published ``args.json`` (holding the runner's config hash), reuse of finished stages and, with
+``--refuse-stale``, refusal of a stage whose config changed; a slimmable method evaluated per
+width. Fake-stage tests of what invalidates what: tests/test_runner_identity.py.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from dualgate_solo.runner import cli
+from dualgate_solo.runner.identity import RESUME_KEY, file_identity
 from dualgate_solo.runner.protocols import VARIANTS
 
 
-def test_runner_records_publishes_reuses_and_refuses_other_overrides(
+def test_runner_records_publishes_reuses_and_refuses_a_stale_stage(
     solo_src, image_folders, tmp_path, capsys
 ) -> None:
     train, val = image_folders
@@ -54,9 +57,14 @@ def test_runner_records_publishes_reuses_and_refuses_other_overrides(
     assert pretrain["config"] == "pretrain/cpu_quick/vicreg_gating"
     assert pretrain["protocol"] == "smoke" and pretrain["seconds"] > 0
     assert pretrain["started"] <= pretrain["ended"]
+    assert pretrain["resolved_config"]["method_kwargs.lambda_flops"] == 50
+    assert pretrain["environment"] == {"DUALGATE_CUSTOM_PIPELINE": "cifar10"}
+    knn_record = json.loads((run / "knn-gated.json").read_text())
+    checkpoint = Path(pretrain["result"]["checkpoint"])
+    assert knn_record["inputs"]["checkpoint"] == file_identity(checkpoint)
 
     args = json.loads((published / "runs" / run.name / "args.json").read_text())
-    assert args["method"] == "vicreg_gating"
+    assert args["method"] == "vicreg_gating" and len(args[RESUME_KEY]) == 64
     kwargs = args["method_kwargs"]
     assert (kwargs["target_density"], kwargs["lambda_flops"], kwargs["multiplier_lr"]) == (
         0.3,
@@ -81,12 +89,12 @@ def test_runner_records_publishes_reuses_and_refuses_other_overrides(
     assert cli.main(argv) == 0  # every stage reused
     assert {p: p.read_text() for p in run.glob("*.json")} == records
     capsys.readouterr()
-    assert cli.main([*argv, "--pretrain-override", "method_kwargs.lambda_flops=5"]) == 2
+    assert cli.main([*argv, "--refuse-stale", "--linear-override", "max_epochs=2"]) == 2
     stderr = capsys.readouterr().err  # the grid's progress bar, then the one-line error
     error = stderr.splitlines()[-1]
-    assert "Traceback" not in stderr and error.startswith("run_grid.py: error: cached stage")
-    assert "differs in run_overrides" in error
-    assert "only requested ['method_kwargs.lambda_flops=5']" in error
+    assert "Traceback" not in stderr
+    assert error.startswith(f"run_grid.py: error: stage {run.name}/linear-gated is stale")
+    assert "only requested ['max_epochs=2']" in error
     assert {p: p.read_text() for p in run.glob("*.json")} == records
 
 
