@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from dualgate_solo.runner.protocols import BASELINE
-from dualgate_solo.runner.table import collect_rows
+from dualgate_solo.runner.table import collect_rows, config_groups, config_labels
 from dualgate_solo.validation import UsageError, report_usage_errors
 
 SUMMARY_COLUMNS = (
@@ -65,6 +65,7 @@ SWEEP_COLUMNS = (
     "protocol",
     "variant",
     "lr",
+    "config",
     "seeds",
     "dense_linear_mean",
     "dense_linear_std",
@@ -122,6 +123,7 @@ def load_runs(label: str, grid: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 "lr": json.loads(args_file.read_text())["optimizer"]["lr"],
                 "seed": row["seed"],
                 "width": row["width"],
+                "config": row["config"],
                 "source": str(grid / "runs" / row["run"]),
             },
         )
@@ -139,12 +141,19 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def sweep_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (protocol, variant, lr) of ``runs`` (first-seen order); each seed once."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
+    """One row per (protocol, variant, lr) of ``runs`` and config: runs whose recorded configs
+    differ in more than seed, accelerator and paths are split as in the grid's tables (``config``
+    names what sets them apart); first-seen order, each seed once per row."""
+    keyed: dict[tuple, list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["protocol"], run["variant"], run["lr"]), []).append(run)
+        keyed.setdefault((run["protocol"], run["variant"], run["lr"]), []).append(run)
+    groups = {
+        (*key, label): members
+        for key, same_key in keyed.items()
+        for members, label in zip(config_groups(same_key), config_labels(config_groups(same_key)))
+    }
     rows = []
-    for (protocol, variant, lr), members in groups.items():
+    for (protocol, variant, lr, config), members in groups.items():
         seeds = [m["seed"] for m in members]
         if len(set(seeds)) != len(seeds):
             raise UsageError(
@@ -152,6 +161,7 @@ def sweep_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "allowed: each seed once per protocol, variant and lr"
             )
         row: dict[str, Any] = {"protocol": protocol, "variant": variant, "lr": lr}
+        row["config"] = config
         row["seeds"] = len(members)
         row["members"] = members
         row["width"] = members[0]["width"]
@@ -174,8 +184,8 @@ def sweep_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def best_lr(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """The sweep row with the highest mean linear top-1 of the trained dense network (a Gating
-    run's gated one) per (protocol, variant)."""
+    """The sweep row (lr and config) with the highest mean linear top-1 of the dense network
+    per (protocol, variant)."""
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
         score = row.get("dense_linear_mean", row.get("gated_linear_mean"))
@@ -249,6 +259,7 @@ def summary_rows(sweep: list[dict[str, Any]], costs: dict[str, float]) -> list[d
             "gated_flops_reduction_pct": row.get("gated_flops_reduction_pct"),
             "step_cost_vs_vicreg": 1.0 if variant == BASELINE else None,
             "small_width": None,
+            "config": row["config"],
         }
         entry = STEP_ENTRY.get(variant.split(":")[1]) if ":" in variant else None
         if entry in costs:
@@ -301,15 +312,16 @@ def write_markdown(
         "Dense parity: each variant at its best lr against VICReg at its best lr "
         "(differences in top-1 points; ± sample std over seeds).",
         "",
-        "| protocol | variant | seeds | lr | dense − VICReg linear | dense − VICReg k-NN@20 "
-        "| gated linear | small alone linear (width) | gated FLOPs R. [%] | step cost vs VICReg |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| protocol | variant | config | seeds | lr | dense − VICReg linear "
+        "| dense − VICReg k-NN@20 | gated linear | small alone linear (width) "
+        "| gated FLOPs R. [%] | step cost vs VICReg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary:
         small = r["small_alone_linear_mean"]
         small_cell = "" if small is None else f"{small:.4g} ({r['small_width']})"
         lines.append(
-            f"| {r['protocol']} | {r['variant']} | {r['seeds']} | {r['lr']:g} "
+            f"| {r['protocol']} | {r['variant']} | {r['config']} | {r['seeds']} | {r['lr']:g} "
             f"| {_pm(r['dense_minus_vicreg_linear_mean'], r['dense_minus_vicreg_linear_std'])} "
             f"| {_pm(r['dense_minus_vicreg_knn20_mean'], r['dense_minus_vicreg_knn20_std'])} "
             f"| {_cell(r['gated_linear_mean'])} "

@@ -213,7 +213,7 @@ def collect_rows(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, unfinished
 
 
-def _split(members: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def config_groups(members: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """``members`` (one :data:`ROW_KEY`) in groups whose configs differ only in free keys
     (first-seen order); a member without a config is a group of its own."""
     groups: list[list[dict[str, Any]]] = []
@@ -239,7 +239,7 @@ def _differing(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [k for k in differing_keys(a, b) if not free_key(k)]
 
 
-def _labels(groups: list[list[dict[str, Any]]]) -> list[str]:
+def config_labels(groups: list[list[dict[str, Any]]]) -> list[str]:
     """A short label per group of a split :data:`ROW_KEY`: its values of the keys in which the
     groups' configs differ (``absent`` where it has none); ``""`` for an unsplit one."""
     if len(groups) == 1:
@@ -263,18 +263,18 @@ def _joined(members: list[dict[str, Any]], column: str) -> str:
 
 
 def mean_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per :data:`ROW_KEY` and config (:func:`_split`; first-seen order): ``<metric>``
-    the mean over its runs, ``<metric>_std`` the sample standard deviation (``None`` for one
-    run), ``seeds`` the number of runs, ``config`` what sets a split group apart, ``torch`` and
-    ``accelerator`` what its runs ran on, ``args_json`` ``yes`` only if every run has one. An
-    unrecorded MAC count stays ``""``."""
+    """One row per :data:`ROW_KEY` and config (:func:`config_groups`; first-seen order):
+    ``<metric>`` the mean over its runs, ``<metric>_std`` the sample standard deviation
+    (``None`` for one run), ``seeds`` the number of runs, ``config`` what sets a split group
+    apart, ``torch`` and ``accelerator`` what its runs ran on, ``args_json`` ``yes`` only if
+    every run has one. An unrecorded MAC count stays ``""``."""
     keyed: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         keyed.setdefault(tuple(row[k] for k in ROW_KEY), []).append(row)
     means = []
     for same_key in keyed.values():
-        groups = _split(same_key)
-        for members, label in zip(groups, _labels(groups)):
+        groups = config_groups(same_key)
+        for members, label in zip(groups, config_labels(groups)):
             mean = {k: members[0][k] for k in ROW_KEY}
             for metric in METRICS:
                 values = [m[metric] for m in members]
