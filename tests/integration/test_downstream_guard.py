@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_script
-from script_helpers import linear, pretrain
+from script_helpers import checkpoint_of, linear, pretrain
 
 from dualgate_solo.solo.custom_pipeline import ENV_VAR
 from dualgate_solo.solo.hook_install import install_hook
@@ -68,6 +68,52 @@ def test_width_mismatch_is_one_line_naming_the_kwarg(
     assert result.returncode != 0 and "size mismatch" not in result.stderr
     (line,) = _error_lines(result.stderr)
     assert line.endswith("; set backbone.kwargs.width=8")
+    assert not (tmp_path / "trained_models").exists()
+
+
+def test_a_bad_backbone_kwarg_is_named_by_its_full_key_path(
+    solo_src, dual_run, image_folders, tmp_path
+) -> None:
+    result = linear(
+        solo_src,
+        dual_run,
+        "vicreg_dual_gating",
+        image_folders,
+        tmp_path,
+        "+backbone.kwargs.gate_mode=foo",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert _error_lines(result.stderr) == [
+        "dualgate_solo.validation.UsageError: backbone.kwargs.gate_mode='foo' is invalid; "
+        "allowed values: 'channel', 'width'"
+    ]
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_missing_or_truncated_feature_extractor_is_one_line(
+    solo_src, dual_run, image_folders, tmp_path, damage
+) -> None:
+    """The linear recipes' Hydra callback checks the file before solo-learn's ``torch.load``."""
+    checkpoint = tmp_path / "copy.ckpt"
+    if damage == "truncated":
+        whole = checkpoint_of(dual_run).read_bytes()
+        checkpoint.write_bytes(whole[: len(whole) // 2])
+    result = linear(
+        solo_src,
+        dual_run,
+        "vicreg_dual_gating",
+        image_folders,
+        tmp_path,
+        check=False,
+        checkpoint=checkpoint,
+    )
+    assert result.returncode != 0
+    (line,) = _error_lines(result.stderr)
+    where = f"dualgate_solo.validation.UsageError: pretrained_feature_extractor='{checkpoint}' "
+    reason = "does not exist" if damage == "missing" else "is not a whole torch checkpoint ("
+    assert line.startswith(where + reason)
+    assert "FileNotFoundError" not in result.stderr and "PytorchStreamReader" not in result.stderr
     assert not (tmp_path / "trained_models").exists()
 
 
