@@ -5,11 +5,12 @@ solo-learn's ``main_linear.py`` hands the path straight to ``torch.load``: a mis
 ``PytorchStreamReader failed reading zip archive`` ``RuntimeError``, each under a traceback.
 :class:`CheckFeatureExtractor` is a Hydra callback (the package's linear recipes list it under
 ``hydra.callbacks``) that runs before the script's ``main`` and refuses such a file in one line
-naming the key, the path and the reason (:func:`check_checkpoint_file`).
+naming the key, the path and the reason (:func:`check_checkpoint_file`), exit status 2.
 """
 
 from __future__ import annotations
 
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,14 @@ class CheckFeatureExtractor(Callback):
     """Hydra callback: :func:`check_checkpoint_file` on ``pretrained_feature_extractor``."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Refuse a missing, unreadable or truncated checkpoint before the job's ``main``; a
-        value still ``???`` is left to solo-learn's own error."""
+        """Refuse a missing, unreadable or truncated checkpoint before the job's ``main``: one
+        line ``<script>: error: ...`` on stderr, exit 2 (a ``SystemExit``, which Hydra does not
+        catch); a value still ``???`` is left to solo-learn's own error."""
         path = OmegaConf.select(config, KEY, default=None, throw_on_missing=False)
-        if path is not None:
+        if path is None:
+            return
+        try:
             check_checkpoint_file(KEY, path)
+        except UsageError as error:  # Hydra turns a callback's exceptions into warnings
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None

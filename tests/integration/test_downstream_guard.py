@@ -33,7 +33,7 @@ def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("dualgate_solo.validation.")]
 
 
-def _refused_probe(solo_src, run, image_folders, workdir, *extra, checkpoint=None) -> list[str]:
+def _refused_probe(solo_src, run, image_folders, workdir, *extra) -> list[str]:
     """main_linear.py (vicreg_dual_gating probe config) that must fail before training: its
     error lines."""
     result = linear(
@@ -44,7 +44,6 @@ def _refused_probe(solo_src, run, image_folders, workdir, *extra, checkpoint=Non
         workdir,
         *extra,
         check=False,
-        checkpoint=checkpoint,
     )
     assert result.returncode != 0 and "size mismatch" not in result.stderr
     assert not (workdir / "trained_models").exists()  # stopped before the first epoch
@@ -99,10 +98,21 @@ def test_a_missing_or_truncated_feature_extractor_is_one_line(
     if damage == "truncated":
         whole = checkpoint_of(dual_run).read_bytes()
         checkpoint.write_bytes(whole[: len(whole) // 2])
-    (line,) = _refused_probe(solo_src, dual_run, image_folders, tmp_path, checkpoint=checkpoint)
-    where = f"dualgate_solo.validation.UsageError: pretrained_feature_extractor='{checkpoint}' "
+    result = linear(
+        solo_src,
+        dual_run,
+        "vicreg_dual_gating",
+        image_folders,
+        tmp_path,
+        check=False,
+        checkpoint=checkpoint,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    where = f"main_linear.py: error: pretrained_feature_extractor='{checkpoint}' "
     reason = "does not exist" if damage == "missing" else "is not a whole torch checkpoint ("
     assert line.startswith(where + reason)
+    assert not (tmp_path / "trained_models").exists()
 
 
 def test_linear_run_is_named_per_branch_and_inherits_the_custom_pipeline(
