@@ -175,16 +175,35 @@ def test_state_dicts_of_the_other_gate_mode_are_refused_in_one_line() -> None:
         channel.load_state_dict(width.state_dict(), strict=False)
     assert str(error.value) == (
         "checkpoint does not match the backbone: the checkpoint was trained with "
-        "gate_mode='width', the backbone is built with gate_mode='channel'; set "
-        "backbone.kwargs.gate_mode=width backbone.kwargs.width_choices=[0.25,0.5,0.75,1.0]"
+        "backbone.kwargs.gate_mode='width', the backbone is built with "
+        "backbone.kwargs.gate_mode='channel'; set backbone.kwargs.gate_mode=width "
+        "backbone.kwargs.width_choices=[0.25,0.5,0.75,1.0]"
     )
     with pytest.raises(UsageError) as error:
         width.load_state_dict(channel.state_dict(), strict=False)
     assert str(error.value) == (
         "checkpoint does not match the backbone: the checkpoint was trained with "
-        "gate_mode='channel', the backbone is built with gate_mode='width'; set "
-        "backbone.kwargs.gate_mode=channel"
+        "backbone.kwargs.gate_mode='channel', the backbone is built with "
+        "backbone.kwargs.gate_mode='width'; set backbone.kwargs.gate_mode=channel"
     )
+
+
+@pytest.mark.parametrize(
+    ("config_kwargs", "fix"),
+    [
+        ({"width"}, "+backbone.kwargs.gate_mode=width +backbone.kwargs.width_choices="),
+        ({"width", "gate_mode"}, "backbone.kwargs.gate_mode=width +backbone.kwargs.width_choices="),
+    ],
+)
+def test_the_suggested_fix_adds_keys_the_runs_cfg_lacks_with_a_plus(config_kwargs, fix) -> None:
+    """solo-learn's factory records the ``backbone.kwargs`` a module was built from: a key the
+    cfg lacks must be added with Hydra's ``+`` (a plain override of an absent key is refused)."""
+    width = create_backbone("dg_resnet18", width=4, gate_mode="width")
+    channel = create_backbone("dg_resnet18", width=4)
+    channel.config_kwargs = frozenset(config_kwargs)
+    with pytest.raises(UsageError, match="; set ") as error:
+        channel.load_state_dict(width.state_dict(), strict=False)
+    assert str(error.value).split("; set ")[1] == f"{fix}[0.25,0.5,0.75,1.0]"
 
 
 def test_other_width_choices_are_refused_even_with_equal_shapes() -> None:

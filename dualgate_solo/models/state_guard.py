@@ -159,6 +159,16 @@ def read_architecture(state: Mapping[str, Tensor], prefix: str = "") -> GatedArc
     )
 
 
+def setting(module: nn.Module, key: str, value: object) -> str:
+    """``backbone.<key>=<value>``, a Hydra override to paste; ``+backbone.kwargs.<name>=...``
+    when the run's cfg has no such key (Hydra refuses to override an absent key). solo-learn's
+    factory records the ``backbone.kwargs`` a module was built from in ``module.config_kwargs``;
+    without it (a module built in Python) no ``+`` is added."""
+    given = getattr(module, "config_kwargs", None)
+    absent = given is not None and key.startswith("kwargs.") and key[len("kwargs.") :] not in given
+    return f"{'+' if absent else ''}backbone.{key}={value}"
+
+
 def _shapes(state: Mapping[str, Tensor], prefix: str) -> dict[str, tuple[int, ...]]:
     return {k[len(prefix) :]: tuple(v.shape) for k, v in state.items() if k.startswith(prefix)}
 
@@ -216,15 +226,17 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
     if given.gate_mode != own.gate_mode:
         gate_keys = ("kwargs.gate_mode", "kwargs.width_choices")
         fix = " ".join(
-            f"backbone.{key}={value}" for key, value in given.options().items() if key in gate_keys
-        )
+            setting(module, key, value)
+            for key, value in given.options().items()
+            if key in gate_keys
+        ) or setting(module, "kwargs.gate_mode", "channel")
         raise UsageError(
             f"checkpoint does not match the backbone: the checkpoint was trained with "
-            f"gate_mode={given.gate_mode!r}, the backbone is built with "
-            f"gate_mode={own.gate_mode!r}; set {fix or 'backbone.kwargs.gate_mode=channel'}"
+            f"backbone.kwargs.gate_mode={given.gate_mode!r}, the backbone is built with "
+            f"backbone.kwargs.gate_mode={own.gate_mode!r}; set {fix}"
         )
     wanted, have = given.options(), own.options()
-    settings = [f"backbone.{key}={wanted[key]}" for key in wanted if wanted[key] != have[key]]
+    settings = [setting(module, key, wanted[key]) for key in wanted if wanted[key] != have[key]]
     if own_shapes != given_shapes or settings:
         detail = _fix(settings, own_shapes, given_shapes, prefix)
         raise UsageError(
@@ -265,7 +277,7 @@ def check_slim_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str)
     if own_shapes != given_shapes:
         wanted = {"width": given.width, "stem": given.stem}
         have = {"width": module.width, "stem": module.stem}
-        settings = [f"backbone.kwargs.{k}={v}" for k, v in wanted.items() if v != have[k]]
+        settings = [setting(module, f"kwargs.{k}", v) for k, v in wanted.items() if v != have[k]]
         detail = _fix(settings, own_shapes, given_shapes, prefix)
         raise UsageError(
             f"checkpoint does not match the backbone slim_resnet{module.depth} "

@@ -28,6 +28,7 @@ from dualgate_solo.choices import DEFAULT_WIDTH_MULTS
 from dualgate_solo.layers.slimmable import check_width, check_width_list
 from dualgate_solo.method_registry import MethodSpec
 from dualgate_solo.slim_options import SACLOptions, SlimCLROptions
+from dualgate_solo.solo.strategy import select_strategy
 from dualgate_solo.validation import UsageError, check_choice
 
 #: Training crops up to this size (px) get the ``cifar`` stem by default.
@@ -102,6 +103,15 @@ def _resolve_options(cfg: DictConfig, options: dict[type, Any]) -> None:
         options[SlimCLROptions] = dataclasses.replace(slim, slow_start_epochs=half)
 
 
+def unused_parameters_reason(options: dict[type, Any]) -> str | None:
+    """Why some trained parameters get no gradient in some steps, or ``None``: SlimCLR's slow
+    start leaves the narrower widths' BatchNorms and probes out of the loss."""
+    slim = options.get(SlimCLROptions)
+    if slim is not None and slim.slow_start_epochs > 0:
+        return f"method_kwargs.slow_start_epochs={slim.slow_start_epochs}"
+    return None
+
+
 def _fill_slim_backbone(backbone_kwargs: DictConfig, options: dict[type, Any]) -> None:
     """Width list and evaluated width of a slimmable backbone; SACL-XD derives both from
     ``host_width`` (the list is ``[1.0, 1 / host_width]``, the slim network is evaluated)."""
@@ -135,7 +145,8 @@ def configure_run(cfg: DictConfig, spec: MethodSpec) -> dict[type, Any]:
     Fills ``method_kwargs`` (every key, from the spec's dataclasses; run-dependent defaults such
     as SlimCLR's ``slow_start_epochs`` as numbers) and ``backbone.kwargs`` (``branch`` and
     ``dual_bn_scope``, or ``width_mult`` and ``width_mult_list``, and ``stem``, the last from the
-    training crop size), resolves
+    training crop size), selects the DDP strategy the method needs
+    (:func:`~dualgate_solo.solo.strategy.select_strategy`), resolves
     interpolations such as ``name: ...-td${method_kwargs.target_density}`` (solo-learn writes
     ``args.json`` unresolved) and appends :func:`run_fingerprint` to ``name`` (idempotent:
     a cfg read back from ``args.json`` keeps its name).
@@ -153,6 +164,7 @@ def configure_run(cfg: DictConfig, spec: MethodSpec) -> dict[type, Any]:
     options = spec.parse_method_kwargs(given)
     _resolve_options(cfg, options)
     cfg.method_kwargs = _filled_kwargs(spec, options)
+    select_strategy(cfg, spec.name, unused_parameters_reason(options))
 
     check_choice("backbone.name", OmegaConf.select(cfg, "backbone.name"), spec.backbones)
     if OmegaConf.select(cfg, "backbone.kwargs", default=None) is None:

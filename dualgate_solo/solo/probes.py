@@ -113,6 +113,11 @@ class OnlineProbes:
         if knn is not None and not self.trainer.sanity_checking:
             knn(test_features=feats.detach(), test_targets=targets.detach())
 
+    def validated_networks(self) -> list[str]:
+        """The networks validated at the current epoch: every one that has trained (all of
+        them unless a method overrides this, as SlimCLR's slow start does)."""
+        return self.networks
+
     def layout(self, X: Tensor) -> Tensor:
         """``X`` in the memory format solo-learn's ``performance.disable_channel_last`` asks for."""
         return X if self.no_channel_last else X.to(memory_format=torch.channels_last)
@@ -131,25 +136,28 @@ class OnlineProbes:
         dataloader_idx: int | None = None,
         update_validation_step_outputs: bool = True,
     ) -> dict[str, Any]:
-        """Every trained network on ``batch = (X, targets)`` (:meth:`validate_one`)."""
+        """Every network of :meth:`validated_networks` on ``batch = (X, targets)``
+        (:meth:`validate_one`)."""
         X, targets = batch
         X = self.layout(X)
         metrics: dict[str, Any] = {"batch_size": targets.size(0)}
-        for network in self.networks:
+        for network in self.validated_networks():
             self.validate_one(X, network, targets, metrics)
         if update_validation_step_outputs:
             self.validation_step_outputs.append(metrics)
         return metrics
 
     def on_validation_epoch_end(self) -> None:
-        """Batch-size-weighted means of the validation metrics and each network's k-NN."""
+        """Batch-size-weighted means of the validation metrics and each validated network's
+        k-NN (a network that has not trained yet logs nothing, rather than solo-learn's ``-1``
+        placeholder of a k-NN without training features)."""
         outputs = self.validation_step_outputs
         keys = [k for k in outputs[0] if k != "batch_size"] if outputs else []
         log = {k: weighted_mean(outputs, k, "batch_size") for k in keys}
         if "val_flops_ratio" in log:
             log["val_flops_reduction"] = 1.0 - log["val_flops_ratio"]
         if not self.trainer.sanity_checking:
-            for network in self.networks:
+            for network in self.validated_networks():
                 knn = self.knn_for(network)
                 if knn is not None:
                     acc1, acc5 = knn.compute()

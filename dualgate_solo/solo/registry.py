@@ -13,20 +13,46 @@ plugin modules; the start-up hook and user code may call it too).
 from __future__ import annotations
 
 import importlib
+import re
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from dualgate_solo.method_registry import METHODS
 from dualgate_solo.models import BACKBONES, GatedResNet, SlimResNet, create_backbone
+from dualgate_solo.validation import UsageError
+
+
+def qualify(message: str, names: Iterable[str], given: Collection[str]) -> str:
+    """A constructor's message in the cfg's terms: each keyword ``<name>=`` of ``names`` becomes
+    ``backbone.kwargs.<name>=`` (``+backbone.kwargs.<name>=`` after ``set`` when the cfg lacks the
+    key ``given`` lists, since Hydra refuses to override an absent key)."""
+    pattern = re.compile(rf"(set )?(?<![\w.+])({'|'.join(map(re.escape, names))})=")
+
+    def full_path(match: re.Match) -> str:
+        plus = "+" if match.group(1) and match.group(2) not in given else ""
+        return f"{match.group(1) or ''}{plus}backbone.kwargs.{match.group(2)}="
+
+    return pattern.sub(full_path, message)
 
 
 class _Factory:
-    """solo-learn backbone factory ``fn(method, **backbone.kwargs)``; ``method`` is unused."""
+    """solo-learn backbone factory ``fn(method, **backbone.kwargs)``; ``method`` is unused.
+
+    A bad keyword value is refused with the cfg's key path (:func:`qualify`); the module records
+    the keys it was given in ``config_kwargs``, so a later checkpoint mismatch suggests ``+``
+    for the absent ones (:func:`dualgate_solo.models.state_guard.setting`).
+    """
 
     def __init__(self, name: str):
         self.name = name
 
     def __call__(self, method: str | None = None, **kwargs: Any) -> GatedResNet | SlimResNet:
-        return create_backbone(self.name, **kwargs)
+        try:
+            backbone = create_backbone(self.name, **kwargs)
+        except UsageError as error:
+            raise UsageError(qualify(str(error), BACKBONES[self.name][2], kwargs)) from None
+        backbone.config_kwargs = frozenset(kwargs)
+        return backbone
 
     def __repr__(self) -> str:
         return f"dualgate_solo backbone factory {self.name!r}"

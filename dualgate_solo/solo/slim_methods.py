@@ -92,6 +92,13 @@ class WidthMethod(OnlineProbes):
         """Whether the narrower widths train at the current epoch (restored on resume)."""
         return self.current_epoch >= self.slow_start_epochs
 
+    def validated_networks(self) -> list[str]:
+        """Every trained width; during the slow start only the full width, the narrower ones
+        have not trained yet (their probes and k-NN have seen nothing)."""
+        if self.subnetworks_on:
+            return self.networks
+        return [width_label(self.widths[0])]
+
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure=None):
         """The optimizer step, with every non-classifier group's lr times
         ``post_switch_lr_scale`` once the sub-networks are on (the scheduled lr is restored

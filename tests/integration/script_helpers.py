@@ -50,7 +50,10 @@ def linear(
     workdir: Path,
     *extra: str,
     check: bool = True,
+    checkpoint: Path | None = None,
 ):
+    """main_linear.py on a cpu_quick linear config; ``checkpoint`` (default: the run's newest)
+    is the ``pretrained_feature_extractor``."""
     workdir.mkdir(parents=True, exist_ok=True)
     args = [
         "--config-path",
@@ -59,7 +62,7 @@ def linear(
         config,
         *data_overrides(image_folders),
         f"checkpoint.dir={workdir / 'trained_models'}",
-        f"pretrained_feature_extractor='{checkpoint_of(run)}'",
+        f"pretrained_feature_extractor='{checkpoint or checkpoint_of(run)}'",
         *extra,
     ]
     return run_script(solo_src / "main_linear.py", args, cwd=workdir, check=check)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_script
-from script_helpers import linear, pretrain
+from script_helpers import checkpoint_of, linear, pretrain
 
 from dualgate_solo.solo.custom_pipeline import ENV_VAR
 from dualgate_solo.solo.hook_install import install_hook
@@ -31,6 +31,23 @@ def dual_run(solo_src, image_folders, tmp_path_factory) -> Path:
 
 def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("dualgate_solo.validation.")]
+
+
+def _refused_probe(solo_src, run, image_folders, workdir, *extra) -> list[str]:
+    """main_linear.py (vicreg_dual_gating probe config) that must fail before training: its
+    error lines."""
+    result = linear(
+        solo_src,
+        run,
+        "vicreg_dual_gating",
+        image_folders,
+        workdir,
+        *extra,
+        check=False,
+    )
+    assert result.returncode != 0 and "size mismatch" not in result.stderr
+    assert not (workdir / "trained_models").exists()  # stopped before the first epoch
+    return _error_lines(result.stderr)
 
 
 def test_gated_checkpoint_given_to_solo_learns_plain_resnet18_fails_before_training(
@@ -56,18 +73,45 @@ def test_gated_checkpoint_given_to_solo_learns_plain_resnet18_fails_before_train
 def test_width_mismatch_is_one_line_naming_the_kwarg(
     solo_src, dual_run, image_folders, tmp_path
 ) -> None:
+    (line,) = _refused_probe(
+        solo_src, dual_run, image_folders, tmp_path, "backbone.kwargs.width=16"
+    )
+    assert line.endswith("; set backbone.kwargs.width=8")
+
+
+def test_a_bad_backbone_kwarg_is_named_by_its_full_key_path(
+    solo_src, dual_run, image_folders, tmp_path
+) -> None:
+    bad = "+backbone.kwargs.gate_mode=foo"
+    assert _refused_probe(solo_src, dual_run, image_folders, tmp_path, bad) == [
+        "dualgate_solo.validation.UsageError: backbone.kwargs.gate_mode='foo' is invalid; "
+        "allowed values: 'channel', 'width'"
+    ]
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_missing_or_truncated_feature_extractor_is_one_line(
+    solo_src, dual_run, image_folders, tmp_path, damage
+) -> None:
+    """The linear recipes' Hydra callback checks the file before solo-learn's ``torch.load``."""
+    checkpoint = tmp_path / "copy.ckpt"
+    if damage == "truncated":
+        whole = checkpoint_of(dual_run).read_bytes()
+        checkpoint.write_bytes(whole[: len(whole) // 2])
     result = linear(
         solo_src,
         dual_run,
         "vicreg_dual_gating",
         image_folders,
         tmp_path,
-        "backbone.kwargs.width=16",
         check=False,
+        checkpoint=checkpoint,
     )
-    assert result.returncode != 0 and "size mismatch" not in result.stderr
-    (line,) = _error_lines(result.stderr)
-    assert line.endswith("; set backbone.kwargs.width=8")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    where = f"main_linear.py: error: pretrained_feature_extractor='{checkpoint}' "
+    reason = "does not exist" if damage == "missing" else "is not a whole torch checkpoint ("
+    assert line.startswith(where + reason)
     assert not (tmp_path / "trained_models").exists()
 
 

@@ -18,6 +18,7 @@ from dualgate_solo.checkpoint import load_backbone
 from dualgate_solo.export import RoutedResNet
 
 WIDTH = "+backbone.kwargs.gate_mode=width"
+BRANCH = "backbone.kwargs.branch=gated"
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +66,16 @@ def test_width_mode_pretrains_and_probes_the_gated_branch(
     errors = [line for line in refused.stderr.splitlines() if "gate_mode=" in line]
     assert refused.returncode != 0 and len(errors) == 1
     assert errors[0].endswith(
-        "the checkpoint was trained with gate_mode='width', the backbone is built with "
-        "gate_mode='channel'; set backbone.kwargs.gate_mode=width "
-        "backbone.kwargs.width_choices=[0.25,0.5,0.75,1.0]"
+        "the checkpoint was trained with backbone.kwargs.gate_mode='width', the backbone is "
+        "built with backbone.kwargs.gate_mode='channel'; set +backbone.kwargs.gate_mode=width "
+        "+backbone.kwargs.width_choices=[0.25,0.5,0.75,1.0]"
     )
     assert not (tmp_path / "channel" / "trained_models" / "linear").exists()
+    # the suggested fix, pasted as it is into the same command, is accepted
+    fix = errors[0].split("; set ")[1].split()
+    pasted = tmp_path / "pasted"
+    linear(solo_src, width_run, "vicreg_dual_gating", image_folders, pasted, *fix, BRANCH)
+    assert next((pasted / "trained_models" / "linear").rglob("*.ckpt")).is_file()
 
 
 def test_routed_executor_runs_the_trained_backbone(width_run) -> None:
