@@ -465,19 +465,11 @@ def test_export_fails_when_the_specialized_graph_flips_a_choice(tmp_path, capsys
     """A specialization bug that flips width choices (here: every gate's ArgMax in the optimized
     If branches becomes ArgMin) is caught in the session users open: one line, exit 2, nothing
     written, although the portable graph and TorchScript are right."""
+    from model_utils import flip_specialized_choices
+
     from dualgate_solo.cli import main
-    from dualgate_solo.export import routed_onnx
 
-    optimize = routed_onnx._optimized_by_onnxruntime
-
-    def flipping(model, threads):
-        optimized = optimize(model, threads)
-        for node in optimized.graph.node:
-            if node.op_type == "ArgMax":
-                node.op_type = "ArgMin"
-        return optimized
-
-    monkeypatch.setattr(routed_onnx, "_optimized_by_onnxruntime", flipping)
+    flip_specialized_choices(monkeypatch)
     _, args = _width_gated_checkpoint(tmp_path)
     out = tmp_path / "export"
     assert main([*args, "--out", str(out)]) == 2

@@ -124,7 +124,7 @@ class Comparison:
             flips = f", {sum(flipped.values())} width-choice flips" + (where and f" ({where})")
         raise ExportMismatch(
             f"export verification failed: {self.name} ({self.opened_with}) differs from "
-            f"{reference} on {self.images} calibration image runs: largest feature difference "
+            f"{reference} on {self.images} inputs: largest feature difference "
             f"{self.max_abs_diff:.3g} (tolerance {self.tolerance:.3g}){flips}; nothing written"
         )
 
