@@ -17,6 +17,11 @@ A width-gated checkpoint (``gate_mode: width``) exports its routed executor inst
 ``If`` nodes, :mod:`dualgate_solo.export.routed_onnx`, calibrated on the images so each block tests
 its frequent width first); ``--policy`` and the thresholds do not apply. Prints each block's share
 of inputs per width and the mean MACs the gated branch runs.
+
+Before any file is written, the export is checked on the calibration images against what it
+claims to reproduce (:mod:`dualgate_solo.export.verify`: the masked gated branch, features and
+width choices, or for a static approximation its own pruned network); a mismatch is one line,
+exit 2. ``export_summary.json`` records the check under ``verification``.
 """
 
 from __future__ import annotations
@@ -159,8 +164,9 @@ def _export_width(args: argparse.Namespace) -> dict:
 def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, batches) -> dict:
     """A width-gated checkpoint as its routed executor: ``model.ts`` (TorchScript of
     :class:`~dualgate_solo.export.RoutedResNet`) and ``model.onnx`` (its ``If`` graph,
-    :mod:`dualgate_solo.export.routed_onnx`, checked in ONNX Runtime against PyTorch); the mean
-    executed MACs and every block's choice frequencies over the images."""
+    :mod:`dualgate_solo.export.routed_onnx`), each first verified against the masked gated
+    branch (:func:`~dualgate_solo.export.verify.verify_routed_export`); the mean executed MACs
+    and every block's choice frequencies over the images."""
     import itertools
     import json
     import warnings
