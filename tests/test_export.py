@@ -434,7 +434,7 @@ def test_export_cli_writes_the_routed_network_of_a_width_gated_checkpoint(tmp_pa
     assert summary["dense_macs"] == 44_347_072 and summary["num_samples"] == 32
     assert summary["gated_branch_mean_macs"] < summary["dense_macs"]
     verification = summary["verification"]
-    assert verification["images"] == 32 + 16  # the batch, then 16 images one at a time
+    assert verification["inputs"] == 32 + 16  # the batch, then 16 images one at a time
     checked = verification["checked"]
     assert list(checked) == ["torchscript", "onnx_portable", "onnx_specialized"]
     assert "routed_onnx_session('model.onnx')" in checked["onnx_specialized"]["opened_with"]
@@ -504,7 +504,7 @@ def test_channel_exports_claim_the_masked_branch_only_where_exact(r18, r18_stati
         assert not plan_is_exact(plan, stats, recalibrated=True)
         pruned = export_pruned(model, plan)
         record = verify_pruned_export(model, pruned, plan, stats, calibration)
-        assert record["reproduces_masked_branch"] == exact and record["images"] == 64 + 16
+        assert record["reproduces_masked_branch"] == exact and record["inputs"] == 64 + 16
         assert record["max_abs_diff"] <= record["tolerance"]
         if exact:
             assert record["claim"].startswith("exact: the masked gated branch")

@@ -52,6 +52,7 @@ FEATURE_TOLERANCE = 1e-4
 #: calibration images also run one at a time (the batch-1 path of the routed executors)
 SINGLE_IMAGES = 16
 MASKED_BRANCH = "the masked gated branch (backbone.forward_branch(x, 'gated'), eval mode)"
+INPUTS_RULE = f"the calibration images in their batches, then the first {SINGLE_IMAGES} alone"
 TOLERANCE_RULE = f"{FEATURE_TOLERANCE:g} x max(1, largest |feature| of the reference)"
 EXPORT_FILES = "build_pruned_resnet(spec.json) + weights.pt (model.ts, model.onnx are made from it)"
 
@@ -251,7 +252,8 @@ def verify_routed_export(
     return {
         "reference": MASKED_BRANCH,
         "claim": "exact: features and every block's width choice of the masked gated branch",
-        "images": next(iter(comparisons.values())).images if comparisons else 0,
+        "inputs": next(iter(comparisons.values())).images if comparisons else 0,
+        "inputs_rule": INPUTS_RULE,
         "tolerance_rule": TOLERANCE_RULE,
         "choice_flip_rule": "any flip fails",
         "checked": {name: c.record() for name, c in comparisons.items()},
@@ -320,7 +322,8 @@ def verify_pruned_export(
         "reference": reference,
         "claim": claim,
         "reproduces_masked_branch": exact,
-        "images": exported.images,
+        "inputs": exported.images,
+        "inputs_rule": INPUTS_RULE,
         "tolerance_rule": TOLERANCE_RULE,
         "max_abs_diff": exported.max_abs_diff,
         "tolerance": exported.tolerance,
