@@ -94,3 +94,21 @@ def mix_width_choices(model: GatedResNet) -> GatedResNet:
 def varied_images(batch: int, size: int = 32) -> torch.Tensor:
     """``[batch, 3, size, size]`` images with a random per-image colour shift (varied gates)."""
     return torch.randn(batch, 3, size, size) + 3 * torch.randn(batch, 3, 1, 1)
+
+
+def flip_specialized_choices(monkeypatch) -> None:
+    """Make :func:`~dualgate_solo.export.routed_onnx_session`'s specialization flip width choices:
+    every gate's ``ArgMax`` in the optimized ``If`` branches becomes ``ArgMin`` (the portable
+    graph and the PyTorch executors stay right)."""
+    from dualgate_solo.export import routed_onnx
+
+    optimize = routed_onnx._optimized_by_onnxruntime
+
+    def flipping(model, threads):
+        optimized = optimize(model, threads)
+        for node in optimized.graph.node:
+            if node.op_type == "ArgMax":
+                node.op_type = "ArgMin"
+        return optimized
+
+    monkeypatch.setattr(routed_onnx, "_optimized_by_onnxruntime", flipping)

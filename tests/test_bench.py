@@ -286,6 +286,30 @@ def test_width_mode_benchmark_times_the_routed_executor_with_its_block_report(tm
     assert routed[:6] == dense and routed[-3:] == ["head", "other", "total"]
 
 
+def test_latency_benchmark_fails_on_an_output_mismatch_and_writes_nothing(
+    tmp_path, monkeypatch
+) -> None:
+    """The routed ONNX session whose specialization flips width choices stops the benchmark in
+    one line (exit 2 through the script's error report) before any file is written."""
+    from model_utils import flip_specialized_choices
+
+    from dualgate_solo.bench.latency import main
+    from dualgate_solo.export.verify import ExportMismatch
+
+    flip_specialized_choices(monkeypatch)
+    out = tmp_path / "bench"
+    args = [*TINY, "--gate-mode", "width", "--batches", "1", "--block-batches"]
+    with pytest.raises(ExportMismatch) as raised:
+        main([*args, "--runtimes", "eager", "onnxruntime", "--out", str(out)])
+    message = str(raised.value)
+    assert message.startswith(
+        "export verification failed: routed in ONNX Runtime (latency benchmark) differs from "
+        "routed in PyTorch on 16 inputs: largest feature difference "
+    )
+    assert "\n" not in message and message.endswith("; nothing written")
+    assert not out.exists()
+
+
 def test_cuda_plan_dry_run_on_the_cpu_skips_the_cuda_only_runtimes(tmp_path) -> None:
     from dualgate_solo.bench.latency import main
 

@@ -398,33 +398,54 @@ def test_export_cli_writes_files_and_prints_macs(r18, tmp_path, capsys) -> None:
     }
     assert summary["dense_macs"] == 44_347_072 and summary["exported_macs"] < summary["dense_macs"]
     assert len(summary["blocks"]) == 8 and summary["files"]["onnx_max_abs_diff"] <= 1e-4
+    verification = summary["verification"]  # BN re-calibrated: not the masked branch any more
+    assert not verification["reproduces_masked_branch"]
+    assert verification["claim"].startswith("static approximation (BN re-calibrated)")
+    assert verification["max_abs_diff"] <= verification["tolerance"]
+    assert verification["masked_branch_max_abs_diff"] > verification["tolerance"]
     text = capsys.readouterr().out
     assert "layer4.1" in text and f"{summary['exported_macs']:,} MACs" in text
 
 
-def test_export_cli_writes_the_routed_network_of_a_width_gated_checkpoint(tmp_path, capsys):
-    """A width-mode checkpoint exports its routed executor (TorchScript and the If graph): both
-    give the masked gated branch's features; the summary has every block's choice shares."""
+def _width_gated_checkpoint(tmp_path):
+    """A width-gated ResNet-18 (width 16) with varied choices, saved; its export command."""
     from model_utils import mix_width_choices, randomize_batch_norms
-
-    from dualgate_solo.cli import main
 
     model = create_backbone("dg_resnet18", width=16, gate_mode="width")
     model = mix_width_choices(randomize_batch_norms(model))
     torch.save(model.state_dict(), tmp_path / "backbone.pt")
-    out = tmp_path / "export"
     args = ["export", "--checkpoint", str(tmp_path / "backbone.pt"), "--backbone", "dg_resnet18"]
-    args += ["--width", "16", "--dataset", "cifar10", "--synthetic-size", "32", "--out", str(out)]
+    args += ["--width", "16", "--dataset", "cifar10", "--synthetic-size", "32"]
+    return model, args
+
+
+def test_export_cli_writes_the_routed_network_of_a_width_gated_checkpoint(tmp_path, capsys):
+    """A width-mode checkpoint exports its routed executor (TorchScript and the If graph): every
+    format, the specialized session users open included, is checked against the masked gated
+    branch (features and choices) and the summary says so; it has every block's choice shares."""
+    from dualgate_solo.cli import main
+
+    model, args = _width_gated_checkpoint(tmp_path)
+    out = tmp_path / "export"
+    args += ["--out", str(out)]
     assert main(args) == 0
     summary = json.loads((out / "export_summary.json").read_text())
     assert {p.name for p in out.iterdir()} == {"model.ts", "model.onnx", "export_summary.json"}
     assert summary["dense_macs"] == 44_347_072 and summary["num_samples"] == 32
     assert summary["gated_branch_mean_macs"] < summary["dense_macs"]
-    assert summary["files"]["onnx_max_abs_diff"] <= 1e-4
+    verification = summary["verification"]
+    assert verification["inputs"] == 32 + 16  # the batch, then 16 images one at a time
+    checked = verification["checked"]
+    assert list(checked) == ["torchscript", "onnx_portable", "onnx_specialized"]
+    assert "routed_onnx_session('model.onnx')" in checked["onnx_specialized"]["opened_with"]
+    for record in checked.values():
+        assert record["max_abs_diff"] <= record["tolerance"] <= 1e-3
+        assert record["choice_flips_total"] == 0 and len(record["choice_flips"]) == 8
     assert len(summary["blocks"]) == 8
     for block in summary["blocks"]:
         assert block["widths"][-1] == max(block["widths"])
         assert abs(sum(block["choice_frequency"]) - 1) < 1e-9
+    assert sum(0 < f < 1 for b in summary["blocks"] for f in b["choice_frequency"]) >= 2  # mixed
     x = torch.randn(4, 3, 32, 32)
     expected = model.eval().forward_branch(x, "gated").feats
     scripted = torch.jit.load(str(out / "model.ts"))
@@ -438,6 +459,67 @@ def test_export_cli_writes_the_routed_network_of_a_width_gated_checkpoint(tmp_pa
         and "allowed values: 'static'" in err
     )
     assert len(err.splitlines()) == 1 and not refused.exists()
+
+
+def test_export_fails_when_the_specialized_graph_flips_a_choice(tmp_path, capsys, monkeypatch):
+    """A specialization bug that flips width choices (here: every gate's ArgMax in the optimized
+    If branches becomes ArgMin) is caught in the session users open: one line, exit 2, nothing
+    written, although the portable graph and TorchScript are right."""
+    from model_utils import flip_specialized_choices
+
+    from dualgate_solo.cli import main
+
+    flip_specialized_choices(monkeypatch)
+    _, args = _width_gated_checkpoint(tmp_path)
+    out = tmp_path / "export"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "dualgate-solo: error: export verification failed: onnx_specialized "
+        "(dualgate_solo.export.routed_onnx_session('model.onnx')) differs from the masked gated "
+        "branch"
+    )
+    flips = int(err[0].split(" width-choice flips")[0].rsplit(", ", 1)[1])
+    assert flips > 0 and err[0].endswith("; nothing written")
+    assert not out.exists()
+
+
+def test_channel_exports_claim_the_masked_branch_only_where_exact(r18, r18_static) -> None:
+    """``hybrid`` (default thresholds) and ``static`` without input-dependent channels reproduce
+    the masked branch on the calibration images and are checked against it; ``static`` with
+    input-dependent channels, or any BN re-calibration, is a static approximation: checked
+    against its own network, its distance to the masked branch recorded, not claimed."""
+    from dualgate_solo.export.verify import ExportMismatch, plan_is_exact, verify_pruned_export
+
+    # forced_model centres the data-dependent logits on its own images (near-ties there)
+    calibration = images(64, seed=3).split(32)
+    for (model, _, _), policy, exact in (
+        (r18, "hybrid", True),
+        (r18_static, "static", True),
+        (r18, "static", False),
+    ):
+        stats = collect_gate_statistics(model, calibration, progress=False)
+        plan = make_plan(model, stats, policy)
+        assert plan_is_exact(plan, stats, recalibrated=False) == exact
+        assert not plan_is_exact(plan, stats, recalibrated=True)
+        pruned = export_pruned(model, plan)
+        record = verify_pruned_export(model, pruned, plan, stats, calibration)
+        assert record["reproduces_masked_branch"] == exact and record["inputs"] == 64 + 16
+        assert record["max_abs_diff"] <= record["tolerance"]
+        if exact:
+            assert record["claim"].startswith("exact: the masked gated branch")
+            assert record["masked_branch_max_abs_diff"] == record["max_abs_diff"]
+        else:
+            assert record["claim"].startswith("static approximation")
+            assert record["masked_branch_max_abs_diff"] > 100 * record["tolerance"]
+    model = r18[0]
+    stats = collect_gate_statistics(model, calibration, progress=False)
+    plan = make_plan(model, stats, "hybrid")
+    pruned = export_pruned(model, plan)
+    with torch.no_grad():
+        pruned.blocks[3].bn2.bias += 0.5  # an export that no longer matches the gated branch
+    with pytest.raises(ExportMismatch, match=r"^export verification failed: the BN-folded export"):
+        verify_pruned_export(model, pruned, plan, stats, calibration)
 
 
 def test_export_cli_refuses_a_non_gated_checkpoint(tmp_path, capsys) -> None:

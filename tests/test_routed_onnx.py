@@ -132,3 +132,28 @@ def test_calibrated_counts_put_the_frequent_width_first_and_keep_the_outputs() -
     mixed = RoutedResNet(mix_width_choices(_width_model("dg_resnet18", 16)))
     mixed.count_choices(varied_images(16))
     _check(_session(routed_onnx_model(mixed)), mixed, varied_images(9))
+
+
+def test_verification_names_a_choice_output_the_session_lost(monkeypatch) -> None:
+    """A specialized graph that renames a block's choice output cannot be checked block by block:
+    the verification refuses it, naming the output."""
+    from dualgate_solo.export import routed_onnx
+    from dualgate_solo.export.verify import ExportMismatch, verify_routed_export
+
+    name, renamed = "choice.layer3.0", "choice.layer3.0.renamed"
+
+    def renaming(model, threads=1):
+        specialized = specialize_for_onnxruntime(model, threads)
+        for node in specialized.graph.node:
+            node.output[:] = [renamed if o == name else o for o in node.output]
+        for output in specialized.graph.output:
+            output.name = renamed if output.name == name else output.name
+        return specialized
+
+    model = mix_width_choices(_width_model("dg_resnet18", 8))
+    routed, x = RoutedResNet(model), varied_images(8)
+    checked = verify_routed_export(model, routed, [x], formats=["onnx"])["checked"]
+    assert checked["onnx_specialized"]["choice_flips_total"] == 0
+    monkeypatch.setattr(routed_onnx, "specialize_for_onnxruntime", renaming)
+    with pytest.raises(ExportMismatch, match=rf"onnx_specialized .* has no output '{name}' \("):
+        verify_routed_export(model, routed, [x], formats=["onnx"])

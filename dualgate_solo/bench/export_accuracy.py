@@ -49,6 +49,16 @@ def _features(fn, batches) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(feats), torch.cat(labels)
 
 
+def add_comparisons(rows: list[dict], dense_macs: float) -> list[dict]:
+    """Add to every row ``kept_ratio`` (its ``macs_per_image`` / ``dense_macs``) and
+    ``delta_vs_gated_k20`` (its k=20 top-1 minus the ``gated branch`` row's, in points)."""
+    gated = next(r for r in rows if r["network"] == "gated branch")
+    for row in rows:
+        row["kept_ratio"] = row["macs_per_image"] / dense_macs
+        row["delta_vs_gated_k20"] = row["knn_top1_k20"] - gated["knn_top1_k20"]
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="export_accuracy.py",
@@ -107,21 +117,20 @@ def main(argv: list[str] | None = None) -> None:
     for name, fn in networks.items():
         bank, bank_labels = _features(fn, loader(train, 256))
         queries, query_labels = _features(fn, loader(test, 256))
-        row = {
-            "network": name,
-            "knn_top1_k20": knn_top1(bank, bank_labels, queries, query_labels, k=20),
-            "knn_top1_k1": knn_top1(bank, bank_labels, queries, query_labels, k=1),
-            "macs_per_image": float(macs[name]),
-            "kept_ratio": float(macs[name]) / stats.costs.dense_macs,
-        }
-        rows.append(row)
+        rows.append(
+            {
+                "network": name,
+                "knn_top1_k20": knn_top1(bank, bank_labels, queries, query_labels, k=20),
+                "knn_top1_k1": knn_top1(bank, bank_labels, queries, query_labels, k=1),
+                "macs_per_image": float(macs[name]),
+            }
+        )
+    add_comparisons(rows, stats.costs.dense_macs)
+    for row in rows:
         print(
-            f"{name:>36}: k-NN top-1 {row['knn_top1_k20']:.2f} (k=20), "
+            f"{row['network']:>36}: k-NN top-1 {row['knn_top1_k20']:.2f} (k=20), "
             f"{row['knn_top1_k1']:.2f} (k=1), kept MACs {row['kept_ratio']:.3f}"
         )
-    gated = next(r for r in rows if r["network"] == "gated branch")
-    for row in rows:
-        row["delta_vs_gated_k20"] = row["knn_top1_k20"] - gated["knn_top1_k20"]
 
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {

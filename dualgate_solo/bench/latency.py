@@ -72,6 +72,7 @@ from dualgate_solo.bench.variants import REFERENCE, VARIANTS, BenchContext, Vari
 from dualgate_solo.choices import GATE_MODES
 from dualgate_solo.commands.options import add_architecture_options, integer
 from dualgate_solo.export import onnx_export, onnx_session
+from dualgate_solo.export.verify import Comparison
 from dualgate_solo.gate_stats import collect_gate_statistics
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.provenance import provenance
@@ -215,13 +216,30 @@ def build_variants(context: BenchContext, calib_x: torch.Tensor) -> dict[str, nn
     return modules
 
 
+#: variants that reproduce their branch on any input (a difference above tolerance stops the
+#: benchmark); the others (``static``, ``hybrid`` off the calibration images, ``mean_width``)
+#: approximate it and their difference is recorded
+EXACT_VARIANTS = ("dense", "dense_branch", "gated_masked", "dynamic", "dynamic_cached", "routed")
+
+
+def check_output(name: str, what: str, expected: torch.Tensor, got: torch.Tensor) -> float:
+    """Max abs difference of ``got`` to ``expected`` (``[N, F]`` features); raises
+    :class:`~dualgate_solo.export.verify.ExportMismatch` naming ``name`` above the export
+    tolerance (:data:`~dualgate_solo.export.verify.FEATURE_TOLERANCE` x max(1, |expected|))."""
+    comparison = Comparison(name, "latency benchmark")
+    comparison.add((expected, None), (got, None))
+    comparison.check(what)
+    return comparison.max_abs_diff
+
+
 @torch.no_grad()
 def fidelity(
     backbone: GatedResNet, modules: dict[str, nn.Module], x: torch.Tensor
 ) -> dict[str, float]:
     """Max abs difference of each variant to the branch it reproduces (``dense`` and
     ``dense_branch``: the dense branch; every other: the gated branch), on ``x [N, 3, H, W]``
-    (batch-1-only variants: its first 16 images one at a time)."""
+    (batch-1-only variants: its first 16 images one at a time); a variant of
+    :data:`EXACT_VARIANTS` above tolerance raises ``ExportMismatch``."""
     out = {}
     for name, module in modules.items():
         branch = "dense" if name in ("dense", "dense_branch") else "gated"
@@ -230,6 +248,8 @@ def fidelity(
         else:
             got = module(x)
         ref = backbone.forward_branch(x[: len(got)], branch).feats
+        if name in EXACT_VARIANTS:
+            check_output(name, f"the {branch} branch", ref, got)
         out[f"{name}_vs_{branch}_branch"] = float((got - ref).abs().max())
     out["feature_scale_max_abs"] = float(backbone.forward_branch(x, "gated").feats.abs().max())
     return out
@@ -239,7 +259,9 @@ def onnx_sessions(
     modules: dict[str, nn.Module], x: torch.Tensor, threads: int
 ) -> tuple[dict, dict]:
     """ONNX Runtime sessions (:func:`~dualgate_solo.export.onnx_session`) of every variant that
-    exports, and what the export did (or the error that stopped it) plus the session settings."""
+    exports, and what the export did (or the error that stopped it) plus the session settings;
+    a session whose output differs from the variant in PyTorch above the export tolerance
+    raises ``ExportMismatch``."""
     sessions, info = {}, {}
     directory = Path(tempfile.mkdtemp(prefix="bench_onnx_"))
     for name, module in modules.items():
@@ -252,13 +274,15 @@ def onnx_sessions(
             else:
                 facts = {"exporter": onnx_export(module, x[:2], path)}
                 session, info["session_settings"] = onnx_session(path, threads)
-            got = session.run(None, {"images": x.numpy()})[0]
-            with torch.no_grad():
-                diff = float(abs(got - module(x).numpy()).max())
+            got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
             sessions[name] = session
-            info[name] = {**facts, "max_abs_diff_vs_pytorch": diff}
-        except Exception as error:  # noqa: BLE001 - record and go on
+            info[name] = facts
+        except Exception as error:  # noqa: BLE001 - an export that fails: record and go on
             info[name] = {"error": f"{type(error).__name__}: {str(error)[:500]}"}
+            continue
+        with torch.no_grad():
+            diff = check_output(f"{name} in ONNX Runtime", f"{name} in PyTorch", module(x), got)
+        info[name]["max_abs_diff_vs_pytorch"] = diff
     return sessions, info
 
 
@@ -520,12 +544,6 @@ def main(argv: list[str] | None = None) -> dict:
     backbone.eval()
     n_test = max(max(settings.batches), SINGLES)
     calib_x, test_x = images(args.calib_data, args.dataset, settings.calib_size, n_test)
-    # model and images are read: from here on nothing is a usage error
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "python scripts/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    stamp = {**provenance(), "platform": platform.platform(), "command": command.strip()}
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    (args.out / "args.json").write_text(json.dumps({**stamp, "args": options}, indent=2))
     calibration = f"images of {args.calib_data}" if args.calib_data else "synthetic images"
     source += f"; gate statistics on {settings.calib_size} {calibration}"
     stats = collect_gate_statistics(backbone, calib_x.split(128), progress=False)
@@ -535,6 +553,12 @@ def main(argv: list[str] | None = None) -> dict:
     sessions, onnx_info = {}, {}
     if "onnxruntime" in settings.runtimes:
         sessions, onnx_info = onnx_sessions(modules, test_x[:64], torch.get_num_threads())
+    # model, images and outputs are checked: from here on nothing is a usage error
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python scripts/bench_latency.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    stamp = {**provenance(), "platform": platform.platform(), "command": command.strip()}
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    (args.out / "args.json").write_text(json.dumps({**stamp, "args": options}, indent=2))
     cache_on_new_images = {}
     for name, module in modules.items():
         if hasattr(module, "cache_stats"):  # fidelity ran 16 images not seen by the warm-up

@@ -165,21 +165,41 @@ def child(method: str, batch_size: int, steps: int, warmup: int, device: str) ->
     peak = (
         torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else _rss_mib() - rss_before
     )
-    times.sort()
     return {
         "method": method,
         "device": device,
         "batch_size": batch_size,
         "threads": torch.get_num_threads(),
         "steps": steps,
-        "median_step_s": times[len(times) // 2],
-        "min_step_s": times[0],
+        **step_times(times),
         "peak_mem_mib": peak,
         "saved_for_backward_mib": saved,
         "overrides": " ".join(method_overrides(method)),
         "peak_mem_kind": "cuda max_memory_allocated"
         if device == "cuda"
         else "ru_maxrss growth after model build",
+    }
+
+
+def step_times(times: list[float]) -> dict[str, float]:
+    """``median_step_s`` (the upper median: element ``n // 2`` of the sorted times, a measured
+    step even for an even count) and ``min_step_s`` of the timed steps' seconds."""
+    ordered = sorted(times)
+    return {"median_step_s": ordered[len(ordered) // 2], "min_step_s": ordered[0]}
+
+
+def ratios_to_baseline(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Each row after the first (the baseline, ``vicreg``) as ratios to it: median step time,
+    peak memory and bytes saved for backward; keyed by the row's ``method``."""
+    base = rows[0]
+    return {
+        row["method"]: {
+            "time_ratio": row["median_step_s"] / base["median_step_s"],
+            "memory_ratio": row["peak_mem_mib"] / base["peak_mem_mib"],
+            "saved_for_backward_ratio": row["saved_for_backward_mib"]
+            / base["saved_for_backward_mib"],
+        }
+        for row in rows[1:]
     }
 
 
@@ -276,16 +296,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{method:>20}: {rows[-1]['median_step_s']:.3f} s/step, "
             f"peak {rows[-1]['peak_mem_mib']:.0f} MiB"
         )
-    base = rows[0]
-    summary = {
-        row["method"]: {
-            "time_ratio": row["median_step_s"] / base["median_step_s"],
-            "memory_ratio": row["peak_mem_mib"] / base["peak_mem_mib"],
-            "saved_for_backward_ratio": row["saved_for_backward_mib"]
-            / base["saved_for_backward_mib"],
-        }
-        for row in rows[1:]
-    }
+    summary = ratios_to_baseline(rows)
     summary["vicreg_dual_gating"]["target"] = "<= 1.10 for time and memory"
     for method, ratios in summary.items():
         print(

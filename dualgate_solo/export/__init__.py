@@ -13,6 +13,8 @@ Self-supervised Learning and Dynamic Computation", BMVC 2023) into wall-clock sa
 * :mod:`~dualgate_solo.export.routed`: a width-gated backbone run at its chosen widths (any batch);
 * :mod:`~dualgate_solo.export.routed_onnx`: the same as one ONNX graph (``If`` nodes), and an
   ONNX Runtime session that runs its branches with the optimized kernels.
+* :mod:`~dualgate_solo.export.verify`: every written format checked, before writing, against
+  what it claims to reproduce (the masked gated branch, or a static approximation's own network).
 """
 
 from dualgate_solo.export.dynamic import DynamicGatedResNet

@@ -179,8 +179,11 @@ def verify_onnx(
     """Run the ONNX file in ONNX Runtime (CPU, :func:`onnx_session`) on each input; the max abs
     difference to ``model``.
 
-    Raises ``ValueError`` when a difference exceeds ``atol``.
+    Raises :class:`~dualgate_solo.export.verify.ExportMismatch` (a one-line ``UsageError``)
+    when a difference exceeds ``atol``.
     """
+    from dualgate_solo.export.verify import ExportMismatch
+
     session, _ = onnx_session(path)
     name = session.get_inputs()[0].name
     worst = 0.0
@@ -190,7 +193,10 @@ def verify_onnx(
             got = session.run(None, {name: x.cpu().numpy()})[0]
             worst = max(worst, float(abs(expected - got).max()))
     if worst > atol:
-        raise ValueError(f"ONNX Runtime differs from PyTorch by {worst:.3g} > atol {atol}")
+        raise ExportMismatch(
+            f"export verification failed: {Path(path).name} in ONNX Runtime differs from PyTorch "
+            f"by {worst:.3g} > atol {atol}"
+        )
     return worst
 
 
