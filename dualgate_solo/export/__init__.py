@@ -45,7 +45,7 @@ from dualgate_solo.export.routed_onnx import (
     routed_onnx_session,
     specialize_for_onnxruntime,
 )
-from dualgate_solo.export.weights import branch_norm, copy_to_pruned, gated_norm
+from dualgate_solo.export.weights import branch_norm, copy_to_pruned
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -65,7 +65,6 @@ __all__ = [
     "fold_bn",
     "fold_network",
     "full_width_blocks",
-    "gated_norm",
     "make_plan",
     "onnx_export",
     "onnx_session",

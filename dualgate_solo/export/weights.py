@@ -35,12 +35,6 @@ def branch_norm(norm: nn.Module, branch: str) -> nn.BatchNorm2d:
     return getattr(norm, branch) if isinstance(norm, DualBatchNorm) else norm
 
 
-def gated_norm(norm: nn.Module) -> nn.BatchNorm2d:
-    """The BatchNorm the gated branch applies: ``norm.gated`` for a ``DualBatchNorm``, else
-    ``norm``."""
-    return branch_norm(norm, "gated")
-
-
 @torch.no_grad()
 def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, index: Tensor | None = None) -> None:
     """``dst`` <- ``src`` restricted to channels ``index`` (``[w]`` int64; ``None``: all)."""

@@ -213,11 +213,6 @@ class SlimResNet(nn.Module):
         for a width not in the list."""
         return self.widths.index(check_width("width_mult", width_mult, self.widths))
 
-    def set_width(self, width_mult: float) -> SlimResNet:
-        """Choose the width ``forward(x)`` runs; returns ``self``."""
-        self.width_mult = check_width("width_mult", width_mult, self.widths)
-        return self
-
     def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
         """``("layer<s>.<i>", block)`` for every residual block, in forward order."""
         for s, stage in enumerate((self.layer1, self.layer2, self.layer3, self.layer4), start=1):
