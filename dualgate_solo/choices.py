@@ -9,6 +9,13 @@ from __future__ import annotations
 #: gated ResNet constructor name -> depth
 BACKBONE_DEPTHS = {"dg_resnet18": 18, "dg_resnet34": 34, "dg_resnet50": 50}
 
+#: ResNet depth -> (block kind, blocks per stage), for the gated and the slimmable ResNets
+RESNET_STAGES = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+}
+
 #: slimmable ResNet constructor name -> depth
 SLIM_BACKBONE_DEPTHS = {"slim_resnet18": 18, "slim_resnet50": 50}
 

@@ -23,12 +23,12 @@ from dualgate_solo.export.exporter import (
     ONNX_EXPORTERS,
     export_pruned,
     onnx_export,
-    onnx_session,
     recalibrate_bn,
     save_export,
     verify_onnx,
 )
 from dualgate_solo.export.fold import fold_bn, fold_network
+from dualgate_solo.export.onnx_runtime import onnx_session
 from dualgate_solo.export.plan import (
     POLICIES,
     BlockPlan,

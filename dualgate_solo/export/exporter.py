@@ -8,7 +8,7 @@ BN statistics (:func:`recalibrate_bn`) and write, with every BatchNorm folded in
 (:func:`~dualgate_solo.export.fold.fold_network`), a ``state_dict`` + ``spec.json`` (reloadable
 with :func:`~dualgate_solo.export.pruned_resnet.build_pruned_resnet` alone), TorchScript and
 ONNX (dynamic batch axis, checked against ONNX Runtime) with :func:`save_export`.
-:func:`onnx_session` is the one place that opens an ONNX Runtime session (all graph optimisations).
+ONNX Runtime sessions come from :func:`~dualgate_solo.export.onnx_runtime.onnx_session`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from torch import Tensor, nn
 
 from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS
 from dualgate_solo.export.fold import fold_network
+from dualgate_solo.export.onnx_runtime import onnx_session
 from dualgate_solo.export.plan import ExportPlan, check_backbone
 from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet
+from dualgate_solo.export.verify import ExportMismatch
 from dualgate_solo.export.weights import copy_to_pruned
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.validation import check_choice, check_interval
@@ -142,37 +144,6 @@ def onnx_export(
     return exporter
 
 
-def onnx_session(path: str | Path, threads: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """An ONNX Runtime CPU session of ``path`` and its settings (for a results file).
-
-    Graph optimisations ``ORT_ENABLE_ALL`` (constant folding, node fusions, layout transforms),
-    ``threads`` intra-op threads (default: ``torch.get_num_threads()``, the threads PyTorch
-    runs with), one inter-op thread, sequential execution and no spinning of idle threads (they
-    would steal the cores of the next call on a small machine).
-    """
-    import onnxruntime as ort
-
-    threads = torch.get_num_threads() if threads is None else threads
-    check_interval("threads", threads, 1, float("inf"))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    settings = {
-        "onnxruntime": ort.__version__,
-        "providers": session.get_providers(),
-        "graph_optimization_level": options.graph_optimization_level.name,
-        "execution_mode": options.execution_mode.name,
-        "intra_op_num_threads": options.intra_op_num_threads,
-        "inter_op_num_threads": options.inter_op_num_threads,
-        "session.intra_op.allow_spinning": "0",
-    }
-    return session, settings
-
-
 def verify_onnx(
     path: str | Path, model: nn.Module, inputs: Iterable[Tensor], atol: float = 1e-4
 ) -> float:
@@ -182,7 +153,6 @@ def verify_onnx(
     Raises :class:`~dualgate_solo.export.verify.ExportMismatch` (a one-line ``UsageError``)
     when a difference exceeds ``atol``.
     """
-    from dualgate_solo.export.verify import ExportMismatch
 
     session, _ = onnx_session(path)
     name = session.get_inputs()[0].name

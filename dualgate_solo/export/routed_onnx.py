@@ -449,7 +449,7 @@ def routed_onnx_session(
     """
     import onnx
 
-    from dualgate_solo.export.exporter import onnx_session
+    from dualgate_solo.export.onnx_runtime import onnx_session
 
     threads = torch.get_num_threads() if threads is None else threads
     model = (

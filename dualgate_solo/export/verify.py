@@ -215,7 +215,7 @@ def verify_routed_export(
     Raises:
         ExportMismatch: a feature difference above the tolerance or any choice flip.
     """
-    from dualgate_solo.export.exporter import onnx_session
+    from dualgate_solo.export.onnx_runtime import onnx_session
     from dualgate_solo.export.routed_onnx import export_routed_onnx, routed_onnx_session
 
     backbone.eval()

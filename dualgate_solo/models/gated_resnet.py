@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.choices import STEMS
+from dualgate_solo.choices import RESNET_STAGES, STEMS
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio, zeros_pass
 from dualgate_solo.layers import (
     BRANCHES,
@@ -40,13 +40,13 @@ from dualgate_solo.layers import (
 )
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
 from dualgate_solo.models.init import init_resnet_weights
+from dualgate_solo.models.state_guard import check_gated_load
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import UsageError, check_choice, check_interval
 
 ARCHITECTURES = {
-    18: (GatedBasicBlock, (2, 2, 2, 2)),
-    34: (GatedBasicBlock, (3, 4, 6, 3)),
-    50: (GatedBottleneck, (3, 4, 6, 3)),
+    depth: ({"basic": GatedBasicBlock, "bottleneck": GatedBottleneck}[kind], counts)
+    for depth, (kind, counts) in RESNET_STAGES.items()
 }
 #: ``none``: one BN set (VICReg-Gating); ``block``: block-internal BNs dual (the paper);
 #: ``backbone``: also stem and shortcut BNs; ``all``: also the projector's BNs (method level).
@@ -260,8 +260,6 @@ class GatedResNet(nn.Module):
         module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ) -> None:
         """Load-state-dict pre-hook: :func:`~dualgate_solo.models.state_guard.check_gated_load`."""
-        from dualgate_solo.models.state_guard import check_gated_load  # imports this module
-
         check_gated_load(module, state_dict, prefix)
 
     def cost_table(self, input_hw: tuple[int, int]) -> CostTable:

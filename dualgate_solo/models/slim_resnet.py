@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.choices import DEFAULT_WIDTH_MULTS, STEMS
+from dualgate_solo.choices import DEFAULT_WIDTH_MULTS, RESNET_STAGES, SLIM_BACKBONE_DEPTHS, STEMS
 from dualgate_solo.flops import zeros_pass
 from dualgate_solo.layers.slimmable import (
     SlimConv2d,
@@ -35,6 +35,7 @@ from dualgate_solo.layers.slimmable import (
     scaled_channels,
 )
 from dualgate_solo.models.init import init_resnet_weights
+from dualgate_solo.models.state_guard import check_slim_load
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
 
@@ -136,8 +137,9 @@ class SlimBottleneck(nn.Module):
 
 
 ARCHITECTURES = {
-    18: (SlimBasicBlock, (2, 2, 2, 2)),
-    50: (SlimBottleneck, (3, 4, 6, 3)),
+    depth: ({"basic": SlimBasicBlock, "bottleneck": SlimBottleneck}[kind], counts)
+    for depth, (kind, counts) in RESNET_STAGES.items()
+    if depth in SLIM_BACKBONE_DEPTHS.values()
 }
 
 
@@ -254,8 +256,6 @@ class SlimResNet(nn.Module):
         module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ) -> None:
         """Load-state-dict pre-hook: :func:`~dualgate_solo.models.state_guard.check_slim_load`."""
-        from dualgate_solo.models.state_guard import check_slim_load  # imports this module
-
         check_slim_load(module, state_dict, prefix)
 
     def extra_repr(self) -> str:

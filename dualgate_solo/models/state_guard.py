@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from dualgate_solo.choices import BACKBONE_DEPTHS, RESNET_STAGES
 from dualgate_solo.layers import BRANCHES
 from dualgate_solo.validation import UsageError
 
@@ -112,12 +113,9 @@ def read_slim_architecture(
 
 
 def _depth_name(bottleneck: bool, counts: tuple[int, ...]) -> str | None:
-    from dualgate_solo.models.factory import BACKBONE_DEPTHS
-    from dualgate_solo.models.gated_resnet import ARCHITECTURES
-
     for name, depth in BACKBONE_DEPTHS.items():
-        block_type, depth_counts = ARCHITECTURES[depth]
-        if depth_counts == counts and (block_type.expansion > 1) == bottleneck:
+        kind, depth_counts = RESNET_STAGES[depth]
+        if depth_counts == counts and (kind == "bottleneck") == bottleneck:
             return name
     return None
 

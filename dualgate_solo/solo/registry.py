@@ -66,14 +66,14 @@ def register() -> None:
     methods = importlib.import_module("solo.methods")
     from solo.methods.base import BaseMethod
 
-    from dualgate_solo.solo import run_cfg
     from dualgate_solo.solo.custom_pipeline import install_custom_pipeline
     from dualgate_solo.solo.load_guard import guard_backbones
+    from dualgate_solo.solo.run_cfg import install as install_run_cfg
 
     for name, spec in METHODS.items():
         methods.METHODS.setdefault(name, spec.solo_class_object())
     guard_backbones(BaseMethod._BACKBONES, own=BACKBONES)
     for name in BACKBONES:
         BaseMethod._BACKBONES.setdefault(name, _Factory(name))
-    run_cfg.install()
+    install_run_cfg()
     install_custom_pipeline()

@@ -193,7 +193,6 @@ def test_main_knn_without_the_hook_does_not_know_the_method(
     assert result.returncode != 0 and "KeyError: 'vicreg_dual_gating'" in result.stderr
 
 
-@pytest.mark.slow
 def test_main_umap_runs_on_each_branch(
     solo_src, dual_run, image_folders, hook_dir, tmp_path
 ) -> None:
