@@ -24,15 +24,39 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES
+from dualgate_solo.checkpoint_path import find_checkpoint, run_args
+from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES, SLIM_BACKBONE_DEPTHS
 from dualgate_solo.commands.options import (
     add_checkpoint_options,
     add_data_options,
     add_loader_options,
+    add_output_options,
     fraction,
     integer,
 )
+from dualgate_solo.output_dir import StagedOutput, staged_output
+from dualgate_solo.validation import UsageError
+
+#: options a slimmable checkpoint's export does not read: it exports one width as it is
+SLIM_IGNORES = (
+    "backbone",
+    "stem",
+    "width",
+    "data",
+    "skip_unreadable",
+    "synthetic_size",
+    "batch_size",
+    "num_workers",
+    "max_batches",
+    "policy",
+    "off_threshold",
+    "on_threshold",
+    "recalibrate_batches",
+)
+#: options a width-gated checkpoint's routed export does not read
+ROUTED_IGNORES = ("policy", "off_threshold", "on_threshold", "recalibrate_batches", "onnx_exporter")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +107,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--onnx-exporter", choices=ONNX_EXPORTERS, default="dynamo", help="ONNX back end"
     )
-    parser.add_argument("--out", type=Path, default=Path("outputs/export"), help="output directory")
+    add_output_options(parser, "outputs/export", "output directory")
+
+
+def refuse_inapplicable(
+    args: argparse.Namespace, dests: Iterable[str], kind: str, why: str
+) -> None:
+    """``UsageError`` for the first option of ``dests`` given another value than its default:
+    it does not apply to ``kind`` checkpoints (``why``), and would be ignored in silence."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for dest in dests:
+        value, default = getattr(args, dest), parser.get_default(dest)
+        if value != default:
+            shown = repr(str(value)) if isinstance(value, Path) else repr(value)
+            allowed = "leave it out" if default is None or default is False else repr(default)
+            raise UsageError(
+                f"--{dest.replace('_', '-')}={shown} is invalid for {str(args.checkpoint)!r}, a "
+                f"{kind} checkpoint; allowed values: {allowed} ({why})"
+            )
 
 
 def _batches(args: argparse.Namespace, dataset: str, num_classes: int | None) -> Iterable:
@@ -97,20 +139,18 @@ def _batches(args: argparse.Namespace, dataset: str, num_classes: int | None) ->
         size = DATASET_INPUT_SIZES[dataset]
         images, _ = synthetic_shapes(args.synthetic_size, seed=12345, size=size)
         return list(images.split(args.batch_size))
-    split = image_folder_split(args.data, dataset, num_classes)
+    split = image_folder_split(args.data, dataset, num_classes, args.skip_unreadable)
     return loader(split, args.batch_size, args.num_workers)
 
 
 def _is_slimmable(checkpoint: Path) -> bool:
-    """Whether ``checkpoint``'s ``args.json`` names a slimmable backbone."""
-    from dualgate_solo.checkpoint import find_checkpoint, run_args
-    from dualgate_solo.choices import SLIM_BACKBONE_DEPTHS
-
+    """Whether ``checkpoint``'s ``args.json`` names a slimmable backbone (torch-free: a wrong
+    path fails here at once)."""
     backbone = run_args(find_checkpoint(checkpoint)).get("backbone") or {}
     return backbone.get("name") in SLIM_BACKBONE_DEPTHS
 
 
-def _export_width(args: argparse.Namespace) -> dict:
+def _export_width(args: argparse.Namespace, stage: StagedOutput) -> dict:
     """One width of a slimmable checkpoint as a plain network, written like a pruned export."""
     import json
 
@@ -133,7 +173,8 @@ def _export_width(args: argparse.Namespace) -> dict:
     size = DATASET_INPUT_SIZES[dataset]
     model = export_width(backbone, width)
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    files = save_export(model, args.out, example, args.formats, onnx_exporter=args.onnx_exporter)
+    files = save_export(model, stage.path, example, args.formats, onnx_exporter=args.onnx_exporter)
+    files = stage.relocate(files)
     summary = {
         **provenance(),
         "checkpoint": str(loaded.path),
@@ -147,7 +188,7 @@ def _export_width(args: argparse.Namespace) -> dict:
         "features": backbone.features_at(width),
         "files": files,
     }
-    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    (stage.path / "export_summary.json").write_text(json.dumps(summary, indent=2))
     print(
         f"width {width:g} of {loaded.method} at {size}x{size} px: {summary['exported_macs']:,} "
         f"MACs vs {summary['full_macs']:,} at full width, {summary['features']} features "
@@ -156,7 +197,9 @@ def _export_width(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, batches) -> dict:
+def _export_routed(
+    args: argparse.Namespace, stage: StagedOutput, loaded, dataset: str, source: str, batches
+) -> dict:
     """A width-gated checkpoint as its routed executor: ``model.ts`` (TorchScript of
     :class:`~dualgate_solo.export.RoutedResNet`) and ``model.onnx`` (its ``If`` graph,
     :mod:`dualgate_solo.export.routed_onnx`, checked in ONNX Runtime against PyTorch); the mean
@@ -170,20 +213,21 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
     from dualgate_solo.export import RoutedResNet, verify_onnx
     from dualgate_solo.export.routed_onnx import export_routed_onnx
     from dualgate_solo.provenance import provenance
-    from dualgate_solo.validation import UsageError
 
-    for option, value, default in (
-        ("--policy", args.policy, "static"),
-        ("--recalibrate-batches", args.recalibrate_batches, 0),
-    ):
-        if value != default:
-            raise UsageError(
-                f"{option}={value!r} is invalid for {str(args.checkpoint)!r}, a width-gated "
-                f"checkpoint; allowed values: {default!r} (it exports the routed network, which "
-                "keeps the gated branch's widths and BatchNorms)"
-            )
+    refuse_inapplicable(
+        args,
+        ROUTED_IGNORES,
+        "width-gated",
+        "it exports the routed network, which keeps the gated branch's widths and BatchNorms",
+    )
+    if set(args.formats) == {"state_dict"}:
+        raise UsageError(
+            f"--formats=['state_dict'] is invalid for {str(args.checkpoint)!r}, a width-gated "
+            "checkpoint, whose routed network has no state dict of its own; allowed values: "
+            "torchscript, onnx"
+        )
     routed = RoutedResNet(loaded.backbone)
-    args.out.mkdir(parents=True, exist_ok=True)
+    folder = stage.path
     files, images, macs, samples = {}, [], 0, 0
     with torch.no_grad():
         for batch in itertools.islice(batches, args.max_batches):
@@ -196,12 +240,12 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
     if "torchscript" in args.formats:
         with warnings.catch_warnings():  # torch.jit.script's deprecation notice
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.script(routed).save(str(args.out / "model.ts"))
+            torch.jit.script(routed).save(str(folder / "model.ts"))
         files["torchscript"] = str(args.out / "model.ts")
     if "onnx" in args.formats:
-        path = export_routed_onnx(routed, args.out / "model.onnx")
+        path = export_routed_onnx(routed, folder / "model.onnx")
         x = torch.cat(images)[:16]
-        files["onnx"] = str(path)
+        files["onnx"] = str(args.out / "model.onnx")
         files["onnx_max_abs_diff"] = verify_onnx(path, routed, [x, x[:1]])
     if "state_dict" in args.formats:
         files["state_dict"] = (
@@ -229,7 +273,7 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
         ],
         "files": files,
     }
-    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    (folder / "export_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{'block':10} {'widths':>22} {'share of inputs per width':>30}")
     for b in summary["blocks"]:
         shares = " ".join(f"{f:.2f}" for f in b["choice_frequency"])
@@ -244,34 +288,44 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
 
 
 def run(args: argparse.Namespace) -> dict:
-    import json
-
-    import torch
-
-    from dualgate_solo.commands.options import check_output, open_checkpoint
-    from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
-    from dualgate_solo.gate_stats import collect_gate_statistics
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.validation import UsageError
-
+    """Check the options against the checkpoint (torch-free where the path decides), then export
+    into a staged ``--out`` that is moved into place once every file is written."""
     if args.off_threshold >= args.on_threshold:
         raise UsageError(
             f"--off-threshold={args.off_threshold} is invalid with --on-threshold="
             f"{args.on_threshold}; allowed values: --off-threshold < --on-threshold"
         )
-    check_output(args.out, directory=True)
-    if _is_slimmable(args.checkpoint):
-        return _export_width(args)
-    if args.width_mult is not None:
+    slimmable = _is_slimmable(args.checkpoint)
+    if slimmable:
+        refuse_inapplicable(
+            args, SLIM_IGNORES, "slimmable", "it exports one width of the slimmable network as is"
+        )
+    elif args.width_mult is not None:
         raise UsageError(
-            f"--width-mult={args.width_mult:g} is invalid for {args.checkpoint!r}, a gated "
+            f"--width-mult={args.width_mult:g} is invalid for {str(args.checkpoint)!r}, a gated "
             "checkpoint; allowed values: omit it (it selects a width of a slimmable checkpoint)"
         )
+    with staged_output(args.out, overwrite=args.overwrite) as stage:
+        return _export_width(args, stage) if slimmable else _export_gated(args, stage)
+
+
+def _export_gated(args: argparse.Namespace, stage: StagedOutput) -> dict[str, Any]:
+    """A gated checkpoint: the routed network of a width-gated one (:func:`_export_routed`), else
+    the pruned network of the ``--policy`` plan."""
+    import json
+
+    import torch
+
+    from dualgate_solo.commands.options import open_checkpoint
+    from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
+    from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.provenance import provenance
+
     loaded, dataset, source = open_checkpoint(args)
     backbone = loaded.backbone.eval()
     batches = _batches(args, dataset, loaded.args.get("data", {}).get("num_classes"))
     if getattr(backbone, "gate_mode", "channel") == "width":
-        return _export_routed(args, loaded, dataset, source, batches)
+        return _export_routed(args, stage, loaded, dataset, source, batches)
     stats = collect_gate_statistics(backbone, batches, max_batches=args.max_batches, progress=False)
     plan = make_plan(backbone, stats, args.policy, args.off_threshold, args.on_threshold)
     model = export_pruned(backbone, plan)
@@ -282,8 +336,9 @@ def run(args: argparse.Namespace) -> dict:
         example = (batch[0] if isinstance(batch, (tuple, list)) else batch)[:2]
         break
     files = save_export(
-        model, args.out, example, args.formats, plan, onnx_exporter=args.onnx_exporter
+        model, stage.path, example, args.formats, plan, onnx_exporter=args.onnx_exporter
     )
+    files = stage.relocate(files)
     summary = {
         **provenance(),
         "checkpoint": str(loaded.path),
@@ -315,7 +370,7 @@ def run(args: argparse.Namespace) -> dict:
         ],
         "files": files,
     }
-    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    (stage.path / "export_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{'block':10} {'full':>10} {'kept':>10} {'gated':>8} {'MACs':>14} {'dense MACs':>14}")
     for b in summary["blocks"]:
         print(
