@@ -165,11 +165,36 @@ def check_output(
 
 @contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Ignore SIGINT inside the block (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Ignore Ctrl-C inside the block (main thread only; elsewhere a no-op)."""
+    with _sigint(signal.SIG_IGN):
+        yield
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block ends, then raise it.
+
+    For heavy imports (torch): a KeyboardInterrupt in the middle of one leaves modules
+    half-initialised, after which the next import fails with a long traceback or the interrupt is
+    lost and the command runs on.
+    """
+    caught: list[int] = []
+    with _sigint(lambda number, frame: caught.append(number)):
+        yield
+    if caught:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigint(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGINT inside the block, unless Ctrl-C is ignored already (a background
+    job) or this is not the main thread (where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:

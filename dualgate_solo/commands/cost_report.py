@@ -19,7 +19,7 @@ from dualgate_solo.commands.options import (
     fraction,
     integer,
 )
-from dualgate_solo.output_dir import StagedOutput, staged_output
+from dualgate_solo.output_dir import StagedOutput, interrupts_deferred, staged_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,10 +60,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def _report(args: argparse.Namespace, stage: StagedOutput) -> dict[str, object]:
     """Compute the report and write it into ``stage`` (moved to ``--out`` once complete)."""
-    from dualgate_solo.commands.options import check_device, open_checkpoint
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.reports.cost_report import cost_report, write_report
-    from dualgate_solo.reports.eval_data import image_folder_split, loader
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        from dualgate_solo.commands.options import check_device, open_checkpoint
+        from dualgate_solo.provenance import provenance
+        from dualgate_solo.reports.cost_report import cost_report, write_report
+        from dualgate_solo.reports.eval_data import image_folder_split, loader
 
     check_device(args.device)
     loaded, dataset, source = open_checkpoint(args)

@@ -23,7 +23,7 @@ import shlex
 
 from dualgate_solo.choices import BUDGET_PRESETS, RATIO_SOURCES
 from dualgate_solo.commands.options import add_output_options
-from dualgate_solo.output_dir import staged_output
+from dualgate_solo.output_dir import interrupts_deferred, staged_output
 from dualgate_solo.validation import UsageError, check_interval
 
 #: budget-loss settings that steer the evaluated ratio to t_d (default) and the paper's (--paper)
@@ -180,6 +180,6 @@ def run(args: argparse.Namespace) -> dict:
             "(--threads N to choose)"
         )
     with staged_output(args.out, overwrite=args.overwrite) as stage:
-        from dualgate_solo.demo import run_demo
-
+        with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+            from dualgate_solo.demo import run_demo
         return run_demo(resolved, command_line(resolved), stage.path)

@@ -36,7 +36,7 @@ from dualgate_solo.commands.options import (
     fraction,
     integer,
 )
-from dualgate_solo.output_dir import StagedOutput, staged_output
+from dualgate_solo.output_dir import StagedOutput, interrupts_deferred, staged_output
 from dualgate_solo.validation import UsageError
 
 #: options a slimmable checkpoint's export does not read: it exports one width as it is
@@ -152,17 +152,18 @@ def _is_slimmable(checkpoint: Path) -> bool:
 
 def _export_width(args: argparse.Namespace, stage: StagedOutput) -> dict:
     """One width of a slimmable checkpoint as a plain network, written like a pruned export."""
-    import json
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        import json
 
-    import torch
+        import torch
 
-    from dualgate_solo.checkpoint import load_slim_backbone
-    from dualgate_solo.choices import DATASET_INPUT_SIZES
-    from dualgate_solo.export import save_export
-    from dualgate_solo.export.slim import export_width
-    from dualgate_solo.layers.slimmable import check_width
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.reports.eval_data import evaluation_dataset
+        from dualgate_solo.checkpoint import load_slim_backbone
+        from dualgate_solo.choices import DATASET_INPUT_SIZES
+        from dualgate_solo.export import save_export
+        from dualgate_solo.export.slim import export_width
+        from dualgate_solo.layers.slimmable import check_width
+        from dualgate_solo.provenance import provenance
+        from dualgate_solo.reports.eval_data import evaluation_dataset
 
     loaded = load_slim_backbone(args.checkpoint)
     backbone = loaded.backbone
@@ -312,14 +313,15 @@ def run(args: argparse.Namespace) -> dict:
 def _export_gated(args: argparse.Namespace, stage: StagedOutput) -> dict[str, Any]:
     """A gated checkpoint: the routed network of a width-gated one (:func:`_export_routed`), else
     the pruned network of the ``--policy`` plan."""
-    import json
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        import json
 
-    import torch
+        import torch
 
-    from dualgate_solo.commands.options import open_checkpoint
-    from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
-    from dualgate_solo.gate_stats import collect_gate_statistics
-    from dualgate_solo.provenance import provenance
+        from dualgate_solo.commands.options import open_checkpoint
+        from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
+        from dualgate_solo.gate_stats import collect_gate_statistics
+        from dualgate_solo.provenance import provenance
 
     loaded, dataset, source = open_checkpoint(args)
     backbone = loaded.backbone.eval()

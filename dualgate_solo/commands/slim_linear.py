@@ -29,7 +29,7 @@ from dualgate_solo.commands.options import (
     integer,
     user_path,
 )
-from dualgate_solo.output_dir import staged_output
+from dualgate_solo.output_dir import interrupts_deferred, staged_output
 
 
 def real(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
@@ -175,20 +175,21 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def _probe(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     """:func:`run` inside its staged output ``folder``."""
-    import torch
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        import torch
 
-    from dualgate_solo.choices import DATASET_INPUT_SIZES
-    from dualgate_solo.method_registry import width_label
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.reports.eval_data import loader
-    from dualgate_solo.slim_probe import (
-        SwitchableLinearProbe,
-        describe_objective,
-        evaluate_probe,
-        extract_features,
-        per_class_subset,
-        train_probe,
-    )
+        from dualgate_solo.choices import DATASET_INPUT_SIZES
+        from dualgate_solo.method_registry import width_label
+        from dualgate_solo.provenance import provenance
+        from dualgate_solo.reports.eval_data import loader
+        from dualgate_solo.slim_probe import (
+            SwitchableLinearProbe,
+            describe_objective,
+            evaluate_probe,
+            extract_features,
+            per_class_subset,
+            train_probe,
+        )
 
     inputs = resolve(args)
     loaded, widths, dataset = inputs.loaded, inputs.widths, inputs.dataset

@@ -19,7 +19,7 @@ from dualgate_solo.commands.options import (
     add_output_options,
     integer,
 )
-from dualgate_solo.output_dir import staged_output
+from dualgate_solo.output_dir import interrupts_deferred, staged_output
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 #: fewest images UMAP can embed with this command's neighbourhood size
@@ -52,12 +52,13 @@ def run(args: argparse.Namespace) -> None:
 
 def _plot(args: argparse.Namespace, figure: Path) -> None:
     """Embed both branches' features and draw the figure to ``figure`` (the staged file)."""
-    import torch
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        import torch
 
-    from dualgate_solo.commands.options import check_device, open_checkpoint
-    from dualgate_solo.reports.eval_data import image_folder_split, loader
-    from dualgate_solo.reports.umap_branches import branch_features, plot_umap_branches
-    from dualgate_solo.validation import UsageError
+        from dualgate_solo.commands.options import check_device, open_checkpoint
+        from dualgate_solo.reports.eval_data import image_folder_split, loader
+        from dualgate_solo.reports.umap_branches import branch_features, plot_umap_branches
+        from dualgate_solo.validation import UsageError
 
     check_device(args.device)
     loaded, dataset, source = open_checkpoint(args)
