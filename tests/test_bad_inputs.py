@@ -33,6 +33,7 @@ def _table_script():
         "bad_input_table", REPO / "scripts" / "bad_input_table.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
 
