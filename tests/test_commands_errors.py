@@ -8,6 +8,9 @@ script in ``tests/test_bad_inputs.py`` (``scripts/bad_input_table.py``, with its
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ from dualgate_solo.cli import main
 from dualgate_solo.flops import check_input_hw
 from dualgate_solo.models import create_backbone
 from dualgate_solo.validation import UsageError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +98,20 @@ MORE: list[tuple[list[str], str | None, list[str]]] = [
     (["install-hook", "--target", "a_file"], None, ["--target=", "a_file", "directory"]),
     (["run", "missing_script.py"], None, ["SCRIPT=", "missing_script.py"]),
 ]
+
+
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m dualgate_solo argv`` in ``cwd`` with this checkout first on the path."""
+    env = {k: v for k, v in os.environ.items() if k != "DUALGATE_DEBUG"}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "dualgate_solo", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _problems(
