@@ -91,6 +91,16 @@ MORE: list[tuple[list[str], str | None, list[str]]] = [
     (["export", *W16, "--off-threshold", "2"], "out", ["--off-threshold", "'2'"]),
     (["export", *W16, "--formats", "tflite"], "out", ["--formats", "'tflite'", "'onnx'"]),
     (
+        ["export", *W16, "--skip-unreadable"],
+        "out",
+        ["--skip-unreadable=True is invalid without --data", "leave it out"],
+    ),
+    (
+        ["export", *W16, *SPLIT, "--synthetic-size", "64"],
+        "out",
+        ["--synthetic-size=64 is invalid with --data", "allowed values: 512"],
+    ),
+    (
         ["branch-dir", "vicreg_run"],
         "eval",
         ["method (args.json)='vicreg'", "vicreg_dual_gating"],

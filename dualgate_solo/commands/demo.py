@@ -173,13 +173,14 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> dict:
     """Check the options, then train, evaluate and write the outputs; returns the summary."""
     resolved = resolve(args)
-    if args.threads is None:
-        cores, load = machine_load()
-        print(
-            f"threads: {resolved.threads} = max(1, {cores} cores - round(load {load:.2f})) "
-            "(--threads N to choose)"
-        )
     with staged_output(args.out, overwrite=args.overwrite) as stage:
+        if args.threads is None:  # the numbers printed are the ones the choice used
+            cores, load = machine_load()
+            resolved.threads = default_threads(cores, load)
+            print(
+                f"threads: {resolved.threads} = max(1, {cores} cores - round(load {load:.2f})) "
+                "(--threads N to choose)"
+            )
         with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
             from dualgate_solo.demo import run_demo
         return run_demo(resolved, command_line(resolved), stage.path)

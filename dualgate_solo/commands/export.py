@@ -111,10 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def refuse_inapplicable(
-    args: argparse.Namespace, dests: Iterable[str], kind: str, why: str
+    args: argparse.Namespace, dests: Iterable[str], where: str, why: str
 ) -> None:
     """``UsageError`` for the first option of ``dests`` given another value than its default:
-    it does not apply to ``kind`` checkpoints (``why``), and would be ignored in silence."""
+    it does not apply ``where`` (e.g. ``"with --data"``; ``why``) and would be ignored in
+    silence."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     for dest in dests:
@@ -123,9 +124,14 @@ def refuse_inapplicable(
             shown = repr(str(value)) if isinstance(value, Path) else repr(value)
             allowed = "leave it out" if default is None or default is False else repr(default)
             raise UsageError(
-                f"--{dest.replace('_', '-')}={shown} is invalid for {str(args.checkpoint)!r}, a "
-                f"{kind} checkpoint; allowed values: {allowed} ({why})"
+                f"--{dest.replace('_', '-')}={shown} is invalid {where}; allowed values: "
+                f"{allowed} ({why})"
             )
+
+
+def _checkpoint_kind(args: argparse.Namespace, kind: str) -> str:
+    """Where an option is refused: ``for '<checkpoint>', a <kind> checkpoint``."""
+    return f"for {str(args.checkpoint)!r}, a {kind} checkpoint"
 
 
 def _batches(args: argparse.Namespace, dataset: str, num_classes: int | None) -> Iterable:
@@ -218,7 +224,7 @@ def _export_routed(
     refuse_inapplicable(
         args,
         ROUTED_IGNORES,
-        "width-gated",
+        _checkpoint_kind(args, "width-gated"),
         "it exports the routed network, which keeps the gated branch's widths and BatchNorms",
     )
     if set(args.formats) == {"state_dict"}:
@@ -296,10 +302,17 @@ def run(args: argparse.Namespace) -> dict:
             f"--off-threshold={args.off_threshold} is invalid with --on-threshold="
             f"{args.on_threshold}; allowed values: --off-threshold < --on-threshold"
         )
+    if args.data is None:
+        refuse_inapplicable(args, ["skip_unreadable"], "without --data", "no files are read")
+    else:
+        refuse_inapplicable(args, ["synthetic_size"], "with --data", "--data's images are used")
     slimmable = _is_slimmable(args.checkpoint)
     if slimmable:
         refuse_inapplicable(
-            args, SLIM_IGNORES, "slimmable", "it exports one width of the slimmable network as is"
+            args,
+            SLIM_IGNORES,
+            _checkpoint_kind(args, "slimmable"),
+            "it exports one width of the slimmable network as is",
         )
     elif args.width_mult is not None:
         raise UsageError(
