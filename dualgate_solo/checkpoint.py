@@ -15,7 +15,6 @@ first differing constructor argument and both values, read off the checkpoint's 
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import warnings
@@ -25,13 +24,13 @@ from typing import Any
 
 import torch
 
+from dualgate_solo.checkpoint_path import find_checkpoint, run_args
 from dualgate_solo.choices import SLIM_BACKBONE_DEPTHS
 from dualgate_solo.method_registry import METHODS, trained_branches
 from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, SlimResNet, create_backbone
 from dualgate_solo.models.state_guard import read_architecture
 from dualgate_solo.validation import UsageError, check_choice
 
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 #: stem conv kernel size -> stem name
 #: constructor argument -> where a user sets it
 OPTIONS = {
@@ -59,38 +58,6 @@ class LoadedBackbone:
     method: str | None
     path: Path
     args: dict[str, Any] = field(default_factory=dict)
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file for ``path``: the file itself, or the newest ``*.ckpt`` of a run dir."""
-    path = Path(path)
-    if path.is_dir():
-        candidates = sorted(path.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise UsageError(
-                f"--checkpoint={str(path)!r} is a directory without any *.ckpt file; allowed "
-                "values: a checkpoint file or a solo-learn run directory"
-            )
-        return candidates[-1]
-    if not path.is_file():
-        raise UsageError(f"--checkpoint={str(path)!r} does not exist")
-    if path.suffix not in CHECKPOINT_SUFFIXES:
-        raise UsageError(
-            f"--checkpoint={str(path)!r} is invalid; allowed values: a file ending in "
-            f"{', '.join(CHECKPOINT_SUFFIXES)}"
-        )
-    return path
-
-
-def run_args(path: Path) -> dict[str, Any]:
-    """The ``args.json`` beside checkpoint ``path`` (solo-learn writes it), ``{}`` when absent."""
-    args_file = path.parent / "args.json"
-    if not args_file.is_file():
-        return {}
-    try:
-        return json.loads(args_file.read_text())
-    except json.JSONDecodeError as error:
-        raise UsageError(f"{str(args_file)!r} beside --checkpoint is not JSON ({error})") from None
 
 
 def backbone_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

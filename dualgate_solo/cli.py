@@ -6,8 +6,9 @@ sub-command, append one line to :data:`SUBCOMMANDS`.
 
 Errors: a :class:`~dualgate_solo.validation.UsageError` (or a bad command line) prints one line,
 ``dualgate-solo: error: <message>``, on stderr and exits with status 2; ``--debug`` (or
-``DUALGATE_DEBUG=1``) prints the traceback before it. Any other exception is a bug and keeps its
-traceback.
+``DUALGATE_DEBUG=1``) prints the traceback before it. Ctrl-C prints one line saying what was kept
+(:class:`~dualgate_solo.output_dir.Interrupted` says it for a staged ``--out``; nothing is
+half-written) and exits with status 130. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from dualgate_solo.validation import UsageError
 
 PROG = "dualgate-solo"
 DEBUG_ENV = "DUALGATE_DEBUG"
+#: exit status after Ctrl-C (128 + SIGINT), as shells report it
+INTERRUPTED = 130
 
 #: (name, module, one-line help)
 SUBCOMMANDS: list[tuple[str, str, str]] = [
@@ -130,8 +133,18 @@ def build_parser(chosen: str | None) -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one sub-command; returns the exit status (0; 2 for a user error or bad arguments)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one sub-command; returns the exit status (0; 2 for a user error or bad arguments; 130
+    after Ctrl-C)."""
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as interrupt:
+        kept = str(interrupt) or "stopped before any staged output was begun"
+        print(f"{PROG}: interrupted (Ctrl-C): {kept}", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _dispatch(argv: list[str]) -> int:
+    """:func:`main` up to Ctrl-C."""
     names = {name for name, _, _ in SUBCOMMANDS}
     chosen = next((arg for arg in argv if arg in names), None)
     try:

@@ -5,7 +5,7 @@ paper's LARS optimiser in a plain PyTorch loop, so it needs neither solo-learn n
 then reports for both branches what the paper reports: weighted k-NN top-1 on held-out images,
 and for the gated branch the kept-MAC ratio r and FLOPs R. = 1 - r with deterministic gates.
 The options are :mod:`dualgate_solo.commands.demo`'s (checked there); :func:`run_demo` writes
-under ``args.out``:
+into the folder it is given (the staged ``--out``):
 
 * ``metrics.csv``: per step p, the losses, the ratio r the budget loss costs, the multiplier nu;
 * ``summary.json``: results, whether ``|r - t_d| <= tolerance``, wall-clock seconds, machine,
@@ -230,11 +230,11 @@ def write_outputs(
     plot(rows, args, eval_ratio, out / "budget.png")
 
 
-def run_demo(args: argparse.Namespace, command: str) -> dict:
-    """Train, evaluate and write the outputs for checked ``args``; returns the summary dict."""
+def run_demo(args: argparse.Namespace, command: str, folder: Path) -> dict:
+    """Train, evaluate and write the outputs for checked ``args`` into ``folder`` (``args.out``
+    is only named); returns the summary dict."""
     start = time.perf_counter()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     train_data = synthetic_shapes(args.train_size, seed=args.seed)
     test_data = synthetic_shapes(args.test_size, seed=args.seed + 1)
@@ -267,9 +267,9 @@ def run_demo(args: argparse.Namespace, command: str) -> dict:
         "layer_densities": stats.layer_densities,
         "train_seconds": train_seconds,
     }
-    write_outputs(args.out, rows, configuration(args), args, ratio)
+    write_outputs(folder, rows, configuration(args), args, ratio)
     summary["total_seconds"] = time.perf_counter() - start
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     verdict = "budget met" if summary["budget_met"] else "budget NOT met"
     sign = "<=" if summary["budget_met"] else ">"
     print(

@@ -207,7 +207,7 @@ def test_out_that_is_a_file_is_refused(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        f"dualgate-solo: error: --out={str(target)!r} is invalid; allowed values: a folder path"
+        f"dualgate-solo: error: --out={str(target)!r} is a file; allowed values: a directory"
     ]
     assert target.read_text() == ""
 

@@ -8,16 +8,18 @@ paper's "FLOPs R." = 1 - r. The input size follows from ``--dataset`` or the run
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from dualgate_solo.checkpoint_path import find_checkpoint
 from dualgate_solo.commands.options import (
     add_checkpoint_options,
     add_data_options,
     add_device_option,
     add_loader_options,
+    add_output_options,
     fraction,
     integer,
 )
+from dualgate_solo.output_dir import StagedOutput, interrupts_deferred, staged_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,16 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="on-rate at or above which a channel counts as always on",
     )
     add_device_option(parser)
-    parser.add_argument(
-        "--out", type=Path, default=Path("outputs/cost_report"), help="output directory"
-    )
+    add_output_options(parser, "outputs/cost_report", "output directory")
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    from dualgate_solo.commands.options import check_device, check_output, open_checkpoint
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.reports.cost_report import cost_report, write_report
-    from dualgate_solo.reports.eval_data import image_folder_split, loader
     from dualgate_solo.validation import UsageError
 
     if args.off_below >= args.on_above:
@@ -57,10 +53,23 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             f"--off-below={args.off_below} is invalid with --on-above={args.on_above}; "
             "allowed values: --off-below < --on-above"
         )
-    check_output(args.out, directory=True)
+    find_checkpoint(args.checkpoint)  # a wrong path fails before torch is imported
+    with staged_output(args.out, overwrite=args.overwrite) as stage:
+        return _report(args, stage)
+
+
+def _report(args: argparse.Namespace, stage: StagedOutput) -> dict[str, object]:
+    """Compute the report and write it into ``stage`` (moved to ``--out`` once complete)."""
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        from dualgate_solo.commands.options import check_device, open_checkpoint
+        from dualgate_solo.provenance import provenance
+        from dualgate_solo.reports.cost_report import cost_report, write_report
+        from dualgate_solo.reports.eval_data import image_folder_split, loader
+
     check_device(args.device)
     loaded, dataset, source = open_checkpoint(args)
-    split = image_folder_split(args.data, dataset, loaded.args.get("data", {}).get("num_classes"))
+    num_classes = loaded.args.get("data", {}).get("num_classes")
+    split = image_folder_split(args.data, dataset, num_classes, args.skip_unreadable)
     report = cost_report(
         loaded.backbone.to(args.device),
         loader(split, args.batch_size, args.num_workers),
@@ -77,7 +86,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "dataset": dataset,
         "dataset_source": source,
     }
-    write_report(report, args.out, title=f"{loaded.method or 'checkpoint'}: {loaded.path.name}")
+    write_report(report, stage.path, title=f"{loaded.method or 'checkpoint'}: {loaded.path.name}")
     s = report["summary"]
     print(
         f"{s['num_samples']} images at {s['input_hw'][0]}x{s['input_hw'][1]} px ({dataset}, "

@@ -4,8 +4,14 @@
 By default the budget loss tracks the target (the ``tracked`` settings: it costs the eval-style
 masks, lambda = 50 and a Lagrange multiplier), so the gated branch's evaluated kept-MAC ratio r
 lands within ``--tolerance`` of ``t_d``; ``--paper`` restores the paper's loss (sampled masks,
-lambda = 5, no multiplier). Every option is checked before anything is imported or written.
-This module imports no torch, so ``dualgate-solo demo --help`` is fast.
+lambda = 5, no multiplier). Every option is checked before anything is imported or written, and
+the outputs are staged (:mod:`dualgate_solo.output_dir`): an earlier run's folder is replaced
+only with ``--overwrite``, and only once the new one is complete.
+
+Threads: without ``--threads`` the demo takes the cores the machine leaves idle,
+:func:`default_threads` = ``max(1, cores - round(1-minute load average))`` (at most the cores),
+and prints the rule with the numbers it saw; on a busy machine one thread is several times faster
+than one per core. This module imports no torch, so ``dualgate-solo demo --help`` is fast.
 """
 
 from __future__ import annotations
@@ -14,9 +20,10 @@ import argparse
 import math
 import os
 import shlex
-from pathlib import Path
 
 from dualgate_solo.choices import BUDGET_PRESETS, RATIO_SOURCES
+from dualgate_solo.commands.options import add_output_options
+from dualgate_solo.output_dir import interrupts_deferred, staged_output
 from dualgate_solo.validation import UsageError, check_interval
 
 #: budget-loss settings that steer the evaluated ratio to t_d (default) and the paper's (--paper)
@@ -85,14 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     training.add_argument(
         "--threads",
         type=int,
-        help="torch CPU threads (default: torch's, one per core); 1 is much faster on a "
-        "machine busy with other jobs",
+        help="torch CPU threads (default: the idle cores, max(1, cores - round(1-minute load "
+        "average)), printed at the start)",
     )
     data = parser.add_argument_group("data and evaluation")
     data.add_argument("--train-size", type=int, default=2000, help="embedded training images")
     data.add_argument("--test-size", type=int, default=500, help="embedded held-out images")
     data.add_argument("--knn-k", type=int, default=20, help="neighbours of the k-NN evaluation")
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    add_output_options(parser, "outputs/demo", "output folder")
 
 
 def option_names() -> list[str]:
@@ -125,7 +132,9 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     check_interval("--proj-dim", args.proj_dim, *at_least_one)
     check_interval("--seed", args.seed, 0, 2**63 - 1)
     check_interval("--knn-k", args.knn_k, *at_least_one)
-    if args.threads is not None:
+    if args.threads is None:
+        resolved.threads = default_threads(*machine_load())
+    else:
         check_interval("--threads", args.threads, *at_least_one)
     check_interval("--test-size", args.test_size, *at_least_one)
     if args.train_size < args.knn_k:
@@ -133,17 +142,20 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             f"--train-size={args.train_size!r} is invalid; allowed values: a number in "
             f"[{args.knn_k}, inf] (the k-NN needs --knn-k={args.knn_k} training images)"
         )
-    check_output_folder(args.out)
     return resolved
 
 
-def check_output_folder(out: Path) -> None:
-    """``UsageError`` unless ``out`` is a folder, or can be created as one, that can be written."""
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise UsageError(f"--out={str(out)!r} is invalid; allowed values: a folder path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"--out={str(out)!r} is invalid: {str(existing)!r} is not writable")
+def default_threads(cores: int, load: float) -> int:
+    """Threads that leave a busy machine's running jobs their cores: the idle cores,
+    ``max(1, cores - round(load))``, at most ``cores``. ``load``: the 1-minute load average."""
+    return max(1, min(cores, cores - round(load)))
+
+
+def machine_load() -> tuple[int, float]:
+    """``(cores this process may use, 1-minute load average)``; load 0 where the OS has none."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return cores or 1, load
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -161,6 +173,14 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> dict:
     """Check the options, then train, evaluate and write the outputs; returns the summary."""
     resolved = resolve(args)
-    from dualgate_solo.demo import run_demo
-
-    return run_demo(resolved, command_line(resolved))
+    with staged_output(args.out, overwrite=args.overwrite) as stage:
+        if args.threads is None:  # the numbers printed are the ones the choice used
+            cores, load = machine_load()
+            resolved.threads = default_threads(cores, load)
+            print(
+                f"threads: {resolved.threads} = max(1, {cores} cores - round(load {load:.2f})) "
+                "(--threads N to choose)"
+            )
+        with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+            from dualgate_solo.demo import run_demo
+        return run_demo(resolved, command_line(resolved), stage.path)

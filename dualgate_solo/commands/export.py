@@ -29,15 +29,39 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES
+from dualgate_solo.checkpoint_path import find_checkpoint, run_args
+from dualgate_solo.choices import EXPORT_FORMATS, ONNX_EXPORTERS, POLICIES, SLIM_BACKBONE_DEPTHS
 from dualgate_solo.commands.options import (
     add_checkpoint_options,
     add_data_options,
     add_loader_options,
+    add_output_options,
     fraction,
     integer,
 )
+from dualgate_solo.output_dir import StagedOutput, interrupts_deferred, staged_output
+from dualgate_solo.validation import UsageError
+
+#: options a slimmable checkpoint's export does not read: it exports one width as it is
+SLIM_IGNORES = (
+    "backbone",
+    "stem",
+    "width",
+    "data",
+    "skip_unreadable",
+    "synthetic_size",
+    "batch_size",
+    "num_workers",
+    "max_batches",
+    "policy",
+    "off_threshold",
+    "on_threshold",
+    "recalibrate_batches",
+)
+#: options a width-gated checkpoint's routed export does not read
+ROUTED_IGNORES = ("policy", "off_threshold", "on_threshold", "recalibrate_batches", "onnx_exporter")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +112,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--onnx-exporter", choices=ONNX_EXPORTERS, default="dynamo", help="ONNX back end"
     )
-    parser.add_argument("--out", type=Path, default=Path("outputs/export"), help="output directory")
+    add_output_options(parser, "outputs/export", "output directory")
+
+
+def refuse_inapplicable(
+    args: argparse.Namespace, dests: Iterable[str], where: str, why: str
+) -> None:
+    """``UsageError`` for the first option of ``dests`` given another value than its default:
+    it does not apply ``where`` (e.g. ``"with --data"``; ``why``) and would be ignored in
+    silence."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for dest in dests:
+        value, default = getattr(args, dest), parser.get_default(dest)
+        if value != default:
+            shown = repr(str(value)) if isinstance(value, Path) else repr(value)
+            allowed = "leave it out" if default is None or default is False else repr(default)
+            raise UsageError(
+                f"--{dest.replace('_', '-')}={shown} is invalid {where}; allowed values: "
+                f"{allowed} ({why})"
+            )
+
+
+def _checkpoint_kind(args: argparse.Namespace, kind: str) -> str:
+    """Where an option is refused: ``for '<checkpoint>', a <kind> checkpoint``."""
+    return f"for {str(args.checkpoint)!r}, a {kind} checkpoint"
 
 
 def _batches(args: argparse.Namespace, dataset: str, num_classes: int | None) -> Iterable:
@@ -102,32 +150,31 @@ def _batches(args: argparse.Namespace, dataset: str, num_classes: int | None) ->
         size = DATASET_INPUT_SIZES[dataset]
         images, _ = synthetic_shapes(args.synthetic_size, seed=12345, size=size)
         return list(images.split(args.batch_size))
-    split = image_folder_split(args.data, dataset, num_classes)
+    split = image_folder_split(args.data, dataset, num_classes, args.skip_unreadable)
     return loader(split, args.batch_size, args.num_workers)
 
 
 def _is_slimmable(checkpoint: Path) -> bool:
-    """Whether ``checkpoint``'s ``args.json`` names a slimmable backbone."""
-    from dualgate_solo.checkpoint import find_checkpoint, run_args
-    from dualgate_solo.choices import SLIM_BACKBONE_DEPTHS
-
+    """Whether ``checkpoint``'s ``args.json`` names a slimmable backbone (torch-free: a wrong
+    path fails here at once)."""
     backbone = run_args(find_checkpoint(checkpoint)).get("backbone") or {}
     return backbone.get("name") in SLIM_BACKBONE_DEPTHS
 
 
-def _export_width(args: argparse.Namespace) -> dict:
+def _export_width(args: argparse.Namespace, stage: StagedOutput) -> dict:
     """One width of a slimmable checkpoint as a plain network, written like a pruned export."""
-    import json
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        import json
 
-    import torch
+        import torch
 
-    from dualgate_solo.checkpoint import load_slim_backbone
-    from dualgate_solo.choices import DATASET_INPUT_SIZES
-    from dualgate_solo.export import save_export
-    from dualgate_solo.export.slim import export_width
-    from dualgate_solo.layers.slimmable import check_width
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.reports.eval_data import evaluation_dataset
+        from dualgate_solo.checkpoint import load_slim_backbone
+        from dualgate_solo.choices import DATASET_INPUT_SIZES
+        from dualgate_solo.export import save_export
+        from dualgate_solo.export.slim import export_width
+        from dualgate_solo.layers.slimmable import check_width
+        from dualgate_solo.provenance import provenance
+        from dualgate_solo.reports.eval_data import evaluation_dataset
 
     loaded = load_slim_backbone(args.checkpoint)
     backbone = loaded.backbone
@@ -138,7 +185,8 @@ def _export_width(args: argparse.Namespace) -> dict:
     size = DATASET_INPUT_SIZES[dataset]
     model = export_width(backbone, width)
     example = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-    files = save_export(model, args.out, example, args.formats, onnx_exporter=args.onnx_exporter)
+    files = save_export(model, stage.path, example, args.formats, onnx_exporter=args.onnx_exporter)
+    files = stage.relocate(files)
     summary = {
         **provenance(),
         "checkpoint": str(loaded.path),
@@ -152,7 +200,7 @@ def _export_width(args: argparse.Namespace) -> dict:
         "features": backbone.features_at(width),
         "files": files,
     }
-    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    (stage.path / "export_summary.json").write_text(json.dumps(summary, indent=2))
     print(
         f"width {width:g} of {loaded.method} at {size}x{size} px: {summary['exported_macs']:,} "
         f"MACs vs {summary['full_macs']:,} at full width, {summary['features']} features "
@@ -161,7 +209,9 @@ def _export_width(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, batches) -> dict:
+def _export_routed(
+    args: argparse.Namespace, stage: StagedOutput, loaded, dataset: str, source: str, batches
+) -> dict:
     """A width-gated checkpoint as its routed executor: ``model.ts`` (TorchScript of
     :class:`~dualgate_solo.export.RoutedResNet`) and ``model.onnx`` (its ``If`` graph,
     :mod:`dualgate_solo.export.routed_onnx`), each first verified against the masked gated
@@ -177,19 +227,21 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
     from dualgate_solo.export.routed_onnx import export_routed_onnx
     from dualgate_solo.export.verify import verify_routed_export
     from dualgate_solo.provenance import provenance
-    from dualgate_solo.validation import UsageError
 
-    for option, value, default in (
-        ("--policy", args.policy, "static"),
-        ("--recalibrate-batches", args.recalibrate_batches, 0),
-    ):
-        if value != default:
-            raise UsageError(
-                f"{option}={value!r} is invalid for {str(args.checkpoint)!r}, a width-gated "
-                f"checkpoint; allowed values: {default!r} (it exports the routed network, which "
-                "keeps the gated branch's widths and BatchNorms)"
-            )
+    refuse_inapplicable(
+        args,
+        ROUTED_IGNORES,
+        _checkpoint_kind(args, "width-gated"),
+        "it exports the routed network, which keeps the gated branch's widths and BatchNorms",
+    )
+    if set(args.formats) == {"state_dict"}:
+        raise UsageError(
+            f"--formats=['state_dict'] is invalid for {str(args.checkpoint)!r}, a width-gated "
+            "checkpoint, whose routed network has no state dict of its own; allowed values: "
+            "torchscript, onnx"
+        )
     routed = RoutedResNet(loaded.backbone)
+    folder = stage.path
     files, macs, samples = {}, 0, 0
     with torch.no_grad():
         for batch in itertools.islice(batches, args.max_batches):
@@ -202,14 +254,14 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
     verification = verify_routed_export(
         loaded.backbone, routed, batches, args.max_batches, args.formats
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     if "torchscript" in args.formats:
         with warnings.catch_warnings():  # torch.jit.script's deprecation notice
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.script(routed).save(str(args.out / "model.ts"))
+            torch.jit.script(routed).save(str(folder / "model.ts"))
         files["torchscript"] = str(args.out / "model.ts")
     if "onnx" in args.formats:
-        files["onnx"] = str(export_routed_onnx(routed, args.out / "model.onnx"))
+        export_routed_onnx(routed, folder / "model.onnx")
+        files["onnx"] = str(args.out / "model.onnx")
     if "state_dict" in args.formats:
         files["state_dict"] = (
             "not written: a routed network is rebuilt from the checkpoint "
@@ -237,7 +289,7 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
         "files": files,
         "verification": verification,
     }
-    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    (folder / "export_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{'block':10} {'widths':>22} {'share of inputs per width':>30}")
     for b in summary["blocks"]:
         shares = " ".join(f"{f:.2f}" for f in b["choice_frequency"])
@@ -252,35 +304,53 @@ def _export_routed(args: argparse.Namespace, loaded, dataset: str, source: str, 
 
 
 def run(args: argparse.Namespace) -> dict:
-    import json
-
-    import torch
-
-    from dualgate_solo.commands.options import check_output, open_checkpoint
-    from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
-    from dualgate_solo.export.verify import verify_pruned_export
-    from dualgate_solo.gate_stats import collect_gate_statistics
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.validation import UsageError
-
+    """Check the options against the checkpoint (torch-free where the path decides), then export
+    into a staged ``--out`` that is moved into place once every file is written."""
     if args.off_threshold >= args.on_threshold:
         raise UsageError(
             f"--off-threshold={args.off_threshold} is invalid with --on-threshold="
             f"{args.on_threshold}; allowed values: --off-threshold < --on-threshold"
         )
-    check_output(args.out, directory=True)
-    if _is_slimmable(args.checkpoint):
-        return _export_width(args)
-    if args.width_mult is not None:
+    if args.data is None:
+        refuse_inapplicable(args, ["skip_unreadable"], "without --data", "no files are read")
+    else:
+        refuse_inapplicable(args, ["synthetic_size"], "with --data", "--data's images are used")
+    slimmable = _is_slimmable(args.checkpoint)
+    if slimmable:
+        refuse_inapplicable(
+            args,
+            SLIM_IGNORES,
+            _checkpoint_kind(args, "slimmable"),
+            "it exports one width of the slimmable network as is",
+        )
+    elif args.width_mult is not None:
         raise UsageError(
-            f"--width-mult={args.width_mult:g} is invalid for {args.checkpoint!r}, a gated "
+            f"--width-mult={args.width_mult:g} is invalid for {str(args.checkpoint)!r}, a gated "
             "checkpoint; allowed values: omit it (it selects a width of a slimmable checkpoint)"
         )
+    with staged_output(args.out, overwrite=args.overwrite) as stage:
+        return _export_width(args, stage) if slimmable else _export_gated(args, stage)
+
+
+def _export_gated(args: argparse.Namespace, stage: StagedOutput) -> dict[str, Any]:
+    """A gated checkpoint: the routed network of a width-gated one (:func:`_export_routed`), else
+    the pruned network of the ``--policy`` plan."""
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        import json
+
+        import torch
+
+        from dualgate_solo.commands.options import open_checkpoint
+        from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
+        from dualgate_solo.export.verify import verify_pruned_export
+        from dualgate_solo.gate_stats import collect_gate_statistics
+        from dualgate_solo.provenance import provenance
+
     loaded, dataset, source = open_checkpoint(args)
     backbone = loaded.backbone.eval()
     batches = _batches(args, dataset, loaded.args.get("data", {}).get("num_classes"))
     if getattr(backbone, "gate_mode", "channel") == "width":
-        return _export_routed(args, loaded, dataset, source, batches)
+        return _export_routed(args, stage, loaded, dataset, source, batches)
     stats = collect_gate_statistics(backbone, batches, max_batches=args.max_batches, progress=False)
     plan = make_plan(backbone, stats, args.policy, args.off_threshold, args.on_threshold)
     model = export_pruned(backbone, plan)
@@ -294,8 +364,9 @@ def run(args: argparse.Namespace) -> dict:
         example = (batch[0] if isinstance(batch, (tuple, list)) else batch)[:2]
         break
     files = save_export(
-        model, args.out, example, args.formats, plan, onnx_exporter=args.onnx_exporter
+        model, stage.path, example, args.formats, plan, onnx_exporter=args.onnx_exporter
     )
+    files = stage.relocate(files)
     summary = {
         **provenance(),
         "checkpoint": str(loaded.path),
@@ -328,7 +399,7 @@ def run(args: argparse.Namespace) -> dict:
         "files": files,
         "verification": verification,
     }
-    (args.out / "export_summary.json").write_text(json.dumps(summary, indent=2))
+    (stage.path / "export_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{'block':10} {'full':>10} {'kept':>10} {'gated':>8} {'MACs':>14} {'dense MACs':>14}")
     for b in summary["blocks"]:
         print(

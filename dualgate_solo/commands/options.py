@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, DATASETS, STEMS
+from dualgate_solo.output_dir import check_output as check_output  # bench.latency uses it
 from dualgate_solo.validation import UsageError
+
+
+def user_path(text: str) -> Path:
+    """An argparse ``type`` for paths: ``~`` expanded (in ``--out=~/x`` no shell expands it)."""
+    return Path(text).expanduser()
 
 
 def integer(minimum: int) -> Callable[[str], int]:
@@ -87,7 +93,7 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        type=Path,
+        type=user_path,
         help="a solo-learn run directory (args.json + *.ckpt), a .ckpt file, or a plain backbone "
         "state dict (.pt/.pth; then give --backbone and --dataset)",
     )
@@ -110,11 +116,33 @@ def add_data_options(parser: argparse.ArgumentParser, *, data_default: str | Non
     )
     group.add_argument(
         "--data",
-        type=Path,
+        type=user_path,
         required=data_default is None,
         default=None,
         help="ImageFolder split (one sub-folder per class), e.g. cifar10_jpg/test"
         + (f" (default: {data_default})" if data_default else ""),
+    )
+    add_skip_unreadable_option(group)
+
+
+def add_skip_unreadable_option(group: Any) -> None:
+    """``--skip-unreadable``: leave out images that cannot be decoded (else they are refused)."""
+    group.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave out files of the split that are not readable images and say how many "
+        "(default: refuse the split, naming the first such file)",
+    )
+
+
+def add_output_options(parser: argparse.ArgumentParser, default: str, help_text: str) -> None:
+    """``--out`` (``~`` expanded) and ``--overwrite``; see :mod:`dualgate_solo.output_dir`."""
+    parser.add_argument("--out", type=user_path, default=Path(default), help=help_text)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out whole, once the new output is complete (default: "
+        "refuse an existing --out)",
     )
 
 
@@ -144,30 +172,6 @@ def check_device(text: str) -> None:
     if device is None or (device.type == "cuda" and not torch.cuda.is_available()):
         available = "cpu" + (", cuda, cuda:<index>" if torch.cuda.is_available() else "")
         raise UsageError(f"--device={text!r} is invalid here; allowed values: {available}")
-
-
-def check_output(path: Path, *, directory: bool, suffixes: tuple[str, ...] = ()) -> None:
-    """Refuse an ``--out`` that cannot be written as asked, before anything is computed.
-
-    Args:
-        path: the ``--out`` value.
-        directory: ``--out`` names a directory (else a file).
-        suffixes: allowed file endings (files only).
-    """
-    if directory and path.exists() and not path.is_dir():
-        raise UsageError(f"--out={str(path)!r} is a file; allowed values: a directory")
-    if not directory:
-        if path.is_dir():
-            raise UsageError(f"--out={str(path)!r} is a directory; allowed values: a file name")
-        if suffixes and path.suffix.lower() not in suffixes:
-            raise UsageError(
-                f"--out={str(path)!r} is invalid; allowed values: a file ending in "
-                f"{', '.join(suffixes)}"
-            )
-    parent = path if directory else path.parent
-    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise UsageError(f"--out={str(path)!r} lies under the file {str(existing)!r}")
 
 
 def open_checkpoint(args: argparse.Namespace) -> tuple[Any, str, str]:

@@ -5,7 +5,8 @@ every probed width gets its own linear head and all heads train together, the na
 distilled in place from the full width (:mod:`dualgate_solo.slim_probe`). Each split goes through
 the backbone once, without augmentation (the evaluation transform); the heads then train on the
 cached features. Writes ``<out>/slim_linear.json`` (per width: top-1, losses, feature width,
-MACs per image; provenance and command) and ``<out>/args.json`` (the probe's full config).
+MACs per image; provenance and command) and ``<out>/args.json`` (the probe's full config), staged
+(:mod:`dualgate_solo.output_dir`): ``--out`` appears only complete.
 """
 
 from __future__ import annotations
@@ -18,8 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from dualgate_solo.checkpoint_path import find_checkpoint
 from dualgate_solo.choices import DATASETS
-from dualgate_solo.commands.options import add_device_option, add_loader_options, integer
+from dualgate_solo.commands.options import (
+    add_device_option,
+    add_loader_options,
+    add_output_options,
+    add_skip_unreadable_option,
+    integer,
+    user_path,
+)
+from dualgate_solo.output_dir import interrupts_deferred, staged_output
 
 
 def real(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
@@ -44,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        type=Path,
+        type=user_path,
         help="run directory (args.json + *.ckpt) or .ckpt of a slimclr_vicreg, slimclr_mocov3 "
         "or sacl_xd run",
     )
@@ -57,8 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "width_mult_list)",
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--train", type=Path, required=True, help="ImageFolder training split")
-    data.add_argument("--val", type=Path, required=True, help="ImageFolder validation split")
+    data.add_argument("--train", type=user_path, required=True, help="ImageFolder training split")
+    data.add_argument("--val", type=user_path, required=True, help="ImageFolder validation split")
     data.add_argument(
         "--dataset",
         choices=DATASETS,
@@ -77,6 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="use the first N validation images of every class (file order)",
     )
+    add_skip_unreadable_option(data)
     add_loader_options(parser, batch_size=256)
     optim = parser.add_argument_group("linear heads (SGD, cosine learning rate)")
     optim.add_argument("--epochs", type=integer(1), default=30, help="passes over the features")
@@ -93,16 +104,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=integer(0), default=0, help="head initialisation and shuffling"
     )
     add_device_option(parser)
-    parser.add_argument(
-        "--out", type=Path, default=Path("outputs/slim_linear"), help="output directory"
-    )
+    add_output_options(parser, "outputs/slim_linear", "output directory")
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The ``dualgate-solo slim-linear`` command that reproduces the resolved ``args``."""
     words = ["dualgate-solo", "slim-linear"]
     for key, value in vars(args).items():
-        if value is not None and key != "command":  # the sub-command name (cli's dest)
+        if isinstance(value, bool):
+            words += ["--" + key.replace("_", "-")] if value else []
+        elif value is not None and key != "command":  # the sub-command name (cli's dest)
             values = value if isinstance(value, list) else [value]
             words += [
                 "--" + key.replace("_", "-"),
@@ -125,13 +136,12 @@ class ProbeInputs(NamedTuple):
 def resolve(args: argparse.Namespace) -> ProbeInputs:
     """Check every input; ``UsageError`` (one line naming the option) on the first bad one."""
     from dualgate_solo.checkpoint import load_slim_backbone
-    from dualgate_solo.commands.options import check_device, check_output
+    from dualgate_solo.commands.options import check_device
     from dualgate_solo.layers.slimmable import check_width
     from dualgate_solo.reports.eval_data import evaluation_dataset, image_folder_split
     from dualgate_solo.slim_probe import trained_widths
     from dualgate_solo.validation import UsageError
 
-    check_output(args.out, directory=True)
     check_device(args.device)
     loaded = load_slim_backbone(args.checkpoint)
     allowed = trained_widths(loaded.backbone)
@@ -141,7 +151,7 @@ def resolve(args: argparse.Namespace) -> ProbeInputs:
 
     def split(option: str, path: Path):
         try:
-            return image_folder_split(path, dataset)
+            return image_folder_split(path, dataset, skip_unreadable=args.skip_unreadable)
         except UsageError as error:  # image_folder_split names --data
             raise UsageError(str(error).replace("--data=", f"{option}=", 1)) from None
 
@@ -156,21 +166,30 @@ def resolve(args: argparse.Namespace) -> ProbeInputs:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    """Check the inputs, write ``args.json``, probe every width, write ``slim_linear.json``."""
-    import torch
+    """Check the inputs, probe every width; ``args.json`` and ``slim_linear.json`` appear in
+    ``--out`` together, once the probe is done."""
+    find_checkpoint(args.checkpoint)  # a wrong path fails before torch is imported
+    with staged_output(args.out, overwrite=args.overwrite) as stage:
+        return _probe(args, stage.path)
 
-    from dualgate_solo.choices import DATASET_INPUT_SIZES
-    from dualgate_solo.method_registry import width_label
-    from dualgate_solo.provenance import provenance
-    from dualgate_solo.reports.eval_data import loader
-    from dualgate_solo.slim_probe import (
-        SwitchableLinearProbe,
-        describe_objective,
-        evaluate_probe,
-        extract_features,
-        per_class_subset,
-        train_probe,
-    )
+
+def _probe(args: argparse.Namespace, folder: Path) -> dict[str, object]:
+    """:func:`run` inside its staged output ``folder``."""
+    with interrupts_deferred():  # a Ctrl-C inside an import leaves it half done
+        import torch
+
+        from dualgate_solo.choices import DATASET_INPUT_SIZES
+        from dualgate_solo.method_registry import width_label
+        from dualgate_solo.provenance import provenance
+        from dualgate_solo.reports.eval_data import loader
+        from dualgate_solo.slim_probe import (
+            SwitchableLinearProbe,
+            describe_objective,
+            evaluate_probe,
+            extract_features,
+            per_class_subset,
+            train_probe,
+        )
 
     inputs = resolve(args)
     loaded, widths, dataset = inputs.loaded, inputs.widths, inputs.dataset
@@ -190,8 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "num_classes": len(inputs.train.classes),
         "objective": objective,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "args.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "args.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"{loaded.method} checkpoint {loaded.path}: probing widths {list(widths)}; {objective}")
 
     torch.manual_seed(args.seed)
@@ -244,7 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "dataset_source": inputs.dataset_source,
         },
     }
-    (args.out / "slim_linear.json").write_text(json.dumps(report, indent=2) + "\n")
+    (folder / "slim_linear.json").write_text(json.dumps(report, indent=2) + "\n")
     for label, row in per_width.items():
         print(
             f"{label}: top-1 {row['val_top1']:.2f}% (val CE {row['val_loss']:.4f}, "

@@ -12,9 +12,12 @@ run's ``args.json``, and refuses to guess when neither says it.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
@@ -85,13 +88,64 @@ def evaluation_dataset(
     return CUSTOM_CROP_DATASETS[crop], f"args.json data.dataset='custom' with crop_size={crop}"
 
 
-def image_folder_split(
-    path: str | Path, dataset: str, expected_classes: int | None = None
-) -> Dataset:
-    """An ImageFolder split with ``dataset``'s validation transform.
+def unreadable_reason(path: str) -> str | None:
+    """Why PIL cannot decode the image file ``path`` (``None``: it can).
 
-    Raises ``UsageError`` naming ``--data`` when ``path`` is not an ImageFolder tree or its class
-    count differs from ``expected_classes`` (the checkpoint's ``data.num_classes``).
+    JPEGs are decoded at reduced scale (``draft``), which still reads their whole data, so a
+    truncated file fails here as it would in the loader.
+    """
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (1, 1))
+            image.load()
+    except UnidentifiedImageError:
+        return "not an image file PIL can identify"
+    except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'corrupt'}"
+    return None
+
+
+def drop_unreadable(split: datasets.ImageFolder, option: str, skip: bool) -> None:
+    """Check that every image of ``split`` decodes; refuse, or (``skip``) leave out, the others.
+
+    Raises:
+        UsageError: naming ``option``, the count, the first unreadable file and its reason, when
+            ``skip`` is false; or when no readable image is left.
+    """
+    files = [file for file, _ in split.samples]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(unreadable_reason, files))
+    bad = [(file, reason) for file, reason in zip(files, reasons) if reason is not None]
+    if not bad:
+        return
+    where = f"{option}={str(split.root)!r}"
+    first = f"first: {bad[0][0]!r} ({bad[0][1]})"
+    if not skip:
+        raise UsageError(
+            f"{where} holds {len(bad)} unreadable image file(s) of {len(files)}, {first}; "
+            "allowed values: a split of readable images, or add --skip-unreadable to leave them out"
+        )
+    if len(bad) == len(files):
+        raise UsageError(
+            f"{where} holds no readable image ({first}); allowed values: a split of images"
+        )
+    split.samples = [s for s, reason in zip(split.samples, reasons) if reason is None]
+    split.imgs, split.targets = split.samples, [label for _, label in split.samples]
+    print(f"--skip-unreadable: left out {len(bad)} of {len(files)} files of {where}, {first}")
+
+
+def image_folder_split(
+    path: str | Path,
+    dataset: str,
+    expected_classes: int | None = None,
+    skip_unreadable: bool = False,
+) -> Dataset:
+    """An ImageFolder split with ``dataset``'s validation transform, every image checked to
+    decode (:func:`drop_unreadable`: refused, or left out with ``skip_unreadable``).
+
+    Raises ``UsageError`` naming ``--data`` when ``path`` is not an ImageFolder tree, holds an
+    unreadable image, or its class count differs from ``expected_classes`` (the checkpoint's
+    ``data.num_classes``).
     """
     path = Path(path)
     if not path.is_dir():
@@ -107,6 +161,7 @@ def image_folder_split(
             f"--data={str(path)!r} is not an ImageFolder split ({reason}); allowed values: a "
             "directory with one sub-folder of images per class"
         ) from error
+    drop_unreadable(split, "--data", skip_unreadable)
     if expected_classes is not None and len(split.classes) != expected_classes:
         raise UsageError(
             f"--data={str(path)!r} has {len(split.classes)} classes, but the checkpoint was "
