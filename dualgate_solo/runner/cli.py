@@ -14,7 +14,7 @@ otherwise, or, with ``--refuse-stale``, stops in one line naming the stage and w
     SOLO_LEARN_SRC=/path/to/solo-learn python scripts/run_grid.py --protocol smoke \\
         --train /data/cifar10_jpg/train --val /data/cifar10_jpg/test --out results/grid_smoke
 
-Protocols (config directories under ``configs/``; the README gives their cost):
+Protocols (config directories under ``configs/``; docs/reproducing.md gives their cost):
 
 - ``smoke`` = ``cpu_quick``: minutes, a check of the machinery, not a result.
 - ``cpu``: CIFAR-10 JPEGs on 2 CPU cores: width-16 ResNet-18, a 500-per-class training subset

@@ -22,7 +22,7 @@ def _override(key: str, value: object) -> str:
 
 
 #: budget variant -> the Hydra overrides it adds to a gated run: ``paper`` keeps the defaults,
-#: ``tracked`` sets :data:`BUDGET_PRESETS` ``["tracked"]`` (README "Hitting the budget").
+#: ``tracked`` sets :data:`BUDGET_PRESETS` ``["tracked"]`` (docs/design.md, "Hitting the budget").
 VARIANTS: dict[str, tuple[str, ...]] = {
     "paper": (),
     "tracked": tuple(_override(k, v) for k, v in BUDGET_PRESETS["tracked"].items()),
