@@ -23,14 +23,20 @@ PTH_LINE = f"import {MODULE_NAME}; {MODULE_NAME}.install()\n"
 
 
 def _register() -> None:
-    """:func:`dualgate_solo.solo.register`, or nothing when the package is gone."""
+    """:func:`dualgate_solo.solo.register`, or nothing when the package is gone; a refusal
+    (a method name solo-learn already has) is one line on stderr and exit 2."""
     try:
         from dualgate_solo.solo import register
+        from dualgate_solo.validation import UsageError
     except ModuleNotFoundError as error:
         if error.name != "dualgate_solo":
             raise
         return
-    register()
+    try:
+        register()
+    except UsageError as error:
+        print(f"dualgate-solo: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class _RegisteringLoader:

@@ -70,8 +70,16 @@ def register() -> None:
     from dualgate_solo.solo.load_guard import guard_backbones
     from dualgate_solo.solo.run_cfg import install as install_run_cfg
 
-    for name, spec in METHODS.items():
-        methods.METHODS.setdefault(name, spec.solo_class_object())
+    ours = {name: spec.solo_class_object() for name, spec in METHODS.items()}
+    for name, cls in ours.items():  # all checked before any is added: nothing half-registered
+        theirs = methods.METHODS.get(name, cls)
+        if theirs is not cls:
+            raise UsageError(
+                f"method {name!r} is already registered in solo-learn by "
+                f"{theirs.__module__}.{theirs.__qualname__}; allowed: method names solo-learn "
+                f"does not have (dualgate-solo would register {METHODS[name].solo_class})"
+            )
+    methods.METHODS.update(ours)
     guard_backbones(BaseMethod._BACKBONES, own=BACKBONES)
     for name in BACKBONES:
         BaseMethod._BACKBONES.setdefault(name, _Factory(name))

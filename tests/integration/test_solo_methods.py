@@ -406,3 +406,16 @@ def test_bad_or_conflicting_pipeline_fails_only_runs_on_custom_data(
         UsageError, match=rf"data.custom_pipeline='cifar10', \${env}='imagenet'; allowed"
     ):
         solo.methods.METHODS[cfg.method](cfg)
+
+
+def test_a_method_name_solo_learn_already_has_is_refused_in_one_line(solo, monkeypatch) -> None:
+    from dualgate_solo.solo import register
+    from dualgate_solo.validation import UsageError
+
+    class Other:
+        pass
+
+    monkeypatch.setitem(solo.methods.METHODS, "vicreg_gating", Other)
+    with pytest.raises(UsageError, match="'vicreg_gating' is already registered in solo-learn by"):
+        register()
+    assert solo.methods.METHODS["vicreg_gating"] is Other  # theirs is left in place
