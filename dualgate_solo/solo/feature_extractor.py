@@ -18,7 +18,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from dualgate_solo.checkpoint import CHECKPOINT_SUFFIXES, NOT_A_CHECKPOINT
+from dualgate_solo.checkpoint import NOT_A_CHECKPOINT
+from dualgate_solo.checkpoint_path import CHECKPOINT_SUFFIXES
 from dualgate_solo.validation import UsageError
 
 KEY = "pretrained_feature_extractor"
