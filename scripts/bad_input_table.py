@@ -381,10 +381,18 @@ def run_case(case: Case, root: Path, script: str) -> tuple[int, str, float, list
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # Ctrl-C as a terminal delivers it, also when this runs as a background job (whose
+        # children inherit SIGINT ignored, and Python then never raises KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     if case.interrupt:
         _interrupt_when_staged(process, root / case.argv[case.argv.index("--out") + 1])
-    stdout, stderr = process.communicate(timeout=600)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        stderr += "\n(killed: still running after 600 s)"
     seconds = time.perf_counter() - start
     status, lines = process.returncode, stderr.splitlines()
     wrong = [] if status == case.status else [f"exit {status}, expected {case.status}"]
