@@ -98,6 +98,7 @@ def test_runner_records_publishes_reuses_and_refuses_a_stale_stage(
     assert {p: p.read_text() for p in run.glob("*.json")} == records
 
 
+@pytest.mark.slow  # widths are covered by test_slim_scripts; this adds the runner's bookkeeping
 def test_runner_evaluates_each_width_of_a_slimmable_method(
     solo_src, image_folders, tmp_path
 ) -> None:
