@@ -9,7 +9,6 @@ case through the installed ``dualgate-solo``; run with ``-s`` to see its markdow
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from script_loader import load_script
 
 from dualgate_solo.cli import main
 from dualgate_solo.commands import demo as demo_command
@@ -29,13 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _table_script():
-    spec = importlib.util.spec_from_file_location(
-        "bad_input_table", REPO / "scripts" / "bad_input_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bad_input_table")
 
 
 def test_every_bad_input_through_the_console_script(tmp_path) -> None:

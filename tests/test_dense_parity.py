@@ -4,12 +4,12 @@ matching MACs, step cost from one bench file, and the summary of the committed c
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import statistics
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from dualgate_solo.validation import UsageError
 
@@ -18,12 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def parity():
-    spec = importlib.util.spec_from_file_location(
-        "dense_parity", ROOT / "scripts" / "dense_parity.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("dense_parity")
 
 
 def _run(variant, lr, seed, dense, knn=None, gated=None, macs=44.0, gated_macs=None, width=""):

@@ -5,25 +5,16 @@ without re-rendering) fails here."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _renderer():
-    spec = importlib.util.spec_from_file_location(
-        "render_docs", ROOT / "scripts" / "render_docs.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-render_docs = _renderer()
+render_docs = load_script("render_docs")
 
 
 def test_docs_tables_and_numbers_match_their_files() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -17,13 +16,11 @@ from pathlib import Path
 
 import pytest
 from model_utils import write_shape_folders
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
-spec = importlib.util.spec_from_file_location("gpu_short", REPO / "scripts" / "gpu_short.py")
-gpu_short = importlib.util.module_from_spec(spec)
-sys.modules["gpu_short"] = gpu_short  # dataclasses look their module up
-spec.loader.exec_module(gpu_short)
+gpu_short = load_script("gpu_short")
 
 TIMING = {
     "launch_time": 100.0,

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_counts_per_directory(tmp_path):
-    spec = importlib.util.spec_from_file_location("test_counts", ROOT / "scripts/test_counts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("test_counts")
     report = tmp_path / "junit.xml"
     report.write_text(
         "<testsuites><testsuite>"
