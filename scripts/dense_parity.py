@@ -147,11 +147,10 @@ def sweep_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keyed: dict[tuple, list[dict[str, Any]]] = {}
     for run in runs:
         keyed.setdefault((run["protocol"], run["variant"], run["lr"]), []).append(run)
-    groups = {
-        (*key, label): members
-        for key, same_key in keyed.items()
-        for members, label in zip(config_groups(same_key), config_labels(config_groups(same_key)))
-    }
+    groups = {}
+    for key, same_key in keyed.items():
+        split = config_groups(same_key)
+        groups |= {(*key, label): members for members, label in zip(split, config_labels(split))}
     rows = []
     for (protocol, variant, lr, config), members in groups.items():
         seeds = [m["seed"] for m in members]
