@@ -109,6 +109,7 @@ class MethodSpec:
 
     Attributes:
         name: the registry name (solo-learn's ``method:``).
+        display: the short name tables and plots print (e.g. ``Dual-Gating``).
         summary: one line for help texts and tables.
         solo_class: ``"module:Class"`` of the solo-learn ``BaseMethod`` subclass (needs solo-learn).
         branches: the networks it trains and the grid evaluates, the primary one (solo-learn's
@@ -125,6 +126,7 @@ class MethodSpec:
     """
 
     name: str
+    display: str
     summary: str
     solo_class: str
     branches: tuple[str, ...]
@@ -205,6 +207,7 @@ METHODS: dict[str, MethodSpec] = {
     for spec in (
         MethodSpec(
             name="vicreg_dual_gating",
+            display="Dual-Gating",
             summary="VICReg-Dual-Gating (BMVC 2023): a dense and a gated branch over shared convs",
             solo_class="dualgate_solo.solo.methods:VICRegDualGating",
             branches=("dense", "gated"),
@@ -213,6 +216,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="vicreg_gating",
+            display="VICReg-Gating",
             summary="VICReg-Gating (IMVIP 2022): both views through the gated network",
             solo_class="dualgate_solo.solo.methods:VICRegGating",
             branches=("gated",),
@@ -221,6 +225,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="slimclr_vicreg",
+            display="SlimCLR-VICReg",
             summary="SlimCLR (IJCV 2024) over VICReg: every width of a slimmable ResNet",
             solo_class="dualgate_solo.solo.slim_methods:SlimCLRVICReg",
             branches=("w1", "w0.5", "w0.25"),
@@ -231,6 +236,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="slimclr_mocov3",
+            display="SlimCLR-MoCo v3",
             summary="SlimCLR (IJCV 2024) over MoCo v3: every width against full-width targets",
             solo_class="dualgate_solo.solo.slim_methods:SlimCLRMoCoV3",
             branches=("w1", "w0.5", "w0.25"),
@@ -241,6 +247,7 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             name="sacl_xd",
+            display="SACL-XD",
             summary="SACL-XD (NeurIPS 2023): host and slimmed network, cross-distillation",
             solo_class="dualgate_solo.solo.slim_methods:SACLXD",
             branches=("w0.5", "w1"),

@@ -1,18 +1,21 @@
-"""Entry point of the latency benchmark; the benchmark is :mod:`dualgate_solo.bench.latency`.
+"""Entry point of the latency benchmark; the benchmark is :mod:`experiments.bench.latency`.
 
 python scripts/bench_latency.py [--quick] [--checkpoint RUN_OR_FILE] [--out DIR]
 """
 
 import os
 import sys
+from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning (set before torch is imported; the value used is
 # recorded in the JSON): on a small shared machine, spinning threads make small-batch timings
 # explode.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from dualgate_solo.bench.latency import main  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab package, experiments/
+
 from dualgate_solo.validation import report_usage_errors  # noqa: E402
+from experiments.bench.latency import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(report_usage_errors(main, "bench_latency.py"))

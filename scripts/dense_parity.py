@@ -43,9 +43,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dualgate_solo.runner.protocols import BASELINE
-from dualgate_solo.runner.table import collect_rows, config_groups, config_labels
-from dualgate_solo.validation import UsageError, report_usage_errors
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the lab package, experiments/
+
+from dualgate_solo.method_registry import METHODS  # noqa: E402
+from dualgate_solo.validation import UsageError, report_usage_errors  # noqa: E402
+from experiments.runner.protocols import BASELINE  # noqa: E402
+from experiments.runner.table import collect_rows, config_groups, config_labels  # noqa: E402
 
 SUMMARY_COLUMNS = (
     "protocol",
@@ -78,10 +81,12 @@ SWEEP_COLUMNS = (
     "width",
     "macs_m",
 )
-#: methods with a dense and a gated branch over the same weights
-TWO_BRANCH = ("vicreg_dual_gating",)
-#: grid variant of a two-branch run -> its ``bench_step.py`` entry (same training step; width
-#: gates, ``tracked_width``, have none yet)
+#: methods with a dense and a gated branch over the same weights (from the registry)
+TWO_BRANCH = tuple(m for m, spec in METHODS.items() if {"dense", "gated"} <= set(spec.branches))
+#: grid variant of a two-branch run -> the ``bench_step.py`` entry of the committed benchmark
+#: files that times its training step (budget options do not change a step: ``tracked`` times
+#: as ``paper``, ``tracked_symmetric`` as ``symmetric``; width gates, ``tracked_width``, have no
+#: entry yet)
 STEP_ENTRY = {
     "paper": "vicreg_dual_gating",
     "tracked": "vicreg_dual_gating",

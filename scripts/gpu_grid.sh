@@ -40,8 +40,8 @@ import json, os, platform, sys
 from pathlib import Path
 import torch
 from dualgate_solo.provenance import provenance
-from dualgate_solo.runner.data import subset_folder
-from dualgate_solo.runner.protocols import PROTOCOLS
+from experiments.runner.data import subset_folder
+from experiments.runner.protocols import PROTOCOLS
 data, runs, record, *names = sys.argv[1:]
 for name in names:
     grid, protocol = Path(runs) / f"grid_{name}", PROTOCOLS[name]

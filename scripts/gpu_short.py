@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # the package's own modules, also when it is not installed
+sys.path.insert(0, str(REPO))  # the package (also when not installed) and the lab, experiments/
 
 from dualgate_solo.choices import CUSTOM_PIPELINE_ENV_VAR  # noqa: E402  (standard library only)
 from dualgate_solo.provenance import source_record  # noqa: E402  (standard library only)
@@ -114,7 +114,7 @@ class RunSpec:
 
 def runs(width: int) -> tuple[RunSpec, ...]:
     """The proposed method first (a run cut by the deadline is then the baseline)."""
-    from dualgate_solo.runner.protocols import VARIANTS  # the ``tracked`` budget options
+    from experiments.runner.protocols import VARIANTS  # the ``tracked`` budget options
 
     stem = f"backbone.kwargs.stem=cifar backbone.kwargs.width={width}".split()
     return (

@@ -1,4 +1,4 @@
-"""The benchmarks' own arithmetic (dualgate_solo.bench): MAC counting, round-robin timing order,
+"""The benchmarks' own arithmetic (experiments.bench): MAC counting, round-robin timing order,
 timing rows and speed-ups, with hand-computed numbers, and the family benchmark's rows on a tiny
 grid. Nothing here measures speed."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dualgate_solo.bench.latency_report import CSV_FIELDS, add_speedups, row, write_csv
-from dualgate_solo.bench.timing import count_macs, round_robin
+from experiments.bench.latency_report import CSV_FIELDS, add_speedups, row, write_csv
+from experiments.bench.timing import count_macs, round_robin
 
 
 def test_count_macs_is_the_convolutions_multiply_accumulates() -> None:
@@ -86,7 +86,7 @@ def test_latency_csv_has_the_published_columns(tmp_path) -> None:
 
 @pytest.mark.parametrize("quick", [True, False])
 def test_quick_settings(quick) -> None:
-    from dualgate_solo.bench.latency import Settings, build_parser
+    from experiments.bench.latency import Settings, build_parser
 
     settings = Settings.from_args(build_parser().parse_args(["--quick"] if quick else []))
     compiled = {"compile", "compile_cl"}
@@ -98,7 +98,7 @@ def test_quick_settings(quick) -> None:
 
 
 def test_repeats_of_an_unlisted_batch_are_those_of_the_next_larger_one() -> None:
-    from dualgate_solo.bench.latency_report import repeats_for
+    from experiments.bench.latency_report import repeats_for
 
     table = {1: (10, 40), 8: (3, 20), 64: (2, 9)}
     assert [repeats_for(table, b) for b in (1, 2, 8, 9, 500)] == [
@@ -142,8 +142,8 @@ def test_block_report_has_every_part_and_flop_counter_macs_per_part(request, var
     executor's on a width-gated backbone), with FlopCounterMode's MACs per part."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dualgate_solo.bench.block_report import block_report, network_parts
-    from dualgate_solo.bench.variants import VARIANTS, BenchContext
+    from experiments.bench.block_report import block_report, network_parts
+    from experiments.bench.variants import VARIANTS, BenchContext
 
     fixture = "small_width_gated" if variant == "routed" else "small_gated"
     backbone, stats, x = request.getfixturevalue(fixture)
@@ -199,8 +199,8 @@ def test_block_report_has_every_part_and_flop_counter_macs_per_part(request, var
 @pytest.mark.parametrize("gate_mode", ["channel", "width"])
 def test_gate_training_moves_only_the_gates_toward_the_target(gate_mode) -> None:
     """The stand-in model's gates (channel or width) learn the budget; conv weights stay."""
-    from dualgate_solo.bench.gate_training import train_gates
     from dualgate_solo.models import create_backbone
+    from experiments.bench.gate_training import train_gates
 
     torch.manual_seed(0)
     backbone = create_backbone("dg_resnet18", width=8, gate_mode=gate_mode)
@@ -218,8 +218,8 @@ TINY = ["--quick", "--width", "4", "--train-steps", "1", "--calib-size", "8", "-
 
 
 def test_latency_benchmark_runs_end_to_end_and_writes_its_files(tmp_path) -> None:
-    from dualgate_solo.bench.latency import main
-    from dualgate_solo.bench.variants import VARIANTS
+    from experiments.bench.latency import main
+    from experiments.bench.variants import VARIANTS
 
     out = tmp_path / "bench"
     record = main([*TINY, "--batches", "1", "2", "--block-batches", "2", "--out", str(out)])
@@ -262,8 +262,8 @@ def test_latency_benchmark_runs_end_to_end_and_writes_its_files(tmp_path) -> Non
 
 
 def test_width_mode_benchmark_times_the_routed_executor_with_its_block_report(tmp_path) -> None:
-    from dualgate_solo.bench.latency import main
-    from dualgate_solo.bench.variants import VARIANTS
+    from experiments.bench.latency import main
+    from experiments.bench.variants import VARIANTS
 
     out = tmp_path / "bench"
     args = [*TINY, "--gate-mode", "width", "--batches", "1", "2", "--block-batches", "2"]
@@ -293,8 +293,8 @@ def test_latency_benchmark_fails_on_an_output_mismatch_and_writes_nothing(
     one line (exit 2 through the script's error report) before any file is written."""
     from model_utils import flip_specialized_choices
 
-    from dualgate_solo.bench.latency import main
     from dualgate_solo.export.verify import ExportMismatch
+    from experiments.bench.latency import main
 
     flip_specialized_choices(monkeypatch)
     out = tmp_path / "bench"
@@ -311,7 +311,7 @@ def test_latency_benchmark_fails_on_an_output_mismatch_and_writes_nothing(
 
 
 def test_cuda_plan_dry_run_on_the_cpu_skips_the_cuda_only_runtimes(tmp_path) -> None:
-    from dualgate_solo.bench.latency import main
+    from experiments.bench.latency import main
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the dry run is for machines without one")
@@ -326,8 +326,8 @@ def test_cuda_plan_dry_run_on_the_cpu_skips_the_cuda_only_runtimes(tmp_path) -> 
 
 
 def test_cuda_without_a_gpu_and_without_dry_run_is_a_usage_error(tmp_path) -> None:
-    from dualgate_solo.bench.latency import main
     from dualgate_solo.validation import UsageError
+    from experiments.bench.latency import main
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
@@ -340,8 +340,8 @@ def test_cuda_without_a_gpu_and_without_dry_run_is_a_usage_error(tmp_path) -> No
 def _write_run(root: Path, run: str, backbone, args: dict, accuracy: dict, ckpt: bool) -> None:
     """A finished grid run: checkpoint + args.json (when ``ckpt``) and its stage records, written
     by the runner's own ``run_stage``; ``accuracy``: network -> (linear, k-NN@1, k-NN@20)."""
-    from dualgate_solo.runner.protocols import Run
-    from dualgate_solo.runner.stages import StageIdentity, run_stage
+    from experiments.runner.protocols import Run
+    from experiments.runner.stages import StageIdentity, run_stage
 
     run_dir = root / "runs" / run
     model_dir = run_dir / "pretrain" / "trained_models" / "0"
@@ -370,8 +370,8 @@ def _write_run(root: Path, run: str, backbone, args: dict, accuracy: dict, ckpt:
 
 
 def test_family_benchmark_rows_from_a_tiny_grid(tmp_path) -> None:
-    from dualgate_solo.bench.family import CSV_FIELDS, main
     from dualgate_solo.models import create_backbone
+    from experiments.bench.family import CSV_FIELDS, main
 
     grid = tmp_path / "grid"
     slim_kwargs = {"stem": "cifar", "width": 4, "width_mult_list": [1.0, 0.5, 0.25]}

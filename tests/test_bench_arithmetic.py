@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dualgate_solo.bench.export_accuracy import _subset, add_comparisons
-from dualgate_solo.bench.step import ratios_to_baseline, step_times
+from experiments.bench.export_accuracy import _subset, add_comparisons
+from experiments.bench.step import ratios_to_baseline, step_times
 
 
 def test_step_times_are_the_upper_median_and_the_minimum() -> None:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,10 @@ def _venv(root: Path, parent_site: bool) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A copy of the files a build reads (building in place would write into the checkout)."""
+    """A copy of the files a build reads (building in place would write into the checkout), with
+    the lab folders beside them as in a checkout."""
     copy = tmp_path_factory.mktemp("project")
-    for name in (*PROJECT_FILES, "configs"):
+    for name in (*PROJECT_FILES, "configs", "experiments", "scripts"):
         source = CHECKOUT / name
         if source.is_dir():
             shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -81,6 +83,17 @@ def wheel(project, tmp_path_factory) -> Path:
     _ok([*build, "--no-index", "-q", str(project), "-w", str(out)], project)
     (wheel,) = out.glob("dualgate_solo-*.whl")
     return wheel
+
+
+def test_the_wheel_holds_the_library_not_the_lab(wheel) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "dualgate_solo/method_registry.py" in names
+    assert any(n.startswith("dualgate_solo/configs/pretrain/") for n in names)
+    top = {n.split("/")[0] for n in names if not n.startswith("dualgate_solo-")}
+    hook = {path.name for path in hook_files(Path("."))[:2]}  # the start-up hook's .pth and module
+    assert top == {"dualgate_solo", "hydra_plugins", *hook}, sorted(top)
+    lab = [n for n in names if any(part in n.split("/") for part in ("bench", "runner", "results"))]
+    assert lab == []
 
 
 def test_the_suite_imports_this_checkout_with_a_wheel_installed(wheel, tmp_path) -> None:

@@ -1,23 +1,26 @@
-"""The package's import graph has no circle: no module reaches itself through the imports it
-makes, at module level or inside functions (a function-local import only defers a circle)."""
+"""The import graph of the package and of the lab beside it (``experiments/``) has no circle: no
+module reaches itself through the imports it makes, at module level or inside functions (a
+function-local import only defers a circle). The package never imports the lab."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dualgate_solo"
+ROOT = Path(__file__).resolve().parents[1]
+#: the installed library and the lab
+PACKAGES = ("dualgate_solo", "experiments")
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Package module -> the package modules it imports (``from a.b import c`` counts ``a.b.c``
-    when that is a module, else ``a.b``)."""
-    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    """Module of :data:`PACKAGES` -> the modules of :data:`PACKAGES` it imports (``from a.b import
+    c`` counts ``a.b.c`` when that is a module, else ``a.b``)."""
+    modules = {module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
         for node in ast.walk(ast.parse(path.read_text())):
@@ -78,6 +81,17 @@ def test_the_package_has_no_import_circle() -> None:
     assert circles(graph) == []
 
 
+def test_the_library_does_not_import_the_lab() -> None:
+    graph = import_graph()
+    assert "experiments.runner.protocols" in graph["experiments.runner.grid"]
+    lab_imports = {
+        module: sorted(t for t in targets if t.startswith("experiments"))
+        for module, targets in graph.items()
+        if module.startswith("dualgate_solo")
+    }
+    assert {module: lab for module, lab in lab_imports.items() if lab} == {}
+
+
 def test_every_module_imports() -> None:
     """A name moved between modules breaks its importers at once (not only in the integration
     run that reaches them); modules whose optional dependency is absent are left out."""
@@ -90,7 +104,7 @@ def test_every_module_imports() -> None:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as error:
-            if (error.name or "").startswith("dualgate_solo"):
+            if (error.name or "").startswith(PACKAGES):
                 failures[name] = repr(error)
         except ImportError as error:
             failures[name] = repr(error)

@@ -1,4 +1,4 @@
-"""The grid runner's own logic (dualgate_solo.runner): runs, subsets, stage cache, k-NN records,
+"""The grid runner's own logic (experiments.runner): runs, subsets, stage cache, k-NN records,
 table, publishing and the command line.
 
 Its solo-learn stages run in tests/integration/test_solo_scripts.py.
@@ -14,19 +14,20 @@ from pathlib import Path
 
 import pytest
 
+import experiments
 from dualgate_solo.method_registry import METHODS
-from dualgate_solo.runner import cli
-from dualgate_solo.runner.cpu_shim import SHIM_DIR
-from dualgate_solo.runner.curves import learning_curves, write_curves
-from dualgate_solo.runner.data import check_image_folder, subset_folder
-from dualgate_solo.runner.environment import stage_environment
-from dualgate_solo.runner.knn_record import top1_by_k
-from dualgate_solo.runner.protocols import PROTOCOLS, VARIANTS, Run, grid
-from dualgate_solo.runner.publish import publish_runs
-from dualgate_solo.runner.stages import StageIdentity, run_stage
-from dualgate_solo.runner.table import collect_rows, mean_rows, write_table
 from dualgate_solo.solo.custom_pipeline import ENV_VAR
 from dualgate_solo.validation import UsageError
+from experiments.runner import cli
+from experiments.runner.cpu_shim import SHIM_DIR
+from experiments.runner.curves import learning_curves, write_curves
+from experiments.runner.data import check_image_folder, subset_folder
+from experiments.runner.environment import stage_environment
+from experiments.runner.knn_record import top1_by_k
+from experiments.runner.protocols import PROTOCOLS, VARIANTS, Run, grid
+from experiments.runner.publish import publish_runs
+from experiments.runner.stages import StageIdentity, run_stage
+from experiments.runner.table import collect_rows, mean_rows, write_table
 
 TRACKED = [
     "method_kwargs.ratio_source=deterministic",
@@ -187,7 +188,7 @@ def test_knn_record_stores_what_solo_learns_classifier_computes(tmp_path) -> Non
     knn = pytest.importorskip("solo.utils.knn", reason="solo-learn is not importable")
     import torch
 
-    from dualgate_solo.runner.knn_record import record_knn_results
+    from experiments.runner.knn_record import record_knn_results
 
     original = knn.WeightedKNNClassifier.compute
     path = tmp_path / "knn.json"
@@ -211,16 +212,17 @@ def test_knn_record_stores_what_solo_learns_classifier_computes(tmp_path) -> Non
     ]
 
 
-def test_stage_environment_puts_the_shim_and_solo_first_and_sets_the_pipeline(
+def test_stage_environment_puts_the_shim_solo_and_the_lab_first_and_sets_the_pipeline(
     tmp_path, monkeypatch
 ) -> None:
+    lab = str(Path(experiments.__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     monkeypatch.delenv(ENV_VAR, raising=False)
     env = stage_environment(tmp_path, cpu=True, custom_pipeline="cifar10")
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(SHIM_DIR), str(tmp_path), "/elsewhere"]
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(SHIM_DIR), str(tmp_path), lab, "/elsewhere"]
     assert env[ENV_VAR] == "cifar10" and (SHIM_DIR / "sitecustomize.py").is_file()
     plain = stage_environment(tmp_path, cpu=False, custom_pipeline=None)
-    assert plain["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), "/elsewhere"]
+    assert plain["PYTHONPATH"].split(os.pathsep) == [str(tmp_path), lab, "/elsewhere"]
     assert ENV_VAR not in plain
 
 
@@ -562,7 +564,7 @@ def test_launcher_gives_a_trainer_without_logger_a_csv_logger(tmp_path, monkeypa
     from lightning.pytorch import Trainer
     from lightning.pytorch.loggers import CSVLogger
 
-    from dualgate_solo.runner.launch import log_to_csv
+    from experiments.runner.launch import log_to_csv
 
     original = Trainer.__init__
     monkeypatch.chdir(tmp_path)

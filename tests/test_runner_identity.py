@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from dualgate_solo.runner import grid as grid_module
-from dualgate_solo.runner.grid import GridRunner
-from dualgate_solo.runner.identity import RESUME_KEY
-from dualgate_solo.runner.protocols import PROTOCOLS, Run
 from dualgate_solo.solo.paths import config_dir
 from dualgate_solo.validation import UsageError
+from experiments.runner import grid as grid_module
+from experiments.runner.grid import GridRunner
+from experiments.runner.identity import RESUME_KEY
+from experiments.runner.protocols import PROTOCOLS, Run
 
 pytest.importorskip("hydra", reason="hydra composes the stages' configs")
 
@@ -59,7 +59,7 @@ class FakeStages:
         (ckpt_root / "args.json").write_text('{"method": "linear"}')
 
     def call(self, cmd, cwd, log, env) -> None:  # noqa: ANN001
-        if "dualgate_solo.runner.knn_record" in cmd:
+        if "experiments.runner.knn_record" in cmd:
             self.calls.append("knn")
             results = [
                 {"k": k, "T": None, "distance_fx": "euclidean", "acc1": 20.0} for k in (1, 20)
@@ -209,7 +209,7 @@ def test_resume_only_from_a_checkpoint_whose_args_json_matches_the_resolved_conf
 
 
 def test_pretrain_overrides_name_their_own_runs(tmp_path, fake) -> None:
-    from dualgate_solo.runner.protocols import grid, overrides_id
+    from experiments.runner.protocols import grid, overrides_id
 
     extra = ("method_kwargs.lambda_flops=5",)
     (run,) = grid(["vicreg_gating"], [0.3], ["tracked"], pretrain_overrides=extra)
@@ -226,7 +226,7 @@ def test_pretrain_overrides_name_their_own_runs(tmp_path, fake) -> None:
 
 
 def test_family_accuracy_is_keyed_by_run_with_its_seed(tmp_path) -> None:
-    from dualgate_solo.bench.family import accuracy_rows
+    from experiments.bench.family import accuracy_rows
 
     table = tmp_path / "table.csv"
     columns = ["run", "method", "width", "variant", "t_d", "branch", "linear_top1", "knn_top1_k20"]

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from model_utils import write_shape_folders
 
-from dualgate_solo.runner.cpu_shim import SHIM_DIR
 from dualgate_solo.solo.hook_install import install_hook
+from experiments.runner.cpu_shim import SHIM_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 NOISE = ("Warning", "warn(", "register_model", "custom_fwd", "pkg_resources")

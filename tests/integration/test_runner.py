@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dualgate_solo.runner import cli
-from dualgate_solo.runner.identity import RESUME_KEY, file_identity
-from dualgate_solo.runner.protocols import VARIANTS
+from experiments.runner import cli
+from experiments.runner.identity import RESUME_KEY, file_identity
+from experiments.runner.protocols import VARIANTS
 
 
 def test_runner_records_publishes_reuses_and_refuses_a_stale_stage(

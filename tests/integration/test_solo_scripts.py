@@ -2,7 +2,7 @@
 
 Every run uses the package's ``cpu_quick`` configs (width-8 ResNet-18, 2 epochs of 4 steps) on
 small generated ImageFolders. main_knn/main_umap hard-code CUDA: they run with the package's shim
-(``dualgate_solo/runner/cpu_shim/sitecustomize.py``) and its real start-up ``.pth`` hook.
+(``experiments/runner/cpu_shim/sitecustomize.py``) and its real start-up ``.pth`` hook.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from dualgate_solo.runner.protocols import BASELINE, Run
+from experiments.runner.protocols import BASELINE, Run
 
 #: the merged pre-training metrics a published run keeps (see :func:`pretrain_metrics`)
 METRICS_FILE = "pretrain-metrics.csv"

@@ -2,7 +2,7 @@
 
 Turns the paper's analytic "FLOPs R." (Krishna et al., "Unifying Synergies between Self-supervised
 Learning and Dynamic Computation", BMVC 2023) into measured speed-ups. The variants are the
-entries of :data:`dualgate_solo.bench.variants.VARIANTS` that apply to the backbone's gate mode
+entries of :data:`experiments.bench.variants.VARIANTS` that apply to the backbone's gate mode
 (channel mode: ``dense`` (the reference), ``dense_branch``, ``gated_masked``, ``static``,
 ``hybrid``, ``dynamic``, ``dynamic_cached``; width mode: ``dense``, ``dense_branch``,
 ``gated_masked``, ``routed`` and ``mean_width``); every exported network is BN-folded. Runtimes:
@@ -22,7 +22,7 @@ taken in the same runtime and batch: realized = dense time / variant time; theor
 MACs / the variant's executed MACs, counted by FlopCounterMode over the variant's own runs on the
 timed inputs. Variants of one batch size are timed round-robin (median of the rounds after warm-up),
 so load from other processes hits all alike. A compile failure is recorded, not fatal. The
-per-block report (:mod:`~dualgate_solo.bench.block_report`) times each part (stem, residual
+per-block report (:mod:`~experiments.bench.block_report`) times each part (stem, residual
 blocks, shortcuts, head) of every eager variant at ``--block-batches``.
 
 Writes to ``--out``: ``latency.csv``, ``latency.json`` (rows, settings, provenance),
@@ -33,7 +33,7 @@ Without ``--checkpoint`` the model is a randomly initialised ``--backbone`` (def
 CIFAR stem, width 64: the paper's network) whose gates (only) are trained for ``--train-steps``
 steps on the embedded synthetic images with the budget loss (t_d = ``--target-density``) plus a
 cosine distillation of the gated features to the dense ones
-(:func:`~dualgate_solo.bench.gate_training.train_gates`); the JSON records exactly how.
+(:func:`~experiments.bench.gate_training.train_gates`); the JSON records exactly how.
 
 Usage: ``python scripts/bench_latency.py [--quick] [--checkpoint RUN_OR_FILE]``. Set
 ``OMP_WAIT_POLICY=PASSIVE`` before torch is imported (the script does): idle OpenMP threads then
@@ -58,17 +58,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dualgate_solo.bench import latency_report as report
-from dualgate_solo.bench.block_report import BLOCK_FIELDS, block_report, plot_blocks
-from dualgate_solo.bench.latency_report import (
-    CUDA_BATCHES,
-    LATENCY_BATCHES,
-    QUICK_REPEATS,
-    REPEATS,
-    repeats_for,
-)
-from dualgate_solo.bench.timing import count_macs, round_robin
-from dualgate_solo.bench.variants import REFERENCE, VARIANTS, BenchContext, Variant
 from dualgate_solo.choices import GATE_MODES
 from dualgate_solo.commands.options import add_architecture_options, integer
 from dualgate_solo.export import onnx_export, onnx_session
@@ -78,6 +67,17 @@ from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.provenance import provenance
 from dualgate_solo.synthetic import synthetic_shapes
 from dualgate_solo.validation import UsageError
+from experiments.bench import latency_report as report
+from experiments.bench.block_report import BLOCK_FIELDS, block_report, plot_blocks
+from experiments.bench.latency_report import (
+    CUDA_BATCHES,
+    LATENCY_BATCHES,
+    QUICK_REPEATS,
+    REPEATS,
+    repeats_for,
+)
+from experiments.bench.timing import count_macs, round_robin
+from experiments.bench.variants import REFERENCE, VARIANTS, BenchContext, Variant
 
 CPU_RUNTIMES = ("eager", "eager_cl", "compile", "compile_cl", "onnxruntime")
 CUDA_RUNTIMES = ("eager", "eager_cl", "compile", "compile_cudagraphs", "cudagraphs")
@@ -153,8 +153,8 @@ def load_model(args: argparse.Namespace, steps: int) -> tuple[GatedResNet, str, 
         given = {k: getattr(args, k) for k in ("stem", "width") if getattr(args, k) is not None}
         loaded = load_backbone(args.checkpoint, args.backbone, given)
         return loaded.backbone, f"trained checkpoint {loaded.path} (method {loaded.method})", None
-    from dualgate_solo.bench.gate_training import train_gates
     from dualgate_solo.models import create_backbone
+    from experiments.bench.gate_training import train_gates
 
     name, stem, width = args.backbone or "dg_resnet18", args.stem or "cifar", args.width or 64
     backbone = create_backbone(name, stem=stem, width=width, gate_mode=args.gate_mode)
@@ -167,7 +167,7 @@ def load_model(args: argparse.Namespace, steps: int) -> tuple[GatedResNet, str, 
         "cosine distillation to the dense branch; conv weights are random"
     )
     training = {
-        "function": "dualgate_solo.bench.gate_training.train_gates",
+        "function": "experiments.bench.gate_training.train_gates",
         "backbone": {"name": name, "stem": stem, "width": width, "gate_mode": args.gate_mode},
         "steps": steps,
         "batch_size": GATE_TRAINING_BATCH,
@@ -419,7 +419,7 @@ def time_variants(
 def block_reports(
     modules: dict[str, nn.Module], test_x: torch.Tensor, settings: Settings
 ) -> list[dict]:
-    """Per-part rows (:mod:`~dualgate_solo.bench.block_report`) of every eager variant at each
+    """Per-part rows (:mod:`~experiments.bench.block_report`) of every eager variant at each
     of ``settings.block_batches``."""
     rows = []
     for batch in settings.block_batches:
@@ -661,7 +661,7 @@ def write_blocks(rows: list[dict], out: Path, stamp: dict, title: str) -> None:
     """``blocks.csv``, ``blocks.json`` and ``blocks.png`` of the per-block report."""
     import csv
 
-    from dualgate_solo.bench import block_report
+    from experiments.bench import block_report
 
     with open(out / "blocks.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=BLOCK_FIELDS)

@@ -30,41 +30,38 @@ import sys
 import time
 from pathlib import Path
 
-#: solo-learn's VICReg (the baseline, first) and the entries compared with it: a method,
-#: ``<method>+symmetric`` (Dual-Gating with ``symmetric: true``: both views through both branches)
-#: or ``<method>+<grid variant>`` (the variant's overrides from ``runner.protocols.VARIANTS``)
-COMPARED = (
-    "vicreg",
-    "vicreg_dual_gating",
-    "vicreg_dual_gating+symmetric",
-    "vicreg_dual_gating+paper_dense_pair",
-    "vicreg_dual_gating+paper_dense_pair_sg",
-    "slimclr_vicreg",
-    "slimclr_mocov3",
-    "sacl_xd",
-)
+from dualgate_solo.method_registry import METHODS
+from experiments import python_path
+from experiments.runner.protocols import BASELINE, VARIANTS, method_variants
+
+
+def compared() -> tuple[str, ...]:
+    """The entries the benchmark can time, the grid's baseline (solo-learn's VICReg) first: every
+    registered method, and after each ``<method>+<grid variant>`` for the variants that are its own
+    (:func:`experiments.runner.protocols.method_variants`, e.g. ``vicreg_dual_gating+symmetric``:
+    both views through both branches)."""
+    entries = [BASELINE]
+    for method in METHODS:
+        entries += [method, *(f"{method}+{v}" for v in method_variants(method))]
+    return tuple(entries)
 
 
 def method_of(entry: str) -> str:
-    """The solo-learn method of a :data:`COMPARED` entry."""
+    """The solo-learn method of a :func:`compared` entry."""
     return entry.split("+")[0]
 
 
 def method_overrides(entry: str) -> list[str]:
     """Hydra overrides of an entry beyond its method's config: a SlimCLR method's sub-networks on
-    from the first step (no slow start), so the step trains every width; ``+symmetric``'s option;
-    a grid variant's overrides."""
-    from dualgate_solo.method_registry import METHODS
-    from dualgate_solo.runner.protocols import VARIANTS
+    from the first step (no slow start), so the step trains every width; a grid variant's
+    overrides."""
     from dualgate_solo.slim_options import SlimCLROptions
 
     spec = METHODS.get(method_of(entry))
     if spec is not None and SlimCLROptions in spec.kwargs_types:
         return ["method_kwargs.slow_start_epochs=0"]
-    option = entry.partition("+")[2]
-    if option == "symmetric":
-        return ["method_kwargs.symmetric=True"]
-    return list(VARIANTS[option]) if option else []
+    variant = entry.partition("+")[2]
+    return list(VARIANTS[variant]) if variant else []
 
 
 def _build(entry: str, batch_size: int, device: str):
@@ -228,7 +225,11 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
 
 def _run_child(cmd: list[str], method: str, extra_env: dict[str, str]) -> dict:
     result = subprocess.run(
-        cmd, capture_output=True, text=True, check=False, env={**os.environ, **extra_env}
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": python_path(), **extra_env},
     )
     if result.returncode != 0:
         raise SystemExit(f"{method} failed:\n{result.stderr[-3000:]}")
@@ -251,11 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--methods",
         nargs="+",
-        choices=COMPARED,
-        default=list(COMPARED),
-        help="entries to time (vicreg, the reference, is always timed first)",
+        choices=compared(),
+        default=[BASELINE, *METHODS],
+        help="entries to time: methods and <method>+<variant> (vicreg, the reference, is always "
+        "timed first; default: every method)",
     )
-    parser.add_argument("--child", choices=COMPARED, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=compared(), help=argparse.SUPPRESS)
     return parser
 
 
@@ -268,11 +270,11 @@ def main(argv: list[str] | None = None) -> None:
     from dualgate_solo.provenance import provenance
 
     rows = []
-    for method in ["vicreg", *(m for m in args.methods if m != "vicreg")]:
+    for method in [BASELINE, *(m for m in args.methods if m != BASELINE)]:
         cmd = [
             sys.executable,
             "-m",
-            "dualgate_solo.bench.step",
+            "experiments.bench.step",
             "--child",
             method,
             "--batch-size",
@@ -333,5 +335,5 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-if __name__ == "__main__":  # the child processes: python -m dualgate_solo.bench.step --child
+if __name__ == "__main__":  # the child processes: python -m experiments.bench.step --child
     main()

@@ -2,7 +2,7 @@
 
 Each stage runs a solo-learn script unchanged (``main_pretrain.py``, ``main_linear.py``,
 ``main_knn.py``) or a ``dualgate-solo`` command in a subprocess, and is recorded by
-:func:`~dualgate_solo.runner.stages.run_stage` as ``<out>/runs/<run>/<stage>.json`` with its
+:func:`~experiments.runner.stages.run_stage` as ``<out>/runs/<run>/<stage>.json`` with its
 identity: the Hydra stages' resolved config, ``$DUALGATE_CUSTOM_PIPELINE``, the code, and for
 every stage after pre-training the content of the checkpoint and ``args.json`` it reads, so a
 re-trained network re-runs every evaluation of it.
@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from dualgate_solo.method_registry import METHODS
-from dualgate_solo.runner.environment import call, identity_switches, stage_environment
-from dualgate_solo.runner.identity import (
+from dualgate_solo.solo.paths import config_dir
+from dualgate_solo.validation import UsageError
+from experiments.runner.environment import call, identity_switches, stage_environment
+from experiments.runner.identity import (
     RESUME_KEY,
     canonical_sha256,
     code_identity,
@@ -35,12 +37,10 @@ from dualgate_solo.runner.identity import (
     flatten,
     sha256_text,
 )
-from dualgate_solo.runner.knn_record import top1_by_k
-from dualgate_solo.runner.macs import network_macs
-from dualgate_solo.runner.protocols import Protocol, Run
-from dualgate_solo.runner.stages import StageIdentity, run_stage
-from dualgate_solo.solo.paths import config_dir
-from dualgate_solo.validation import UsageError
+from experiments.runner.knn_record import top1_by_k
+from experiments.runner.macs import network_macs
+from experiments.runner.protocols import Protocol, Run
+from experiments.runner.stages import StageIdentity, run_stage
 
 #: the k of the k-NN evaluation (Euclidean distance on backbone features)
 KNN_K = (1, 20)
@@ -142,12 +142,12 @@ class GridRunner:
         self, script: str, kind: str, run: Run, run_dir: Path, stage: str, overrides: list[str]
     ) -> None:
         """Run solo-learn's ``script`` with ``configs/<kind>/<protocol>/<method>.yaml`` through
-        :mod:`~dualgate_solo.runner.launch` (metrics in ``lightning_logs/version_*/metrics.csv``).
+        :mod:`~experiments.runner.launch` (metrics in ``lightning_logs/version_*/metrics.csv``).
         """
         cmd = [
             sys.executable,
             "-m",
-            "dualgate_solo.runner.launch",
+            "experiments.runner.launch",
             str(self.solo / script),
             "--config-path",
             str(config_dir() / kind / self.protocol.configs),
@@ -282,7 +282,7 @@ class GridRunner:
                 branch_dir += ["--branch", branch, "--out", str(run_dir)]
                 call(branch_dir, run_dir, run_dir / f"{stage}-dir.log", self._env())
             results = run_dir / f"{stage}-results.json"
-            cmd = [sys.executable, "-m", "dualgate_solo.runner.knn_record", str(results)]
+            cmd = [sys.executable, "-m", "experiments.runner.knn_record", str(results)]
             cmd += [str(self.solo / "main_knn.py"), *arguments]
             call(cmd, run_dir / stage, run_dir / f"{stage}.log", self._env())
             top1 = top1_by_k(results)

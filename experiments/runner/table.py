@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from dualgate_solo.method_registry import METHODS
-from dualgate_solo.runner.identity import RESUME_KEY, differing_keys, flatten
-from dualgate_solo.runner.protocols import BASELINE, VARIANTS, Run
-from dualgate_solo.runner.stages import stage_result
+from experiments.runner.identity import RESUME_KEY, differing_keys, flatten
+from experiments.runner.protocols import BASELINE, VARIANTS, Run
+from experiments.runner.stages import stage_result
 
 COLUMNS = (
     "run",

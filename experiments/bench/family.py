@@ -1,6 +1,6 @@
 """Accuracy against measured cost of every deployable network of a grid: the decision figure.
 
-For every finished run of a grid (``<grid>/runs/<run>/``, :mod:`dualgate_solo.runner`) whose
+For every finished run of a grid (``<grid>/runs/<run>/``, :mod:`experiments.runner`) whose
 pre-training checkpoint exists, each evaluated network becomes the network one would deploy:
 
 * a slimmable width (SlimCLR-VICReg, SlimCLR-MoCo v3, SACL-XD's slim ``w0.5`` and host ``w1``):
@@ -20,7 +20,7 @@ median ms per call kept. MACs per image: FlopCounterMode (FLOPs / 2, convolution
 FlopCounterMode counts in full: its row holds the *expected* MACs of the gate accounting (mean
 kept-MAC ratio r on the calibration images x the dense MACs; ``macs_source`` says which).
 Accuracy: linear top-1 and k-NN top-1 (k = 20) per run and network from the grid's stage records
-(:func:`dualgate_solo.runner.table.collect_rows`), completed by a published ``table.csv``
+(:func:`experiments.runner.table.collect_rows`), completed by a published ``table.csv``
 (``--table``) for the runs the grid has not finished. A static export carries its gated branch's
 accuracy: it runs every channel the gates ever open, so its features approximate the branch's
 (``max_abs_diff_vs_source``).
@@ -49,14 +49,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dualgate_solo.bench.latency import images
-from dualgate_solo.bench.latency_report import BATCHES, QUICK_REPEATS, REPEATS
-from dualgate_solo.bench.timing import count_macs, round_robin
-from dualgate_solo.bench.variants import Branch
 from dualgate_solo.method_registry import METHODS, label_width
-from dualgate_solo.runner.protocols import Run
-from dualgate_solo.runner.stages import stage_result
 from dualgate_solo.validation import UsageError
+from experiments.bench.latency import images
+from experiments.bench.latency_report import BATCHES, QUICK_REPEATS, REPEATS
+from experiments.bench.timing import count_macs, round_robin
+from experiments.bench.variants import Branch
+from experiments.runner.protocols import BASELINE, Run
+from experiments.runner.stages import stage_result
 
 #: what a row's network is, as deployed
 KINDS = {
@@ -67,22 +67,44 @@ KINDS = {
     "BN folded",
     "routed": "a width-gated branch run at each input's chosen widths (RoutedResNet), BN folded",
 }
-#: (method, kind) -> the family a row is drawn in; its colour and marker
-FAMILIES: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("vicreg", "dense_plain"): ("VICReg", "black", "o"),
-    ("vicreg-small", "dense_plain"): ("VICReg, small width", "grey", "o"),
-    ("vicreg_dual_gating", "dense_plain"): ("Dual-Gating dense", "C0", "s"),
-    ("vicreg_dual_gating", "gated_masked"): ("Dual-Gating gated (masked)", "C0", "D"),
-    ("vicreg_dual_gating", "static_export"): ("Dual-Gating gated (static export)", "C0", "^"),
-    ("vicreg_dual_gating", "routed"): ("Dual-Gating width-gated (routed)", "C5", "*"),
-    ("vicreg_gating", "gated_masked"): ("VICReg-Gating (masked)", "C1", "D"),
-    ("vicreg_gating", "static_export"): ("VICReg-Gating (static export)", "C1", "^"),
-    ("slimclr_vicreg", "width_export"): ("SlimCLR-VICReg", "C2", "v"),
-    ("slimclr_mocov3", "width_export"): ("SlimCLR-MoCo v3", "C4", "P"),
-    ("sacl_xd", "width_export"): ("SACL-XD", "C3", "X"),
+#: the marker of each kind of network (the colour is the method's)
+KIND_MARKERS = {
+    "width_export": "v",
+    "dense_plain": "s",
+    "gated_masked": "D",
+    "static_export": "^",
+    "routed": "*",
 }
-#: families whose points are joined by a line (one network family at several widths)
-JOINED = ("VICReg, small width", "SlimCLR-VICReg", "SlimCLR-MoCo v3", "SACL-XD")
+#: the baseline's families: trained at the full width, and directly at smaller widths
+BASELINE_FAMILIES = ("VICReg", "VICReg, small width")
+
+
+def family_label(method: str, kind: str, width: int | None = None) -> str:
+    """The family a network is drawn and tabled in: the method's registry ``display`` name and
+    what was deployed (``Dual-Gating gated (static export)``, ``SlimCLR-VICReg``); the baseline
+    trained at a smaller ``width`` is its own family."""
+    if method == BASELINE:
+        return BASELINE_FAMILIES[width is not None]
+    spec = METHODS[method]
+    branch = " gated" if len(spec.branches) > 1 else ""
+    suffix = {
+        "width_export": "",
+        "dense_plain": " dense",
+        "gated_masked": f"{branch} (masked)",
+        "static_export": f"{branch} (static export)",
+        "routed": " width-gated (routed)",
+    }[kind]
+    return spec.display + suffix
+
+
+def family_style(method: str, kind: str, width: int | None = None) -> tuple[str, str, bool]:
+    """``(colour, marker, joined)`` of a family: one colour per method (registry order), one
+    marker per kind; the points of a network family at several widths are joined by a line."""
+    if method == BASELINE:
+        return ("black", "o", False) if width is None else ("grey", "o", True)
+    return f"C{list(METHODS).index(method)}", KIND_MARKERS[kind], kind == "width_export"
+
+
 CSV_FIELDS = (
     "family",
     "method",
@@ -115,8 +137,7 @@ class Deployable:
 
     @property
     def family(self) -> str:
-        method = "vicreg-small" if self.run.method == "vicreg" and self.run.width else None
-        return FAMILIES[(method or self.run.method, self.kind)][0]
+        return family_label(self.run.method, self.kind, self.run.width)
 
 
 # ---------------------------------------------------------------------- inputs
@@ -128,7 +149,7 @@ def accuracy_rows(grid: Path, table: Path | None) -> tuple[dict[tuple[str, str],
     the run directory's full name (``run`` column), so each seed of a run keeps its own
     accuracy.
     """
-    from dualgate_solo.runner.table import collect_rows
+    from experiments.runner.table import collect_rows
 
     rows, unfinished = collect_rows(grid / "runs")
     if table is not None:
@@ -281,7 +302,10 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ("macs_per_image", "MACs per image"),
     )
     metrics = (("linear_top1", "linear top-1 [%]"), ("knn_top1_k20", "k-NN top-1, k=20 [%]"))
-    style = {label: (colour, marker) for label, colour, marker in FAMILIES.values()}
+    style = {}
+    for r in rows:
+        run = Run.from_name(r["run"])
+        style[r["family"]] = family_style(run.method, r["kind"], run.width)
     fig, axes = plt.subplots(2, 3, figsize=(14, 8), squeeze=False)
     for (metric, ylabel), ax_row in zip(metrics, axes):
         for (cost, xlabel), ax in zip(costs, ax_row):
@@ -289,13 +313,13 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                 points = [r for r in rows if r["family"] == family and r[metric] is not None]
                 groups = (
                     [points]
-                    if family == "VICReg, small width"
+                    if family == BASELINE_FAMILIES[1]
                     else [
                         [p for p in points if p["run"] == run]
                         for run in dict.fromkeys(p["run"] for p in points)
                     ]
                 )
-                colour, marker = style[family]
+                colour, marker, joined = style[family]
                 for i, group in enumerate(groups):
                     group = sorted(group, key=lambda r: r[cost])
                     ax.plot(
@@ -303,7 +327,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
                         [r[metric] for r in group],
                         color=colour,
                         marker=marker,
-                        linestyle="-" if family in JOINED else "none",
+                        linestyle="-" if joined else "none",
                         label=family if i == 0 else None,
                     )
                     for r in group:

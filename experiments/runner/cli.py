@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dualgate_solo.method_registry import METHODS
-from dualgate_solo.runner.protocols import BASELINE, PROTOCOLS, VARIANTS, grid
 from dualgate_solo.validation import UsageError, check_interval, report_usage_errors
+from experiments.runner.protocols import BASELINE, PROTOCOLS, VARIANTS, grid
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +150,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--cost-data={str(args.cost_data)!r} is invalid; allowed: a directory")
     protocol = PROTOCOLS[args.protocol]
     if protocol.dataset == "custom":
-        from dualgate_solo.runner.data import check_image_folder
+        from experiments.runner.data import check_image_folder
 
         check_image_folder(args.train, protocol.train_per_class, "--train")
         check_image_folder(args.val, protocol.val_per_class, "--val")
@@ -170,11 +170,11 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
     from tqdm import tqdm
 
     from dualgate_solo.provenance import provenance
-    from dualgate_solo.runner.curves import write_curves
-    from dualgate_solo.runner.data import subset_folder
-    from dualgate_solo.runner.grid import GridRunner
-    from dualgate_solo.runner.publish import publish_runs
-    from dualgate_solo.runner.table import collect_rows, write_table
+    from experiments.runner.curves import write_curves
+    from experiments.runner.data import subset_folder
+    from experiments.runner.grid import GridRunner
+    from experiments.runner.publish import publish_runs
+    from experiments.runner.table import collect_rows, write_table
 
     protocol = PROTOCOLS[args.protocol]
     train, val = args.train, args.val

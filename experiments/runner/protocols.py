@@ -38,11 +38,8 @@ VARIANTS["paper_dense_pair_sg"] = (
     *VARIANTS["paper_dense_pair"],
     "method_kwargs.detach_dense_target=True",
 )
-#: variants that set an option only some methods have -> those methods (the others skip them)
-VARIANT_METHODS: dict[str, tuple[str, ...]] = {
-    name: ("vicreg_dual_gating",)
-    for name in ("tracked_symmetric", "paper_dense_pair", "paper_dense_pair_sg")
-}
+#: the paper's budget with both views through both branches (``DualGatingOptions.symmetric``)
+VARIANTS["symmetric"] = ("method_kwargs.symmetric=True",)
 #: variants that also change the backbone (which the linear probe must repeat): ``tracked_width``
 #: is ``tracked`` with width gates (one prefix width per block and input)
 VARIANT_BACKBONE: dict[str, tuple[str, ...]] = {
@@ -196,6 +193,30 @@ class Run:
         ]
 
 
+def variant_options(variant: str) -> set[str]:
+    """The ``method_kwargs`` keys the variant sets."""
+    prefix = "method_kwargs."
+    return {o[len(prefix) :].split("=")[0] for o in VARIANTS[variant] if o.startswith(prefix)}
+
+
+def takes_variant(method: str, variant: str) -> bool:
+    """Whether ``method`` has every option ``variant`` sets (a variant that sets an option only
+    some methods have, e.g. ``dense_pair_weight``, runs for those alone); read from the
+    registry's ``method_kwargs`` defaults."""
+    return variant_options(variant) <= set(METHODS[method].method_defaults())
+
+
+def method_variants(method: str) -> tuple[str, ...]:
+    """The variants of ``method`` that not every gated method takes (the options that are its
+    own), in :data:`VARIANTS` order."""
+    gated = [m for m, spec in METHODS.items() if spec.trains_gates]
+    return tuple(
+        v
+        for v in VARIANTS
+        if takes_variant(method, v) and not all(takes_variant(m, v) for m in gated)
+    )
+
+
 def overrides_id(overrides: tuple[str, ...] | list[str]) -> str | None:
     """The first 8 hex digits of the SHA-256 of the override list (in order), ``None`` for
     none: the ``-o<id>`` of the run names of a grid made with ``--pretrain-override``."""
@@ -217,7 +238,7 @@ def grid(
     :func:`overrides_id` of ``pretrain_overrides``.
 
     Every gated method of ``methods`` runs at every ``t_d`` of ``densities`` in every variant of
-    ``variants`` (except variants :data:`VARIANT_METHODS` gives to other methods); the other
+    ``variants`` that it takes (:func:`takes_variant`); the other
     methods and :data:`BASELINE` run once, the baseline also once per width of
     ``baseline_widths`` (the small network trained directly).
     """
@@ -230,7 +251,7 @@ def grid(
                 Run(method, t_d, v)
                 for t_d in densities
                 for v in variants
-                if method in VARIANT_METHODS.get(v, (method,))
+                if takes_variant(method, v)
             ]
         else:
             runs.append(Run(method, None, "paper"))

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
-from dualgate_solo.bench.timing import count_macs
 from dualgate_solo.checkpoint import load_backbone
 from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn
 from dualgate_solo.gate_stats import collect_gate_statistics
 from dualgate_solo.knn import knn_top1
 from dualgate_solo.provenance import provenance
 from dualgate_solo.reports.eval_data import image_folder_split, loader
+from experiments.bench.timing import count_macs
 
 
 def _subset(split, size: int, seed: int):

@@ -1,4 +1,4 @@
-"""``python -m dualgate_solo.runner.launch SCRIPT [ARGS...]``: a solo-learn script logging to CSV.
+"""``python -m experiments.runner.launch SCRIPT [ARGS...]``: a solo-learn script logging to CSV.
 
 solo-learn hands its ``Trainer`` ``logger=None`` when wandb is off, and Lightning's default logger
 is then TensorBoard where ``tensorboard`` is installed and CSV elsewhere. The runner reads every

@@ -4,7 +4,7 @@ Per run: the stage records, the k-NN results, the cost report and figures, solo-
 ``args.json`` of the pre-training (``args.json``) and of each linear probe
 (``linear-<branch>.args.json``), read from the paths the stage records name, and the
 pre-training's logged metrics merged into one file
-(:data:`~dualgate_solo.runner.curves.METRICS_FILE`).
+(:data:`~experiments.runner.curves.METRICS_FILE`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
-from dualgate_solo.runner.curves import METRICS_FILE, write_merged_metrics
-from dualgate_solo.runner.stages import stage_result
+from experiments.runner.curves import METRICS_FILE, write_merged_metrics
+from experiments.runner.stages import stage_result
 
 PUBLISHED = (
     "*.json",

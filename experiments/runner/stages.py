@@ -3,7 +3,7 @@
 A stage record holds the stage's identity (:class:`StageIdentity`: protocol, the run's training
 overrides, the config or script it ran with its complete override/argument list, the SHA-256 of
 the resolved config, the environment switches it reads, the content identity of its input files
-and the code identity, :mod:`~dualgate_solo.runner.identity`) and ``identity_sha256`` over all of
+and the code identity, :mod:`~experiments.runner.identity`) and ``identity_sha256`` over all of
 them, its result, its wall-clock start, end and seconds, and the machine and git source
 (:func:`~dualgate_solo.provenance.provenance`). A second invocation reuses a record only when the
 requested identity hashes to the recorded ``identity_sha256``. Otherwise the stage is stale: it
@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dualgate_solo.runner.identity import canonical_sha256, describe_differences, differing_keys
 from dualgate_solo.validation import UsageError
+from experiments.runner.identity import canonical_sha256, describe_differences, differing_keys
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class StageIdentity:
         environment: the environment switches the stage reads, ``{name: value or None}``.
         inputs: ``{role: file identity}`` of the files it reads (e.g. the pre-training
             checkpoint and its ``args.json``), by content.
-        code: :func:`~dualgate_solo.runner.identity.code_identity`.
+        code: :func:`~experiments.runner.identity.code_identity`.
         resolved_config: the resolved config as a flat dict; recorded to name the keys that
             changed, not hashed (``config_sha256`` stands for it).
     """

@@ -1,4 +1,4 @@
-"""``python -m dualgate_solo.runner.knn_record RESULTS.json SCRIPT [ARGS...]``.
+"""``python -m experiments.runner.knn_record RESULTS.json SCRIPT [ARGS...]``.
 
 Runs solo-learn's unchanged ``main_knn.py`` (``SCRIPT``) through ``dualgate-solo run`` and
 records every k-NN evaluation it makes to ``RESULTS.json``: a list of

@@ -6,8 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from dualgate_solo.runner.cpu_shim import SHIM_DIR
 from dualgate_solo.solo.custom_pipeline import ENV_VAR as PIPELINE_VAR
+from experiments import python_path
+from experiments.runner.cpu_shim import SHIM_DIR
 
 #: the environment variables that change what a stage computes (part of its identity):
 #: ``$DUALGATE_CUSTOM_PIPELINE`` picks the custom-data transforms
@@ -21,9 +22,10 @@ def identity_switches(env: dict[str, str]) -> dict[str, str | None]:
 
 def stage_environment(solo: Path, cpu: bool, custom_pipeline: str | None) -> dict[str, str]:
     """This process's environment with solo-learn (and, for ``cpu``, the CUDA->CPU shim) first on
-    ``PYTHONPATH`` and ``$DUALGATE_CUSTOM_PIPELINE`` set to ``custom_pipeline`` when given."""
-    paths = [*([str(SHIM_DIR)] if cpu else []), str(solo), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    ``PYTHONPATH``, then the lab (:func:`experiments.python_path`), and
+    ``$DUALGATE_CUSTOM_PIPELINE`` set to ``custom_pipeline`` when given."""
+    shim = [str(SHIM_DIR)] if cpu else []
+    env = {**os.environ, "PYTHONPATH": python_path(*shim, str(solo))}
     if custom_pipeline:
         env[PIPELINE_VAR] = custom_pipeline
     return env
