@@ -1,11 +1,11 @@
 """Build step pyproject.toml cannot express: the wheel carries ``configs/`` as
 ``dualgate_solo/configs`` and the start-up hook at the top of site-packages:
 ``dualgate_solo_hook.pth`` plus ``dualgate_solo_hook.py``, a copy of
-``dualgate_solo/solo/import_hook.py``. Being in the wheel, they are listed in its ``RECORD``, so
-``pip uninstall dualgate-solo`` removes them.
+``dualgate_solo/solo_adapter/startup_hook.py``. Being in the wheel, they are listed in its
+``RECORD``, so ``pip uninstall dualgate-solo`` removes them.
 
 Editable installs skip both: they read ``configs/`` in place, and ``dualgate-solo install-hook``
-writes the hook (see ``dualgate_solo/solo/hook_install.py``).
+writes the hook (see ``dualgate_solo/solo_adapter/startup_hook_files.py``).
 """
 
 import importlib.util
@@ -16,11 +16,11 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-HOOK_SOURCE = ROOT / "dualgate_solo" / "solo" / "import_hook.py"
+HOOK_SOURCE = ROOT / "dualgate_solo" / "solo_adapter" / "startup_hook.py"
 
 
 def _hook_module():
-    """``import_hook`` loaded from its file alone (standalone; the package is not built yet)."""
+    """``startup_hook`` loaded from its file alone (standalone; the package is not built yet)."""
     spec = importlib.util.spec_from_file_location("_dualgate_solo_hook_build", HOOK_SOURCE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

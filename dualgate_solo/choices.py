@@ -66,7 +66,8 @@ BUDGET_PRESETS = {
 }
 
 #: environment variable naming the evaluation pipeline of solo-learn's ``custom`` data (read by
-#: :mod:`dualgate_solo.solo.custom_pipeline`; stand-alone scripts set it without importing it)
+#: :mod:`dualgate_solo.solo_adapter.custom_pipeline`; stand-alone scripts set it without importing
+#: it)
 CUSTOM_PIPELINE_ENV_VAR = "DUALGATE_CUSTOM_PIPELINE"
 
 #: gate modes of the gated backbones: ``channel``, one gate value per channel (the paper);

@@ -160,7 +160,7 @@ class MethodSpec:
     def backbone_defaults(self) -> dict[str, Any]:
         """``backbone.kwargs`` defaults of a gated method: the primary branch and the first
         allowed scope (a slimmable method's width kwargs depend on its options: filled by
-        :func:`dualgate_solo.solo.config.configure_run`).
+        :func:`dualgate_solo.solo_adapter.config.configure_run`).
 
         Both gated methods train either gate mode. ``gate_mode`` (default ``channel``, the
         paper) and ``width_choices`` are deliberately not filled in: the backbone's own defaults
@@ -209,7 +209,7 @@ METHODS: dict[str, MethodSpec] = {
             name="vicreg_dual_gating",
             display="Dual-Gating",
             summary="VICReg-Dual-Gating (BMVC 2023): a dense and a gated branch over shared convs",
-            solo_class="dualgate_solo.solo.methods:VICRegDualGating",
+            solo_class="dualgate_solo.solo_adapter.methods:VICRegDualGating",
             branches=("dense", "gated"),
             dual_bn_scopes=("block", "backbone", "all"),
             kwargs_types=(VICRegConfig, BudgetConfig, DualGatingOptions),
@@ -218,7 +218,7 @@ METHODS: dict[str, MethodSpec] = {
             name="vicreg_gating",
             display="VICReg-Gating",
             summary="VICReg-Gating (IMVIP 2022): both views through the gated network",
-            solo_class="dualgate_solo.solo.methods:VICRegGating",
+            solo_class="dualgate_solo.solo_adapter.methods:VICRegGating",
             branches=("gated",),
             dual_bn_scopes=("none",),
             kwargs_types=(VICRegConfig, BudgetConfig),
@@ -227,7 +227,7 @@ METHODS: dict[str, MethodSpec] = {
             name="slimclr_vicreg",
             display="SlimCLR-VICReg",
             summary="SlimCLR (IJCV 2024) over VICReg: every width of a slimmable ResNet",
-            solo_class="dualgate_solo.solo.slim_methods:SlimCLRVICReg",
+            solo_class="dualgate_solo.solo_adapter.slim_methods:SlimCLRVICReg",
             branches=("w1", "w0.5", "w0.25"),
             dual_bn_scopes=(),
             kwargs_types=(VICRegConfig, SlimCLROptions, EmbeddingDistillOptions),
@@ -238,7 +238,7 @@ METHODS: dict[str, MethodSpec] = {
             name="slimclr_mocov3",
             display="SlimCLR-MoCo v3",
             summary="SlimCLR (IJCV 2024) over MoCo v3: every width against full-width targets",
-            solo_class="dualgate_solo.solo.slim_methods:SlimCLRMoCoV3",
+            solo_class="dualgate_solo.solo_adapter.slim_methods:SlimCLRMoCoV3",
             branches=("w1", "w0.5", "w0.25"),
             dual_bn_scopes=(),
             kwargs_types=(MoCoV3Config, SlimCLROptions),
@@ -249,7 +249,7 @@ METHODS: dict[str, MethodSpec] = {
             name="sacl_xd",
             display="SACL-XD",
             summary="SACL-XD (NeurIPS 2023): host and slimmed network, cross-distillation",
-            solo_class="dualgate_solo.solo.slim_methods:SACLXD",
+            solo_class="dualgate_solo.solo_adapter.slim_methods:SACLXD",
             branches=("w0.5", "w1"),
             dual_bn_scopes=(),
             kwargs_types=(BarlowConfig, SACLOptions),

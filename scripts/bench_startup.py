@@ -6,8 +6,8 @@ what their site-packages hold:
 - ``none``: nothing;
 - ``hook``: this checkout's hook, written by ``install_hook`` (the same files a wheel ships);
 - ``previous``: the hook as of ``--previous`` (a ``.pth`` importing
-  ``dualgate_solo.solo.import_hook`` from the package), rebuilt from git; ``--previous ''``
-  skips it.
+  ``dualgate_solo.solo.import_hook`` from the package, its name then), rebuilt from git;
+  ``--previous ''`` skips it.
 
 Per arm: ``python -X importtime -c pass`` (``--importtime-runs`` times, medians reported) and
 ``--runs`` timed ``python -c pass`` runs, interleaved across the arms so that load drifts hit all
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from dualgate_solo.solo.hook_install import install_hook
+from dualgate_solo.solo_adapter.startup_hook_files import install_hook
 
 REPO = Path(__file__).resolve().parents[1]
 #: the previous hook's files, relative to the repository, and its .pth line

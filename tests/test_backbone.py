@@ -156,7 +156,8 @@ def test_forward_returns_one_feature_tensor_per_branch(r18_cifar) -> None:
     x = torch.randn(*SMALL)
     r18_cifar.eval()
     for branch in ("dense", "gated"):
-        feats = r18_cifar.set_branch(branch)(x)
+        r18_cifar.branch = branch
+        feats = r18_cifar(x)
         assert isinstance(feats, torch.Tensor) and feats.shape == (2, r18_cifar.num_features)
     assert create_backbone("dg_resnet50").num_features == 2048
     assert not hasattr(r18_cifar, "inplanes")

@@ -73,7 +73,7 @@ def test_help_shows_zero_defaults(capsys) -> None:
 
 def test_install_hook_writes_and_removes_the_pth(tmp_path, capsys) -> None:
     from dualgate_solo.cli import main
-    from dualgate_solo.solo.import_hook import PTH_NAME
+    from dualgate_solo.solo_adapter.startup_hook import PTH_NAME
 
     assert main(["install-hook", "--target", str(tmp_path)]) == 0
     assert (tmp_path / PTH_NAME).is_file() and str(tmp_path / PTH_NAME) in capsys.readouterr().out

@@ -83,17 +83,15 @@ def test_floor_ratio_cifar(r18_cifar) -> None:
 )
 @pytest.mark.parametrize("width", [64, 16])
 def test_dense_macs_agree_with_flop_counter(name: str, stem: str, size: int, width: int) -> None:
-    model = create_backbone(name, stem=stem, width=width).eval()
+    model = create_backbone(name, stem=stem, width=width, branch="dense").eval()
     x = torch.zeros(1, 3, size, size)
-    assert (
-        flop_counter_macs(model.set_branch("dense"), x) == model.cost_table((size, size)).dense_macs
-    )
+    assert flop_counter_macs(model, x) == model.cost_table((size, size)).dense_macs
 
 
 @pytest.mark.parametrize("name", ["dg_resnet18", "dg_resnet50"])
 def test_gated_all_on_macs_agree_with_flop_counter(name: str) -> None:
     """The gated branch computes every conv plus the gates: torch counts F_full + G."""
-    model = open_all_gates(create_backbone(name, stem="cifar")).eval().set_branch("gated")
+    model = open_all_gates(create_backbone(name, stem="cifar", branch="gated")).eval()
     x = torch.zeros(2, 3, 32, 32)
     out = model.forward_branch(x, "gated")
     counted = flop_counter_macs(model, x) / x.shape[0]

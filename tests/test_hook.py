@@ -16,8 +16,8 @@ from pathlib import Path
 
 from model_utils import fake_solo_methods
 
-from dualgate_solo.solo import import_hook
-from dualgate_solo.solo.hook_install import hook_files, install_hook, uninstall_hook
+from dualgate_solo.solo_adapter import startup_hook
+from dualgate_solo.solo_adapter.startup_hook_files import hook_files, install_hook, uninstall_hook
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 OTHER_ROWS = "dualgate_solo/__init__.py,sha256=abc,10\ndualgate_solo-0.1.0.dist-info/RECORD,,\n"
@@ -54,8 +54,8 @@ def test_install_hook_writes_the_standalone_module_and_records_every_file(tmp_pa
     site, record = _fake_site(tmp_path)
     pth = install_hook(site)
     pth_file, module, bytecode = hook_files(site)
-    assert pth == pth_file and pth.read_text() == import_hook.PTH_LINE
-    assert module.read_bytes() == Path(import_hook.__file__).read_bytes()
+    assert pth == pth_file and pth.read_text() == startup_hook.PTH_LINE
+    assert module.read_bytes() == Path(startup_hook.__file__).read_bytes()
     assert bytecode.parent.name == "__pycache__" and bytecode.is_file()
     rows = [line.split(",") for line in record.read_text().splitlines()]
     assert rows[:2] == [line.split(",") for line in OTHER_ROWS.splitlines()]
@@ -118,10 +118,10 @@ def test_registering_loader_keeps_the_real_loaders_interface(tmp_path) -> None:
     code = (
         "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
-        "import dualgate_solo.solo as plugin\n"
+        "import dualgate_solo.solo_adapter as plugin\n"
         "plugin.register = lambda: print('registered')\n"
-        "from dualgate_solo.solo import import_hook\n"
-        "import_hook.install()\n"
+        "from dualgate_solo.solo_adapter import startup_hook\n"
+        "startup_hook.install()\n"
         "import solo.methods\n"
         "print(solo.methods.__loader__.get_filename('solo.methods') == solo.methods.__file__)\n"
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import dualgate_solo
-from dualgate_solo.solo.hook_install import hook_files
+from dualgate_solo.solo_adapter.startup_hook_files import hook_files
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md", "dualgate_solo", "hydra_plugins")
@@ -148,7 +148,7 @@ def test_pip_uninstall_removes_the_hook_install_hook_wrote_for_an_editable_insta
     assert _leftovers(site) == []  # an editable install ships no hook
     write = (
         "import dualgate_solo\n"
-        "from dualgate_solo.solo.hook_install import install_hook\n"
+        "from dualgate_solo.solo_adapter.startup_hook_files import install_hook\n"
         "print(dualgate_solo.__file__); install_hook()\n"
     )
     imported = _ok([str(python), "-c", write], tmp_path).strip()

@@ -14,10 +14,10 @@ from hydra import compose, initialize_config_dir
 from model_utils import fake_solo_methods
 
 from dualgate_solo.cli import main
-from dualgate_solo.solo.branch_dir import make_branch_dirs
-from dualgate_solo.solo.hook_install import install_hook, uninstall_hook
-from dualgate_solo.solo.import_hook import PTH_LINE, PTH_NAME
-from dualgate_solo.solo.paths import config_dir
+from dualgate_solo.solo_adapter.branch_dir import make_branch_dirs
+from dualgate_solo.solo_adapter.paths import config_dir
+from dualgate_solo.solo_adapter.startup_hook import PTH_LINE, PTH_NAME
+from dualgate_solo.solo_adapter.startup_hook_files import install_hook, uninstall_hook
 
 CONFIGS = config_dir()
 
@@ -28,7 +28,7 @@ def test_pth_hook_registers_right_after_the_trigger_module_is_imported(tmp_path)
     fake = fake_solo_methods(tmp_path / "fake", "METHODS = {}\n")
     script = (
         "import site, sys; site.addsitedir(sys.argv[1]); sys.path.insert(0, sys.argv[2])\n"
-        "import dualgate_solo.solo as plugin\n"
+        "import dualgate_solo.solo_adapter as plugin\n"
         "plugin.register = lambda: print('registered', 'solo.methods' in sys.modules)\n"
         "assert 'torch' not in sys.modules, 'the hook must not import heavy modules'\n"
         "import solo.methods\n"
@@ -130,7 +130,7 @@ def test_config_dir_command_prints_the_configs(capsys) -> None:
 def test_custom_pipeline_requests_are_checked_by_name_and_must_agree(monkeypatch) -> None:
     from omegaconf import OmegaConf
 
-    from dualgate_solo.solo.custom_pipeline import ENV_VAR, requests, resolve
+    from dualgate_solo.solo_adapter.custom_pipeline import ENV_VAR, requests, resolve
 
     monkeypatch.delenv(ENV_VAR, raising=False)
     assert resolve(requests()) == "custom"  # nothing asked: solo-learn's own builder
@@ -149,7 +149,7 @@ def test_custom_pipeline_requests_are_checked_by_name_and_must_agree(monkeypatch
 
 
 def test_default_stem_and_run_fingerprint_without_solo() -> None:
-    from dualgate_solo.solo.config import default_stem, run_fingerprint
+    from dualgate_solo.solo_adapter.config import default_stem, run_fingerprint
 
     assert [default_stem(s) for s in (32, 64, 65, 96, 224)] == ["cifar"] * 2 + ["imagenet"] * 3
     kwargs = {"lambda_flops": 5.0, "target_density": 0.1}

@@ -16,7 +16,7 @@ import pytest
 
 import experiments
 from dualgate_solo.method_registry import METHODS
-from dualgate_solo.solo.custom_pipeline import ENV_VAR
+from dualgate_solo.solo_adapter.custom_pipeline import ENV_VAR
 from dualgate_solo.validation import UsageError
 from experiments.runner import cli
 from experiments.runner.cpu_shim import SHIM_DIR
@@ -532,7 +532,7 @@ def test_cpu_long_is_the_cpu_protocol_eight_times_longer_with_online_knn(tmp_pat
     pytest.importorskip("hydra", reason="hydra is not installed")
     from hydra import compose, initialize_config_dir
 
-    from dualgate_solo.solo.paths import config_dir
+    from dualgate_solo.solo_adapter.paths import config_dir
 
     cpu, long = PROTOCOLS["cpu"], PROTOCOLS["cpu_long"]
     assert (long.configs, long.train_per_class, long.val_per_class) == ("cpu", 500, 200)

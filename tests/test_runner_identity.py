@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dualgate_solo.solo.paths import config_dir
+from dualgate_solo.solo_adapter.paths import config_dir
 from dualgate_solo.validation import UsageError
 from experiments.runner import grid as grid_module
 from experiments.runner.grid import GridRunner

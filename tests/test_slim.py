@@ -337,7 +337,7 @@ def test_vicreg_of_the_full_width_matches_the_reference_loss() -> None:
 
 
 def test_other_backbones_refuse_a_slimmable_checkpoint_naming_the_settings() -> None:
-    from dualgate_solo.solo.load_guard import refuse_gated_state
+    from dualgate_solo.solo_adapter.load_guard import refuse_gated_state
 
     state = create_backbone("slim_resnet18", width=8, width_mult_list=[1.0, 0.5]).state_dict()
     plain = torch.nn.Conv2d(3, 8, 3)

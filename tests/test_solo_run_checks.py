@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 
 from dualgate_solo.slim_options import SlimCLROptions
-from dualgate_solo.solo.config import unused_parameters_reason
-from dualgate_solo.solo.registry import _Factory, qualify
-from dualgate_solo.solo.strategy import process_count, select_strategy
+from dualgate_solo.solo_adapter.config import unused_parameters_reason
+from dualgate_solo.solo_adapter.registry import _Factory, qualify
+from dualgate_solo.solo_adapter.strategy import process_count, select_strategy
 from dualgate_solo.validation import UsageError
 
 REASON = "method_kwargs.slow_start_epochs=1"
@@ -116,7 +116,7 @@ def test_the_factory_records_the_keys_it_was_given() -> None:
 @pytest.fixture
 def check_file():
     pytest.importorskip("hydra")
-    from dualgate_solo.solo.feature_extractor import check_checkpoint_file
+    from dualgate_solo.solo_adapter.feature_extractor import check_checkpoint_file
 
     return check_checkpoint_file
 

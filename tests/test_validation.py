@@ -44,8 +44,9 @@ def test_bad_depth_and_name() -> None:
 def test_bad_branch_at_call_time(r18_cifar) -> None:
     with pytest.raises(ValueError, match="branch='both'"):
         r18_cifar.forward_branch(torch.randn(1, 3, 32, 32), "both")
+    r18_cifar.branch = "both"
     with pytest.raises(ValueError, match="branch='both'"):
-        r18_cifar.set_branch("both")
+        r18_cifar(torch.randn(1, 3, 32, 32))
     with pytest.raises(ValueError, match="branch='x'"):
         DualBatchNorm(torch.nn.BatchNorm2d(2))(torch.randn(2, 2, 1, 1), "x")
 

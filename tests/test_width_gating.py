@@ -220,7 +220,7 @@ def test_other_width_choices_are_refused_even_with_equal_shapes() -> None:
 def test_non_gated_backbones_name_the_width_settings() -> None:
     """solo-learn's own backbones refuse a width-mode checkpoint with the settings to use."""
     torchvision = pytest.importorskip("torchvision")
-    from dualgate_solo.solo.load_guard import refuse_gated_state
+    from dualgate_solo.solo_adapter.load_guard import refuse_gated_state
 
     state = create_backbone("dg_resnet18", width=4, gate_mode="width").state_dict()
     with pytest.raises(UsageError) as error:
@@ -268,4 +268,4 @@ def test_a_plain_width_mode_state_dict_loads_with_its_gate_mode_read_off_it(tmp_
     loaded = load_backbone(tmp_path / "width.pt", "dg_resnet18", {"width": 8}).backbone
     assert (loaded.gate_mode, tuple(loaded.width_choices)) == ("width", choices)
     x = torch.randn(2, 3, 32, 32)
-    assert torch.equal(loaded.eval()(x), model.eval().set_branch("gated")(x))
+    assert torch.equal(loaded.eval()(x), model.eval().forward_branch(x, "gated").feats)

@@ -1,7 +1,7 @@
 """``dualgate-solo branch-dir RUN_DIR``: per-branch checkpoint directories for main_knn / main_umap.
 
 solo-learn's ``main_knn.py`` and ``main_umap.py`` read every setting from ``<dir>/args.json``;
-:func:`dualgate_solo.solo.branch_dir.make_branch_dirs` writes one directory per branch whose
+:func:`dualgate_solo.solo_adapter.branch_dir.make_branch_dirs` writes one directory per branch whose
 ``args.json`` names that branch. Prints the ``--pretrained_checkpoint_dir`` of each.
 """
 
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dualgate_solo.solo.branch_dir import make_branch_dirs
+    from dualgate_solo.solo_adapter.branch_dir import make_branch_dirs
 
     for branch, directory in make_branch_dirs(args.run_dir, args.branch, args.out).items():
         print(f"{branch}: --pretrained_checkpoint_dir {directory}")

@@ -10,6 +10,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dualgate_solo.solo.paths import config_dir
+    from dualgate_solo.solo_adapter.paths import config_dir
 
     print(config_dir())

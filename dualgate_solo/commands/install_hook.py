@@ -23,7 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from dualgate_solo.solo.hook_install import install_hook, site_packages, uninstall_hook
+    from dualgate_solo.solo_adapter.startup_hook_files import (
+        install_hook,
+        site_packages,
+        uninstall_hook,
+    )
     from dualgate_solo.validation import UsageError
 
     target = args.target or site_packages()

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
             "values: a solo-learn checkout's script, or install it (requirements-solo.txt)"
         ) from None
 
-    from dualgate_solo.solo import register
+    from dualgate_solo.solo_adapter import register
 
     register()
     sys.argv = [str(args.script), *args.script_args]

@@ -188,11 +188,6 @@ class GatedResNet(nn.Module):
             for i, block in enumerate(stage):
                 yield f"layer{s}.{i}", block
 
-    def set_branch(self, branch: str) -> GatedResNet:
-        """Choose the branch ``forward(x)`` runs; returns ``self``."""
-        self.branch = check_choice("branch", branch, BRANCHES)
-        return self
-
     def forward_branch(self, x: Tensor, branch: str) -> BranchOutput:
         """Run one branch. ``x [B, 3, H, W]`` -> :class:`BranchOutput` (any H, W)."""
         check_choice("branch", branch, BRANCHES)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import datasets, transforms
 
 from dualgate_solo.choices import DATASET_INPUT_SIZES, DATASETS
-from dualgate_solo.solo.custom_pipeline import CONFIG_KEY
+from dualgate_solo.solo_adapter.custom_pipeline import CONFIG_KEY
 from dualgate_solo.validation import UsageError, check_choice
 
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261))

@@ -13,10 +13,10 @@ from dualgate_solo.synthetic import augment, synthetic_shapes
 
 
 def train_gates(
-    backbone: GatedResNet, steps: int, target: float, batch_size: int, seed: int = 0
+    backbone: GatedResNet, steps: int, target_density: float, batch_size: int, seed: int = 0
 ) -> list[dict]:
-    """Train only the gates (and BN statistics) toward kept-MAC ratio ``target``; returns the
-    per-step log ``[{"step", "ratio", "distill", "budget"}]``.
+    """Train only the gates (and BN statistics) toward kept-MAC ratio ``target_density``; returns
+    the per-step log ``[{"step", "ratio", "distill", "budget"}]``.
 
     Loss: budget loss L_G (deterministic ratio, Lagrange multiplier, linear per-layer bound at
     p = 0.5) + ``1 - cos(gated feats, dense feats)`` with the dense features as a fixed teacher.
@@ -24,7 +24,7 @@ def train_gates(
     torch.manual_seed(seed)
     images, _ = synthetic_shapes(2048, seed=seed)
     config = BudgetConfig(
-        target_density=target,
+        target_density=target_density,
         ratio_source="deterministic",
         multiplier_lr=0.5,
         bound_target="linear",

@@ -63,6 +63,7 @@ from dualgate_solo.commands.options import add_architecture_options, integer
 from dualgate_solo.export import onnx_export, onnx_session
 from dualgate_solo.export.verify import Comparison
 from dualgate_solo.gate_stats import collect_gate_statistics
+from dualgate_solo.losses.budget import BudgetConfig
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.provenance import provenance
 from dualgate_solo.synthetic import synthetic_shapes
@@ -456,7 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="gate mode of the stand-in model (no checkpoint); width adds the routed executor",
     )
     parser.add_argument(
-        "--target-density", type=float, default=0.1, help="t_d of the gate training (no checkpoint)"
+        "--target-density",
+        type=float,
+        default=BudgetConfig.target_density,
+        help="t_d of the gate training (no checkpoint)",
     )
     parser.add_argument(
         "--train-steps",

@@ -72,8 +72,8 @@ def _build(entry: str, batch_size: int, device: str):
     from solo.args.pretrain import parse_cfg
     from solo.methods import METHODS as SOLO_METHODS
 
-    from dualgate_solo.solo import register
-    from dualgate_solo.solo.paths import config_dir
+    from dualgate_solo.solo_adapter import register
+    from dualgate_solo.solo_adapter.paths import config_dir
 
     register()
     with initialize_config_dir(

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from dualgate_solo.solo.custom_pipeline import ENV_VAR as PIPELINE_VAR
+from dualgate_solo.solo_adapter.custom_pipeline import ENV_VAR as PIPELINE_VAR
 from experiments import python_path
 from experiments.runner.cpu_shim import SHIM_DIR
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dualgate_solo.method_registry import METHODS
-from dualgate_solo.solo.paths import config_dir
+from dualgate_solo.solo_adapter.paths import config_dir
 from dualgate_solo.validation import UsageError
 from experiments.runner.environment import call, identity_switches, stage_environment
 from experiments.runner.identity import (

@@ -8,9 +8,9 @@ It may run more than once; both actions are idempotent.
 
 import sys
 
-from dualgate_solo.solo.search_path import DualGateSearchPathPlugin  # noqa: F401  (collected by Hydra)
+from dualgate_solo.solo_adapter.search_path import DualGateSearchPathPlugin  # noqa: F401  (collected by Hydra)
 
 if "solo" in sys.modules:
-    from dualgate_solo.solo import register
+    from dualgate_solo.solo_adapter import register
 
     register()

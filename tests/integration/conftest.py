@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from model_utils import write_shape_folders
 
-from dualgate_solo.solo.hook_install import install_hook
+from dualgate_solo.solo_adapter.startup_hook_files import install_hook
 from experiments.runner.cpu_shim import SHIM_DIR
 
 REPO = Path(__file__).resolve().parents[2]

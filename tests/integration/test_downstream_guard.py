@@ -16,8 +16,8 @@ import pytest
 from conftest import run_script
 from script_helpers import checkpoint_of, linear, pretrain
 
-from dualgate_solo.solo.custom_pipeline import ENV_VAR
-from dualgate_solo.solo.hook_install import install_hook
+from dualgate_solo.solo_adapter.custom_pipeline import ENV_VAR
+from dualgate_solo.solo_adapter.startup_hook_files import install_hook
 
 
 @pytest.fixture(scope="module")

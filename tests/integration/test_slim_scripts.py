@@ -23,7 +23,7 @@ from script_helpers import (
     pretrain,
 )
 
-from dualgate_solo.solo.branch_dir import make_branch_dirs
+from dualgate_solo.solo_adapter.branch_dir import make_branch_dirs
 
 WIDTHS = ["w1", "w0.75", "w0.5", "w0.25"]
 
@@ -162,7 +162,7 @@ def test_post_switch_lr_scale_applies_from_the_switch_to_non_classifier_groups(
     """``post_switch_lr_scale`` 3: the step sees 3x the scheduled lr once the sub-networks are
     on (not the online classifier's), and the scheduled lr is restored after it."""
     from dualgate_solo.slim_options import SlimCLROptions
-    from dualgate_solo.solo.slim_methods import WidthMethod
+    from dualgate_solo.solo_adapter.slim_methods import WidthMethod
 
     class Recorder:
         def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):

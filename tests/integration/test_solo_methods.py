@@ -24,7 +24,7 @@ PRETRAIN_CONFIGS = sorted(
 def solo():
     import solo.methods
 
-    from dualgate_solo.solo import register
+    from dualgate_solo.solo_adapter import register
 
     register()
     register()  # idempotent
@@ -55,7 +55,7 @@ def test_register_adds_every_registered_method_and_backbone_once(solo) -> None:
     from solo.methods.base import BaseMethod
 
     from dualgate_solo.method_registry import METHODS
-    from dualgate_solo.solo.load_guard import GuardedFactory
+    from dualgate_solo.solo_adapter.load_guard import GuardedFactory
 
     assert {name: solo.methods.METHODS[name] for name in METHODS} == {
         name: spec.solo_class_object() for name, spec in METHODS.items()
@@ -305,7 +305,7 @@ def pipeline_state(solo, monkeypatch):
     """Fresh custom-pipeline state: no recorded run, variable unset; the builder restored after."""
     from solo.data import classification_dataloader as loader
 
-    from dualgate_solo.solo import custom_pipeline
+    from dualgate_solo.solo_adapter import custom_pipeline
 
     shipped = getattr(loader.build_custom_pipeline, "shipped", loader.build_custom_pipeline)
     monkeypatch.delenv(custom_pipeline.ENV_VAR, raising=False)
@@ -387,7 +387,7 @@ def test_linear_probe_inherits_the_pretraining_runs_pipeline(pipeline_state, tmp
 def test_bad_or_conflicting_pipeline_fails_only_runs_on_custom_data(
     solo, pipeline_state, monkeypatch
 ) -> None:
-    from dualgate_solo.solo import register
+    from dualgate_solo.solo_adapter import register
     from dualgate_solo.validation import UsageError
 
     loader, custom_pipeline = pipeline_state
@@ -409,7 +409,7 @@ def test_bad_or_conflicting_pipeline_fails_only_runs_on_custom_data(
 
 
 def test_a_method_name_solo_learn_already_has_is_refused_in_one_line(solo, monkeypatch) -> None:
-    from dualgate_solo.solo import register
+    from dualgate_solo.solo_adapter import register
     from dualgate_solo.validation import UsageError
 
     class Other:

@@ -25,7 +25,7 @@ from script_helpers import (
 )
 
 from dualgate_solo.checkpoint import load_backbone
-from dualgate_solo.solo.branch_dir import make_branch_dirs
+from dualgate_solo.solo_adapter.branch_dir import make_branch_dirs
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +173,8 @@ def test_main_knn_without_the_hook_does_not_know_the_method(
     solo_src, dual_run, image_folders, tmp_path
 ) -> None:
     """Documents why the start-up hook exists: argparse scripts never run the Hydra plugin."""
-    from dualgate_solo.solo.hook_install import site_packages
-    from dualgate_solo.solo.import_hook import PTH_NAME
+    from dualgate_solo.solo_adapter.startup_hook import PTH_NAME
+    from dualgate_solo.solo_adapter.startup_hook_files import site_packages
 
     if (site_packages() / PTH_NAME).exists():
         pytest.skip("the start-up hook is installed in this environment")

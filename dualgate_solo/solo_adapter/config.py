@@ -28,7 +28,7 @@ from dualgate_solo.choices import DEFAULT_WIDTH_MULTS
 from dualgate_solo.layers.slimmable import check_width, check_width_list
 from dualgate_solo.method_registry import MethodSpec
 from dualgate_solo.slim_options import SACLOptions, SlimCLROptions
-from dualgate_solo.solo.strategy import select_strategy
+from dualgate_solo.solo_adapter.strategy import select_strategy
 from dualgate_solo.validation import UsageError, check_choice
 
 #: Training crops up to this size (px) get the ``cifar`` stem by default.
@@ -146,7 +146,7 @@ def configure_run(cfg: DictConfig, spec: MethodSpec) -> dict[type, Any]:
     as SlimCLR's ``slow_start_epochs`` as numbers) and ``backbone.kwargs`` (``branch`` and
     ``dual_bn_scope``, or ``width_mult`` and ``width_mult_list``, and ``stem``, the last from the
     training crop size), selects the DDP strategy the method needs
-    (:func:`~dualgate_solo.solo.strategy.select_strategy`), resolves
+    (:func:`~dualgate_solo.solo_adapter.strategy.select_strategy`), resolves
     interpolations such as ``name: ...-td${method_kwargs.target_density}`` (solo-learn writes
     ``args.json`` unresolved) and appends :func:`run_fingerprint` to ``name`` (idempotent:
     a cfg read back from ``args.json`` keeps its name).

@@ -4,10 +4,10 @@ It mutates solo-learn's own registries in place (``solo.methods.METHODS`` and th
 ``BaseMethod._BACKBONES``, which ``main_linear.py`` reads explicitly), so every unchanged script
 sees each method of :data:`dualgate_solo.method_registry.METHODS` and ``backbone.name:
 dg_resnet18|34|50|slim_resnet18|50``. It also guards solo-learn's own backbones against this
-package's checkpoints (:mod:`~dualgate_solo.solo.load_guard`), completes every run's cfg
-(:mod:`~dualgate_solo.solo.run_cfg`) and installs the custom-data pipeline choice
-(:mod:`~dualgate_solo.solo.custom_pipeline`). Safe to call any number of times (Hydra re-runs
-plugin modules; the start-up hook and user code may call it too).
+package's checkpoints (:mod:`~dualgate_solo.solo_adapter.load_guard`), completes every run's cfg
+(:mod:`~dualgate_solo.solo_adapter.run_cfg`) and installs the custom-data pipeline choice
+(:mod:`~dualgate_solo.solo_adapter.custom_pipeline`). Safe to call any number of times (Hydra
+re-runs plugin modules; the start-up hook and user code may call it too).
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ def register() -> None:
     methods = importlib.import_module("solo.methods")
     from solo.methods.base import BaseMethod
 
-    from dualgate_solo.solo.custom_pipeline import install_custom_pipeline
-    from dualgate_solo.solo.load_guard import guard_backbones
-    from dualgate_solo.solo.run_cfg import install as install_run_cfg
+    from dualgate_solo.solo_adapter.custom_pipeline import install_custom_pipeline
+    from dualgate_solo.solo_adapter.load_guard import guard_backbones
+    from dualgate_solo.solo_adapter.run_cfg import install as install_run_cfg
 
     ours = {name: spec.solo_class_object() for name, spec in METHODS.items()}
     for name, cls in ours.items():  # all checked before any is added: nothing half-registered

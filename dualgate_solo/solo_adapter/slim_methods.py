@@ -1,16 +1,18 @@
 """solo-learn classes of the slimmable family: SlimCLR over VICReg and MoCo v3, and SACL-XD.
 
 Thin Lightning wrappers over :mod:`dualgate_solo.slim_objective`. :class:`WidthMethod` does what
-the methods share: it fills and checks the cfg (:func:`dualgate_solo.solo.config.configure_run`),
-gives every trained width its online linear probe and k-NN (:class:`OnlineProbes`; the primary
-width logs solo-learn's ``val_acc1``/``val_knn_acc1``, another one ``val_w0.5_acc1`` and so on),
-validates every width, runs the slow start and the post-switch learning-rate factor.
+the methods share: it fills and checks the cfg
+(:func:`dualgate_solo.solo_adapter.config.configure_run`), gives every trained width its online
+linear probe and k-NN (:class:`OnlineProbes`; the primary width logs solo-learn's
+``val_acc1``/``val_knn_acc1``, another one ``val_w0.5_acc1`` and so on), validates every width,
+runs the slow start and the post-switch learning-rate factor.
 
 Width conventions (what each unchanged downstream script sees): ``forward(X)`` runs the
 backbone at ``backbone.kwargs.width_mult`` and returns ``{"feats", "logits", "z"}``, so
 ``main_linear.py``/``main_knn.py``/``main_umap.py`` evaluate the width the cfg names.
 
-Imports solo-learn at module level: import it only through :func:`dualgate_solo.solo.register`.
+Imports solo-learn at module level: import it only through
+:func:`dualgate_solo.solo_adapter.register`.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ from dualgate_solo.slim_options import (
     SACLOptions,
     SlimCLROptions,
 )
-from dualgate_solo.solo.config import configure_run
-from dualgate_solo.solo.probes import OnlineProbes
+from dualgate_solo.solo_adapter.config import configure_run
+from dualgate_solo.solo_adapter.probes import OnlineProbes
 
 
 class WidthMethod(OnlineProbes):

@@ -10,8 +10,8 @@ The file is standalone on purpose: it imports only :mod:`sys`, never ``dualgate_
 stays as fast as without it, and ``dualgate_solo`` is found later through ``sys.path`` like any
 other import (a checkout on ``sys.path`` wins over an installed copy). :func:`install` adds one
 finder to ``sys.meta_path`` that answers for :data:`TRIGGER` only; when solo-learn imports it, the
-real module runs first, then :func:`dualgate_solo.solo.register`. If ``dualgate_solo`` is no longer
-importable (uninstalled with the hook left behind), the hook does nothing.
+real module runs first, then :func:`dualgate_solo.solo_adapter.register`. If ``dualgate_solo`` is
+no longer importable (uninstalled with the hook left behind), the hook does nothing.
 """
 
 import sys  # the only import: see the module docstring
@@ -23,10 +23,10 @@ PTH_LINE = f"import {MODULE_NAME}; {MODULE_NAME}.install()\n"
 
 
 def _register() -> None:
-    """:func:`dualgate_solo.solo.register`, or nothing when the package is gone; a refusal
+    """:func:`dualgate_solo.solo_adapter.register`, or nothing when the package is gone; a refusal
     (a method name solo-learn already has) is one line on stderr and exit 2."""
     try:
-        from dualgate_solo.solo import register
+        from dualgate_solo.solo_adapter import register
         from dualgate_solo.validation import UsageError
     except ModuleNotFoundError as error:
         if error.name != "dualgate_solo":

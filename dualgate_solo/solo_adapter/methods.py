@@ -2,10 +2,10 @@
 
 Thin Lightning wrappers over the framework-free core (:mod:`dualgate_solo.objective`). One base,
 :class:`GatedMethod`, does everything a method's :class:`~dualgate_solo.method_registry.MethodSpec`
-describes: it fills and checks the cfg (:func:`dualgate_solo.solo.config.configure_run`), builds
-the gated backbone through solo-learn's registry, feeds solo-learn's online linear probe and k-NN
-per trained branch, anneals ``p`` per epoch and gives the gates weight decay 0. A method's class
-adds only its ``SPEC`` and its :meth:`GatedMethod.objective`.
+describes: it fills and checks the cfg (:func:`dualgate_solo.solo_adapter.config.configure_run`),
+builds the gated backbone through solo-learn's registry, feeds solo-learn's online linear probe and
+k-NN per trained branch, anneals ``p`` per epoch and gives the gates weight decay 0. A method's
+class adds only its ``SPEC`` and its :meth:`GatedMethod.objective`.
 
 Branch conventions (what each unchanged downstream script sees):
 
@@ -16,7 +16,8 @@ Branch conventions (what each unchanged downstream script sees):
   another branch logs ``val_<branch>_acc1``/``val_<branch>_knn_acc1``. The gated branch adds
   ``val_flops_ratio``, ``val_flops_reduction`` and ``val_density/<block>``.
 
-Imports solo-learn at module level: import it only through :func:`dualgate_solo.solo.register`.
+Imports solo-learn at module level: import it only through
+:func:`dualgate_solo.solo_adapter.register`.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from dualgate_solo.method_registry import (
 from dualgate_solo.models import BranchOutput
 from dualgate_solo.models.projector import Projector
 from dualgate_solo.objective import ObjectiveOutput, dual_gating_objective, gating_objective
-from dualgate_solo.solo.config import configure_run
-from dualgate_solo.solo.probes import OnlineProbes
+from dualgate_solo.solo_adapter.config import configure_run
+from dualgate_solo.solo_adapter.probes import OnlineProbes
 
 
 class GatedMethod(OnlineProbes, BaseMethod):

@@ -1,9 +1,10 @@
-"""Write or remove the start-up hook of :mod:`dualgate_solo.solo.import_hook` in a site directory.
+"""Write or remove the start-up hook of :mod:`dualgate_solo.solo_adapter.startup_hook` in a site
+directory.
 
 The hook is three files: ``dualgate_solo_hook.pth`` (one import line), ``dualgate_solo_hook.py`` (a
-copy of :mod:`~dualgate_solo.solo.import_hook`) and its bytecode. A wheel ships and records them, so
-``pip uninstall dualgate-solo`` removes them. An editable install (``pip install -e``) cannot ship
-them: :func:`install_hook` writes them and, when the directory holds the installed
+copy of :mod:`~dualgate_solo.solo_adapter.startup_hook`) and its bytecode. A wheel ships and
+records them, so ``pip uninstall dualgate-solo`` removes them. An editable install (``pip install
+-e``) cannot ship them: :func:`install_hook` writes them and, when the directory holds the installed
 ``dualgate-solo`` distribution, lists them in its ``RECORD``, so ``pip uninstall dualgate-solo``
 removes them as well. Re-installing the package removes the old copy, hook included: run
 ``install-hook`` again afterwards.
@@ -19,8 +20,8 @@ import py_compile
 import sysconfig
 from pathlib import Path
 
-from dualgate_solo.solo import import_hook
-from dualgate_solo.solo.import_hook import MODULE_NAME, PTH_LINE, PTH_NAME
+from dualgate_solo.solo_adapter import startup_hook
+from dualgate_solo.solo_adapter.startup_hook import MODULE_NAME, PTH_LINE, PTH_NAME
 
 #: the installed distribution's metadata directory (PEP 376 / 627), whatever the version
 DIST_INFO_GLOB = "dualgate_solo-*.dist-info"
@@ -42,7 +43,7 @@ def install_hook(target: Path | None = None) -> Path:
     target = target or site_packages()
     pth, module, bytecode = hook_files(target)
     target.mkdir(parents=True, exist_ok=True)
-    module.write_bytes(Path(import_hook.__file__).read_bytes())
+    module.write_bytes(Path(startup_hook.__file__).read_bytes())
     py_compile.compile(str(module), cfile=str(bytecode), doraise=True)
     pth.write_text(PTH_LINE)
     _record(target, [pth, module, bytecode])

@@ -6,7 +6,7 @@ model from ``args.json``), ``main_linear.py`` through ``LinearModel``'s. :func:`
 those two so that, for every run:
 
 * the custom-data pipeline is recorded or restored
-  (:func:`~dualgate_solo.solo.custom_pipeline.record`);
+  (:func:`~dualgate_solo.solo_adapter.custom_pipeline.record`);
 * a run on one of this package's backbones has its interpolations resolved, so ``args.json``
   holds the names actually used (solo-learn writes it unresolved), e.g. a linear probe's
   ``name: ...-linear-${backbone.kwargs.branch}``.
@@ -17,7 +17,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from dualgate_solo.models import BACKBONES
-from dualgate_solo.solo.custom_pipeline import record
+from dualgate_solo.solo_adapter.custom_pipeline import record
 
 
 def complete(cfg: DictConfig) -> DictConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from dualgate_solo.solo.paths import config_dir
+from dualgate_solo.solo_adapter.paths import config_dir
 
 
 class DualGateSearchPathPlugin(SearchPathPlugin):

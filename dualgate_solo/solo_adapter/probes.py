@@ -6,7 +6,8 @@ gated branches, or the widths of a slimmable network). :class:`OnlineProbes` giv
 the primary network uses solo-learn's own (so it logs the usual ``val_acc1``/``val_knn_acc1``),
 every other one a private head logged as ``val_<network>_acc1``/``val_<network>_knn_acc1``.
 
-Imports solo-learn at module level: import it only through :func:`dualgate_solo.solo.register`.
+Imports solo-learn at module level: import it only through
+:func:`dualgate_solo.solo_adapter.register`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ source, but only in a run that transforms custom data: at cfg time when the run'
 ``custom``, otherwise when the first custom image is transformed (solo-learn builds every
 dataset's pipeline, custom included, whatever the dataset). Importing solo-learn, and runs on its
 built-in datasets, are never affected. :func:`record` runs on every run's cfg (see
-:mod:`dualgate_solo.solo.run_cfg`); :func:`install_custom_pipeline` replaces solo-learn's builder.
+:mod:`dualgate_solo.solo_adapter.run_cfg`); :func:`install_custom_pipeline` replaces solo-learn's
+builder.
 
 Pre-training normalizes like evaluation: solo-learn's pre-training transforms normalize ``custom``
 data with each crop's ``mean``/``std`` keys, ImageNet's statistics when they are absent, whatever
