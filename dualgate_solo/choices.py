@@ -9,6 +9,9 @@ from __future__ import annotations
 #: gated ResNet constructor name -> depth
 BACKBONE_DEPTHS = {"dg_resnet18": 18, "dg_resnet34": 34, "dg_resnet50": 50}
 
+#: the two branches of a gated ResNet, over the same convolutions: every channel, and the gated one
+BRANCHES = ("dense", "gated")
+
 #: ResNet depth -> (block kind, blocks per stage), for the gated and the slimmable ResNets
 RESNET_STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -57,7 +60,7 @@ RATIO_SOURCES = ("sampled", "deterministic")
 #: per-layer bound of the budget loss around ``sqrt(t_d)`` (the paper) or ``t_d``
 BOUND_TARGETS = ("sqrt", "linear")
 
-#: budget-loss presets (``method_kwargs`` values): ``paper`` = :class:`BudgetConfig`'s defaults;
+#: budget-loss presets (``method_kwargs`` values): ``paper`` = :class:`BudgetOptions`'s defaults;
 #: ``tracked`` steers the evaluated ratio to t_d (eval-style masks, a 10x stiffer quadratic term,
 #: a slow Lagrange multiplier that removes what offset remains)
 BUDGET_PRESETS = {

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from dualgate_solo.gate_stats import GateStatistics, collect_gate_statistics
 from dualgate_solo.knn import knn_top1
-from dualgate_solo.losses import BudgetConfig, BudgetMultiplier, anneal_p
+from dualgate_solo.losses import BudgetMultiplier, BudgetOptions, anneal_p
 from dualgate_solo.losses.vicreg import vicreg_loss
 from dualgate_solo.models import GatedResNet, create_backbone
 from dualgate_solo.models.projector import Projector
@@ -46,9 +46,9 @@ EVAL_BATCH = 256
 OUTPUT_FILES = ("metrics.csv", "args.json", "budget.png", "summary.json")
 
 
-def budget_config(args: argparse.Namespace) -> BudgetConfig:
+def budget_config(args: argparse.Namespace) -> BudgetOptions:
     """The budget loss L_G of the options (other fields: the paper's defaults)."""
-    return BudgetConfig(
+    return BudgetOptions(
         target_density=args.target_density,
         lambda_flops=args.lambda_flops,
         ratio_source=args.ratio_source,
@@ -84,7 +84,7 @@ def train(
     projector: Projector,
     images: Tensor,
     args: argparse.Namespace,
-    budget: BudgetConfig,
+    budget: BudgetOptions,
 ) -> list[dict]:
     """``args.steps`` VICReg-Dual-Gating steps on random batches of ``images [N, 3, 32, 32]``.
 

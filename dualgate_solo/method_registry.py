@@ -22,18 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, SLIM_BACKBONE_DEPTHS
-from dualgate_solo.losses.budget import BudgetConfig
-from dualgate_solo.slim_options import (
-    BarlowConfig,
+from dualgate_solo.losses.budget import BudgetOptions
+from dualgate_solo.slimmable.options import (
+    BarlowOptions,
     EmbeddingDistillOptions,
-    MoCoV3Config,
+    MoCoV3Options,
     SACLOptions,
     SlimCLROptions,
 )
 from dualgate_solo.validation import UsageError, check_choice, check_integer, check_interval
-
-#: the backbone branches a gated ResNet can run
-BRANCHES = ("dense", "gated")
 
 
 def width_label(width_mult: float) -> str:
@@ -47,7 +44,7 @@ def label_width(label: str) -> float:
 
 
 @dataclass(frozen=True)
-class VICRegConfig:
+class VICRegOptions:
     """VICReg part of the objective (Bardes et al., ICLR 2022), solo-learn's conventions.
 
     ``L = sim * MSE(z1, z2) + var * (v(z1) + v(z2)) + cov * (c(z1) + c(z2))`` on projector
@@ -212,7 +209,7 @@ METHODS: dict[str, MethodSpec] = {
             solo_class="dualgate_solo.solo_adapter.methods:VICRegDualGating",
             branches=("dense", "gated"),
             dual_bn_scopes=("block", "backbone", "all"),
-            kwargs_types=(VICRegConfig, BudgetConfig, DualGatingOptions),
+            kwargs_types=(VICRegOptions, BudgetOptions, DualGatingOptions),
         ),
         MethodSpec(
             name="vicreg_gating",
@@ -221,16 +218,16 @@ METHODS: dict[str, MethodSpec] = {
             solo_class="dualgate_solo.solo_adapter.methods:VICRegGating",
             branches=("gated",),
             dual_bn_scopes=("none",),
-            kwargs_types=(VICRegConfig, BudgetConfig),
+            kwargs_types=(VICRegOptions, BudgetOptions),
         ),
         MethodSpec(
             name="slimclr_vicreg",
             display="SlimCLR-VICReg",
             summary="SlimCLR (IJCV 2024) over VICReg: every width of a slimmable ResNet",
-            solo_class="dualgate_solo.solo_adapter.slim_methods:SlimCLRVICReg",
+            solo_class="dualgate_solo.slimmable.solo_methods:SlimCLRVICReg",
             branches=("w1", "w0.5", "w0.25"),
             dual_bn_scopes=(),
-            kwargs_types=(VICRegConfig, SlimCLROptions, EmbeddingDistillOptions),
+            kwargs_types=(VICRegOptions, SlimCLROptions, EmbeddingDistillOptions),
             backbones=tuple(SLIM_BACKBONE_DEPTHS),
             selector="width_mult",
         ),
@@ -238,10 +235,10 @@ METHODS: dict[str, MethodSpec] = {
             name="slimclr_mocov3",
             display="SlimCLR-MoCo v3",
             summary="SlimCLR (IJCV 2024) over MoCo v3: every width against full-width targets",
-            solo_class="dualgate_solo.solo_adapter.slim_methods:SlimCLRMoCoV3",
+            solo_class="dualgate_solo.slimmable.solo_methods:SlimCLRMoCoV3",
             branches=("w1", "w0.5", "w0.25"),
             dual_bn_scopes=(),
-            kwargs_types=(MoCoV3Config, SlimCLROptions),
+            kwargs_types=(MoCoV3Options, SlimCLROptions),
             backbones=tuple(SLIM_BACKBONE_DEPTHS),
             selector="width_mult",
         ),
@@ -249,10 +246,10 @@ METHODS: dict[str, MethodSpec] = {
             name="sacl_xd",
             display="SACL-XD",
             summary="SACL-XD (NeurIPS 2023): host and slimmed network, cross-distillation",
-            solo_class="dualgate_solo.solo_adapter.slim_methods:SACLXD",
+            solo_class="dualgate_solo.slimmable.solo_methods:SACLXD",
             branches=("w0.5", "w1"),
             dual_bn_scopes=(),
-            kwargs_types=(BarlowConfig, SACLOptions),
+            kwargs_types=(BarlowOptions, SACLOptions),
             backbones=tuple(SLIM_BACKBONE_DEPTHS),
             selector="width_mult",
             primary_narrowest=True,

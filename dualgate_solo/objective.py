@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from dualgate_solo.losses.budget import BudgetConfig, BudgetTerms, budget_loss
+from dualgate_solo.losses.budget import BudgetOptions, BudgetTerms, budget_loss
 from dualgate_solo.method_registry import DualGatingOptions
 from dualgate_solo.models.gated_resnet import BranchOutput, GatedResNet
 from dualgate_solo.models.projector import Projector
@@ -50,7 +50,7 @@ class ObjectiveOutput(NamedTuple):
 def gated_budget(
     backbone: GatedResNet,
     out: BranchOutput,
-    config: BudgetConfig,
+    config: BudgetOptions,
     p: float,
     multiplier: float | Tensor = 0.0,
 ) -> BudgetTerms:
@@ -73,7 +73,7 @@ def dual_gating_objective(
     backbone: GatedResNet,
     projector: Projector,
     views: tuple[Tensor, Tensor],
-    budget: BudgetConfig,
+    budget: BudgetOptions,
     p: float,
     vicreg_fn: VICRegFn,
     options: DualGatingOptions = PAPER_DUAL_OPTIONS,
@@ -119,7 +119,7 @@ def gating_objective(
     backbone: GatedResNet,
     projector: Projector,
     views: tuple[Tensor, Tensor],
-    budget: BudgetConfig,
+    budget: BudgetOptions,
     p: float,
     vicreg_fn: VICRegFn,
     multiplier: float | Tensor = 0.0,

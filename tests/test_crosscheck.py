@@ -5,7 +5,7 @@
 - LARS (:mod:`dualgate_solo.optim`) against solo-learn's ``solo.utils.lars.LARS`` and timm's
   ``timm.optim.Lars``, over several steps.
 - k-NN (:mod:`dualgate_solo.knn`) against solo-learn's ``WeightedKNNClassifier``.
-- Barlow Twins (:mod:`dualgate_solo.losses.slim`, SACL-XD) against solo-learn's
+- Barlow Twins (:mod:`dualgate_solo.slimmable.losses`, SACL-XD) against solo-learn's
   ``barlow_loss_func``; the SEED distillation against the MoCo v3 similarities.
 
 The solo-learn checks skip, with the reason, when solo-learn is not importable (install it from
@@ -189,7 +189,7 @@ def test_knn_matches_solo_learns_weighted_knn_classifier(k, chunk_size) -> None:
 
 # ------------------------------------------------------------------------------------ slim family
 def test_barlow_twins_loss_equals_solo_learns_value_and_gradients() -> None:
-    from dualgate_solo.losses.slim import barlow_twins_loss
+    from dualgate_solo.slimmable.losses import barlow_twins_loss
 
     barlow = _solo("solo.losses.barlow")
     for lamb, scale in ((0.0051, 0.1), (0.05, 0.024)):
@@ -208,7 +208,7 @@ def test_similarity_distillation_with_equal_logits_is_the_entropy_of_mocov3_targ
     """SEED distillation of a network from itself is the entropy of its similarity distribution,
     and solo-learn's MoCo v3 InfoNCE on the same similarities is the cross-entropy to the
     positives: both read the same normalised logits."""
-    from dualgate_solo.losses.slim import similarity_distillation
+    from dualgate_solo.slimmable.losses import similarity_distillation
 
     mocov3 = _solo("solo.losses.mocov3")
     q, k = (t.detach().float() for t in _embeddings())

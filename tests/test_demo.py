@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dualgate_solo.commands import demo as command
-from dualgate_solo.losses import RATIO_SOURCES, BudgetConfig
+from dualgate_solo.losses import RATIO_SOURCES, BudgetOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_tiny_run_meets_its_budget_and_writes_consistent_outputs(tmp_path, capsy
     assert config["backbone"] == {"name": "dg_resnet18", "stem": "cifar", "width": 8}
     assert config["optimizer"]["lr"] == pytest.approx(0.3 * 16 / 256)
     assert config["budget"] == dataclasses.asdict(
-        BudgetConfig(target_density=TARGET, **{**command.TRACKED_BUDGET, "lambda_flops": 500.0})
+        BudgetOptions(target_density=TARGET, **{**command.TRACKED_BUDGET, "lambda_flops": 500.0})
     )
     # the recorded command re-parses to exactly the recorded options
     words = shlex.split(summary["command"])
@@ -107,7 +107,7 @@ def test_presets() -> None:
     assert {k: paper[k] for k in command.PAPER_BUDGET} == command.PAPER_BUDGET
     given = vars(command.resolve(parse(["--paper", "--lambda-flops", "7"])))
     assert given["lambda_flops"] == 7 and given["ratio_source"] == "sampled"
-    defaults = BudgetConfig()
+    defaults = BudgetOptions()
     assert command.PAPER_BUDGET == {k: getattr(defaults, k) for k in command.PAPER_BUDGET}
     assert command.RATIO_SOURCES == RATIO_SOURCES
 

@@ -166,11 +166,11 @@ def test_every_step_entry_the_summary_reads_is_benchmarked_with_its_variants_opt
     change loss weights and not the work of a step."""
     import dataclasses
 
-    from dualgate_solo.losses.budget import BudgetConfig
+    from dualgate_solo.losses.budget import BudgetOptions
     from experiments.bench.step import compared, method_overrides
     from experiments.runner.protocols import VARIANTS
 
-    budget = {f"method_kwargs.{f.name}" for f in dataclasses.fields(BudgetConfig)}
+    budget = {f"method_kwargs.{f.name}" for f in dataclasses.fields(BudgetOptions)}
     for variant, entry in parity.STEP_ENTRY.items():
         assert entry in compared(), variant
         step_options = [o for o in VARIANTS[variant] if o.split("=")[0] not in budget]

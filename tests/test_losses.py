@@ -9,7 +9,7 @@ import torch
 
 from dualgate_solo.layers import binary_concrete_ste
 from dualgate_solo.losses import (
-    BudgetConfig,
+    BudgetOptions,
     anneal_p,
     bound_loss,
     budget_loss,
@@ -40,7 +40,7 @@ def test_budget_loss_hand_computed_sqrt_target() -> None:
     # t_d = 0.25 -> q = 0.5; p = 1 -> interval [0.5, 0.5]
     # L_flops = 5 * (0.4 - 0.25)^2 = 0.1125
     # L_bound = mean(relu(0.75 - 0.5)^2, relu(0.5 - 0.25)^2) = mean(0.0625, 0.0625) = 0.0625
-    terms = budget_loss(RATIOS, MASKS, BudgetConfig(target_density=0.25), p=1.0)
+    terms = budget_loss(RATIOS, MASKS, BudgetOptions(target_density=0.25), p=1.0)
     assert float(terms.flops) == pytest.approx(0.1125)
     assert float(terms.bound) == pytest.approx(0.0625)
     assert float(terms.loss) == pytest.approx(0.175)
@@ -50,10 +50,10 @@ def test_budget_loss_hand_computed_sqrt_target() -> None:
 def test_budget_loss_hand_computed_linear_target_and_annealing() -> None:
     # linear: q = 0.25, p = 1 -> [0.25, 0.25]: only block 1 is out,
     # (0.75 - 0.25)^2 = 0.25 -> mean 0.125
-    linear = BudgetConfig(target_density=0.25, bound_target="linear", gamma_bound=2.0)
+    linear = BudgetOptions(target_density=0.25, bound_target="linear", gamma_bound=2.0)
     assert float(budget_loss(RATIOS, MASKS, linear, p=1.0).bound) == pytest.approx(2 * 0.125)
     # sqrt, p = 0.5: interval [0.25, 0.75] holds both densities -> no bound loss
-    assert float(budget_loss(RATIOS, MASKS, BudgetConfig(target_density=0.25), p=0.5).bound) == 0.0
+    assert float(budget_loss(RATIOS, MASKS, BudgetOptions(target_density=0.25), p=0.5).bound) == 0.0
 
 
 def test_flops_and_bound_primitives() -> None:
@@ -130,7 +130,7 @@ def test_flops_loss_with_multiplier_hand_computed() -> None:
 def test_budget_multiplier_follows_the_ratio_error() -> None:
     from dualgate_solo.losses import BudgetMultiplier
 
-    cfg = BudgetConfig(target_density=0.1, multiplier_lr=0.5)
+    cfg = BudgetOptions(target_density=0.1, multiplier_lr=0.5)
     nu = BudgetMultiplier()
     nu.update(torch.tensor(0.3), cfg)
     nu.update(0.2, cfg)

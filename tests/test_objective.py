@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualgate_solo.losses import BudgetConfig, budget_loss
+from dualgate_solo.losses import BudgetOptions, budget_loss
 from dualgate_solo.losses.vicreg import vicreg_loss
 from dualgate_solo.method_registry import DualGatingOptions
 from dualgate_solo.models import create_backbone
@@ -24,12 +24,12 @@ def parts():
 
 def test_dual_objective_routes_views_and_adds_terms(parts) -> None:
     backbone, projector, views = parts
-    out = dual_gating_objective(backbone, projector, views, BudgetConfig(0.1), 0.5, vicreg_loss)
+    out = dual_gating_objective(backbone, projector, views, BudgetOptions(0.1), 0.5, vicreg_loss)
     gated, dense = out.outputs
     assert (gated.branch, dense.branch) == ("gated", "dense")
     torch.testing.assert_close(out.loss, out.vicreg + out.budget.loss)
     torch.testing.assert_close(out.vicreg, vicreg_loss(*out.embeddings))
-    expected = budget_loss(gated.ratio, gated.masks, BudgetConfig(0.1), 0.5)
+    expected = budget_loss(gated.ratio, gated.masks, BudgetOptions(0.1), 0.5)
     torch.testing.assert_close(out.budget.loss, expected.loss)
     out.loss.backward()
     assert all(p.grad is not None for p in backbone.parameters())
@@ -39,7 +39,7 @@ def test_dual_objective_routes_views_and_adds_terms(parts) -> None:
 def test_dense_branch_sees_view_two(parts) -> None:
     backbone, projector, views = parts
     backbone.eval()
-    out = dual_gating_objective(backbone, projector, views, BudgetConfig(0.1), 1.0, vicreg_loss)
+    out = dual_gating_objective(backbone, projector, views, BudgetOptions(0.1), 1.0, vicreg_loss)
     torch.testing.assert_close(
         out.outputs[1].feats, backbone.forward_branch(views[1], "dense").feats
     )
@@ -53,7 +53,7 @@ def test_symmetric_objective_averages_both_pairings(parts) -> None:
     backbone.eval(), projector.eval()
     symmetric = DualGatingOptions(symmetric=True)
     out = dual_gating_objective(
-        backbone, projector, views, BudgetConfig(0.3), 1.0, vicreg_loss, symmetric
+        backbone, projector, views, BudgetOptions(0.3), 1.0, vicreg_loss, symmetric
     )
     assert [o.branch for o in out.outputs] == ["gated", "dense", "gated", "dense"]
     z = out.embeddings
@@ -64,7 +64,7 @@ def test_symmetric_objective_averages_both_pairings(parts) -> None:
 
 def test_baseline_objective_gates_both_views_and_sums_budget(parts) -> None:
     backbone, projector, views = parts
-    cfg = BudgetConfig(0.1)
+    cfg = BudgetOptions(0.1)
     out = gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss)
     assert [o.branch for o in out.outputs] == ["gated", "gated"]
     per_view = [budget_loss(o.ratio, o.masks, cfg, 1.0) for o in out.outputs]
@@ -91,7 +91,7 @@ def test_ratio_for_masks_reproduces_the_forward_ratio(parts) -> None:
 def test_deterministic_ratio_source_costs_the_eval_masks(parts) -> None:
     backbone, projector, views = parts
     backbone.eval(), projector.eval()
-    cfg = BudgetConfig(0.1, ratio_source="deterministic")
+    cfg = BudgetOptions(0.1, ratio_source="deterministic")
     out = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss)
     eval_ratio = backbone.forward_branch(views[0], "gated").ratio.mean()
     torch.testing.assert_close(out.budget.ratio, eval_ratio.float())
@@ -102,7 +102,7 @@ def test_deterministic_ratio_source_costs_the_eval_masks(parts) -> None:
 def test_multiplier_enters_the_flops_term(parts) -> None:
     backbone, projector, views = parts
     backbone.eval(), projector.eval()
-    cfg = BudgetConfig(0.1)
+    cfg = BudgetOptions(0.1)
     plain = dual_gating_objective(backbone, projector, views, cfg, 1.0, vicreg_loss)
     shifted = dual_gating_objective(
         backbone, projector, views, cfg, 1.0, vicreg_loss, multiplier=3.0
@@ -128,7 +128,7 @@ def _count_passes(backbone, monkeypatch) -> list[str]:
 def test_dense_pair_adds_the_weighted_dense_vicreg_term(parts, monkeypatch, symmetric) -> None:
     backbone, projector, views = parts
     backbone.eval(), projector.eval()
-    cfg = BudgetConfig(0.3)
+    cfg = BudgetOptions(0.3)
     paper = dual_gating_objective(
         backbone, projector, views, cfg, 1.0, vicreg_loss, DualGatingOptions(symmetric=symmetric)
     )
@@ -160,7 +160,7 @@ def test_detached_dense_target_leaves_the_dense_branch_only_its_own_term(parts) 
             backbone,
             projector,
             views,
-            BudgetConfig(0.3),
+            BudgetOptions(0.3),
             1.0,
             vicreg_loss,
             DualGatingOptions(dense_pair_weight=1.0, **options),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dualgate_solo.losses.budget import BudgetConfig
-from dualgate_solo.method_registry import METHODS, MethodSpec, VICRegConfig
+from dualgate_solo.losses.budget import BudgetOptions
+from dualgate_solo.method_registry import METHODS, MethodSpec, VICRegOptions
 from experiments.bench.family import family_label, family_style
 from experiments.bench.step import compared, method_overrides
 from experiments.runner import cli
@@ -34,7 +34,7 @@ TOY = MethodSpec(
     solo_class=f"{__name__}:ToyOptions",
     branches=("dense", "gated"),
     dual_bn_scopes=("block",),
-    kwargs_types=(VICRegConfig, BudgetConfig, ToyOptions),
+    kwargs_types=(VICRegOptions, BudgetOptions, ToyOptions),
 )
 
 

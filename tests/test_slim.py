@@ -10,26 +10,26 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dualgate_solo.export.slim import export_width, width_spec
-from dualgate_solo.layers.slimmable import check_width_list, scaled_channels
-from dualgate_solo.losses.slim import (
+from dualgate_solo.losses.vicreg import vicreg_loss
+from dualgate_solo.method_registry import VICRegOptions, get_method
+from dualgate_solo.models import SlimResNet, create_backbone
+from dualgate_solo.models.channel_order import order_channels_by_l1
+from dualgate_solo.slimmable.export import export_width, width_spec
+from dualgate_solo.slimmable.heads import SlimMLP
+from dualgate_solo.slimmable.layers import check_width_list, scaled_channels
+from dualgate_solo.slimmable.losses import (
     barlow_twins_loss,
     cross_distillation_loss,
     embedding_distillation,
     similarity_distillation,
     slimclr_loss_weights,
 )
-from dualgate_solo.losses.vicreg import vicreg_loss
-from dualgate_solo.method_registry import VICRegConfig, get_method
-from dualgate_solo.models import SlimResNet, create_backbone
-from dualgate_solo.models.channel_order import order_channels_by_l1
-from dualgate_solo.models.slim_heads import SlimMLP
-from dualgate_solo.slim_objective import (
+from dualgate_solo.slimmable.objective import (
     frozen_pass,
     sacl_xd_objective,
     slimclr_vicreg_objective,
 )
-from dualgate_solo.slim_options import BarlowConfig, SACLOptions, SlimCLROptions
+from dualgate_solo.slimmable.options import BarlowOptions, SACLOptions, SlimCLROptions
 from dualgate_solo.validation import UsageError
 
 
@@ -268,7 +268,7 @@ def _vicreg_objective(backbone, head, views, on: bool, **options):
         backbone,
         head,
         views,
-        VICRegConfig(),
+        VICRegOptions(),
         SlimCLROptions(**options),
         "mse",
         on,
@@ -305,7 +305,7 @@ def test_slimclr_vicreg_loss_is_the_weighted_sum_of_its_terms() -> None:
 def test_sacl_xd_objective_is_alpha_mix_and_the_frozen_passes_train_nothing() -> None:
     backbone, head, views = _slim_pair((1.0, 0.5))
     twin = copy.deepcopy(backbone)
-    sacl, barlow = SACLOptions(alpha=0.9), BarlowConfig()
+    sacl, barlow = SACLOptions(alpha=0.9), BarlowOptions()
     out = sacl_xd_objective(backbone, head, views, sacl, barlow)
     torch.testing.assert_close(
         out.loss.detach(), 0.9 * out.terms["sacl_loss"] + 0.1 * out.terms["xd_loss"]

@@ -1,4 +1,4 @@
-"""The switchable linear probe (``dualgate_solo.slim_probe``, ``dualgate-solo slim-linear``).
+"""The switchable linear probe (``dualgate_solo.slimmable.probe``, ``dualgate-solo slim-linear``).
 
 A width-4 slimmable ResNet-18 with widths [1.0, 0.5, 0.25] (random running statistics, so an
 update would show) is saved as a solo-learn run directory; the 6-class shape ImageFolders of
@@ -20,7 +20,7 @@ from test_commands_errors import _problems, _run
 from dualgate_solo.cli import main
 from dualgate_solo.models import SlimResNet, create_backbone
 from dualgate_solo.reports.eval_data import image_folder_split, loader
-from dualgate_solo.slim_probe import (
+from dualgate_solo.slimmable.probe import (
     SwitchableLinearProbe,
     extract_features,
     per_class_subset,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dualgate_solo.slim_options import SlimCLROptions
+from dualgate_solo.slimmable.options import SlimCLROptions
 from dualgate_solo.solo_adapter.config import unused_parameters_reason
 from dualgate_solo.solo_adapter.registry import _Factory, qualify
 from dualgate_solo.solo_adapter.strategy import process_count, select_strategy

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dualgate_solo.layers import ChannelGate, DualBatchNorm
-from dualgate_solo.losses import BudgetConfig
+from dualgate_solo.losses import BudgetOptions
 from dualgate_solo.models import create_backbone
 
 
@@ -56,11 +56,11 @@ def test_target_density_outside_unit_interval(target) -> None:
     with pytest.raises(
         ValueError, match=r"target_density=.* is invalid; allowed values: a number in \(0.0, 1.0\]"
     ):
-        BudgetConfig(target_density=target)
+        BudgetOptions(target_density=target)
 
 
 def test_target_density_one_is_allowed() -> None:
-    assert BudgetConfig(target_density=1.0).layer_target == 1.0
+    assert BudgetOptions(target_density=1.0).layer_target == 1.0
 
 
 @pytest.mark.parametrize(
@@ -76,7 +76,7 @@ def test_target_density_one_is_allowed() -> None:
 )
 def test_bad_budget_options(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
-        BudgetConfig(target_density=0.1, **kwargs)
+        BudgetOptions(target_density=0.1, **kwargs)
 
 
 def test_bad_gate_options() -> None:

@@ -9,7 +9,7 @@ import torch
 from model_utils import force_width_choice
 
 from dualgate_solo.layers import WidthGate, check_width_choices, prefix_widths
-from dualgate_solo.losses.budget import BudgetConfig, budget_loss
+from dualgate_solo.losses.budget import BudgetOptions, budget_loss
 from dualgate_solo.models import create_backbone
 from dualgate_solo.objective import gated_budget
 from dualgate_solo.validation import UsageError
@@ -110,7 +110,7 @@ def test_training_sample_is_gumbel_max_distributed() -> None:
 def test_gradients_reach_every_gate_parameter(name, width) -> None:
     model = create_backbone(name, width=width, gate_mode="width").train()
     out = model.forward_branch(torch.randn(4, 3, 32, 32), "gated")
-    terms = budget_loss(out.ratio, out.masks, BudgetConfig(target_density=0.3), p=1.0)
+    terms = budget_loss(out.ratio, out.masks, BudgetOptions(target_density=0.3), p=1.0)
     (out.feats.sum() + terms.loss).backward()
     gates = {n: p for n, p in model.named_parameters() if ".gate." in n}
     assert gates and all(p.grad is not None and p.grad.abs().sum() > 0 for p in gates.values())
@@ -135,7 +135,7 @@ def test_deterministic_masks_are_the_eval_prefixes_with_a_gradient() -> None:
 def test_tracked_budget_runs_in_width_mode() -> None:
     model = create_backbone("dg_resnet18", width=8, gate_mode="width").train()
     out = model.forward_branch(torch.randn(2, 3, 32, 32), "gated")
-    config = BudgetConfig(ratio_source="deterministic", lambda_flops=50.0, multiplier_lr=0.05)
+    config = BudgetOptions(ratio_source="deterministic", lambda_flops=50.0, multiplier_lr=0.05)
     terms = gated_budget(model, out, config, p=1.0)
     assert math.isfinite(float(terms.loss))
 

@@ -3,7 +3,7 @@
 A slimmable checkpoint (``slimclr_vicreg``, ``slimclr_mocov3``, ``sacl_xd``) exports one width,
 ``--width-mult`` (default: the run's ``backbone.kwargs.width_mult``, i.e. SACL-XD's slim network),
 as a plain ResNet with that width's channels and BatchNorms
-(:func:`dualgate_solo.export.slim.export_width`), in the same files. A gated checkpoint:
+(:func:`dualgate_solo.slimmable.export.export_width`), in the same files. A gated checkpoint:
 
 Gate statistics of the gated branch over an image split (or the embedded synthetic images, drawn
 at the checkpoint's input size), a ``static`` or ``hybrid`` prune plan, the pruned network with the
@@ -171,10 +171,10 @@ def _export_width(args: argparse.Namespace, stage: StagedOutput) -> dict:
         from dualgate_solo.checkpoint import load_slim_backbone
         from dualgate_solo.choices import DATASET_INPUT_SIZES
         from dualgate_solo.export import save_export
-        from dualgate_solo.export.slim import export_width
-        from dualgate_solo.layers.slimmable import check_width
         from dualgate_solo.provenance import provenance
         from dualgate_solo.reports.eval_data import evaluation_dataset
+        from dualgate_solo.slimmable.export import export_width
+        from dualgate_solo.slimmable.layers import check_width
 
     loaded = load_slim_backbone(args.checkpoint)
     backbone = loaded.backbone

@@ -2,9 +2,9 @@
 
 The backbone of a ``slimclr_vicreg``/``slimclr_mocov3``/``sacl_xd`` run is frozen in eval mode;
 every probed width gets its own linear head and all heads train together, the narrower ones
-distilled in place from the full width (:mod:`dualgate_solo.slim_probe`). Each split goes through
-the backbone once, without augmentation (the evaluation transform); the heads then train on the
-cached features. Writes ``<out>/slim_linear.json`` (per width: top-1, losses, feature width,
+distilled in place from the full width (:mod:`dualgate_solo.slimmable.probe`). Each split goes
+through the backbone once, without augmentation (the evaluation transform); the heads then train on
+the cached features. Writes ``<out>/slim_linear.json`` (per width: top-1, losses, feature width,
 MACs per image; provenance and command) and ``<out>/args.json`` (the probe's full config), staged
 (:mod:`dualgate_solo.output_dir`): ``--out`` appears only complete.
 """
@@ -137,9 +137,9 @@ def resolve(args: argparse.Namespace) -> ProbeInputs:
     """Check every input; ``UsageError`` (one line naming the option) on the first bad one."""
     from dualgate_solo.checkpoint import load_slim_backbone
     from dualgate_solo.commands.options import check_device
-    from dualgate_solo.layers.slimmable import check_width
     from dualgate_solo.reports.eval_data import evaluation_dataset, image_folder_split
-    from dualgate_solo.slim_probe import trained_widths
+    from dualgate_solo.slimmable.layers import check_width
+    from dualgate_solo.slimmable.probe import trained_widths
     from dualgate_solo.validation import UsageError
 
     check_device(args.device)
@@ -182,7 +182,7 @@ def _probe(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         from dualgate_solo.method_registry import width_label
         from dualgate_solo.provenance import provenance
         from dualgate_solo.reports.eval_data import loader
-        from dualgate_solo.slim_probe import (
+        from dualgate_solo.slimmable.probe import (
             SwitchableLinearProbe,
             describe_objective,
             evaluate_probe,

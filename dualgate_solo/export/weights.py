@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dualgate_solo.choices import BRANCHES
 from dualgate_solo.export.plan import BlockPlan, check_backbone, pruned_spec
 from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet, build_pruned_resnet
 from dualgate_solo.layers import DualBatchNorm
-from dualgate_solo.method_registry import BRANCHES
 from dualgate_solo.models.blocks import GatedBottleneck
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.validation import check_choice

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from dualgate_solo.choices import BRANCHES
 from dualgate_solo.validation import check_choice
-
-BRANCHES = ("dense", "gated")
 
 
 class DualBatchNorm(nn.Module):

@@ -3,8 +3,8 @@
 from dualgate_solo.losses.budget import (
     BOUND_TARGETS,
     RATIO_SOURCES,
-    BudgetConfig,
     BudgetMultiplier,
+    BudgetOptions,
     BudgetTerms,
     anneal_p,
     bound_loss,
@@ -17,7 +17,7 @@ from dualgate_solo.losses.budget import (
 __all__ = [
     "BOUND_TARGETS",
     "RATIO_SOURCES",
-    "BudgetConfig",
+    "BudgetOptions",
     "BudgetMultiplier",
     "BudgetTerms",
     "anneal_p",

@@ -36,7 +36,7 @@ from dualgate_solo.validation import check_choice, check_interval
 
 
 @dataclass(frozen=True)
-class BudgetConfig:
+class BudgetOptions:
     """Hyper-parameters of L_G, validated at construction.
 
     Attributes:
@@ -129,7 +129,7 @@ class BudgetMultiplier(torch.nn.Module):
         self.register_buffer("value", torch.zeros(()))
 
     @torch.no_grad()
-    def update(self, ratio: Tensor | float, config: BudgetConfig) -> None:
+    def update(self, ratio: Tensor | float, config: BudgetOptions) -> None:
         """nu <- nu + multiplier_lr * (r - t_d)."""
         self.value += config.multiplier_lr * (float(ratio) - config.target_density)
 
@@ -162,7 +162,7 @@ def layer_densities(masks: tuple[Tensor, ...], l1_count: bool) -> Tensor:
 def budget_loss(
     ratio: Tensor,
     masks: tuple[Tensor, ...],
-    config: BudgetConfig,
+    config: BudgetOptions,
     p: float,
     multiplier: float | Tensor = 0.0,
 ) -> BudgetTerms:

@@ -10,7 +10,7 @@ from dualgate_solo.models.gated_resnet import (
     DualOutput,
     GatedResNet,
 )
-from dualgate_solo.models.slim_resnet import SlimResNet, WidthOutput
+from dualgate_solo.slimmable.resnet import SlimResNet, WidthOutput
 
 __all__ = [
     "BACKBONES",

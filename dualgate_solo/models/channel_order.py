@@ -6,8 +6,8 @@ A permutation of a ResNet's hidden channels, applied to every tensor that writes
 does not change what the network computes; :func:`order_channels_by_l1` permutes each channel
 group so that its L1-largest channels come first. The slimmed network ("host times a channel
 mask") is then the prefix network of :class:`~dualgate_solo.models.SlimResNet` at the slim width,
-which trains and exports (:func:`dualgate_solo.export.slim.export_width`, the gather of the kept
-channels, done once) like any other width.
+which trains and exports (:func:`dualgate_solo.slimmable.export.export_width`, the gather of the
+kept channels, done once) like any other width.
 
 Channel groups: the residual stream of each stage (written by the stem or the stage's first
 projection shortcut and by every block's last conv, read by the next blocks, shortcuts and the
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.models.slim_resnet import SlimResNet
+from dualgate_solo.slimmable.resnet import SlimResNet
 from dualgate_solo.validation import UsageError
 
 

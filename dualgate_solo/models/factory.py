@@ -11,7 +11,7 @@ from typing import Any
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, SLIM_BACKBONE_DEPTHS
 from dualgate_solo.models.gated_resnet import GatedResNet
-from dualgate_solo.models.slim_resnet import SlimResNet
+from dualgate_solo.slimmable.resnet import SlimResNet
 from dualgate_solo.validation import check_choice
 
 #: every backbone name this package registers -> (class, depth, its keyword arguments)

@@ -25,9 +25,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dualgate_solo.choices import DEFAULT_WIDTH_MULTS
-from dualgate_solo.layers.slimmable import check_width, check_width_list
 from dualgate_solo.method_registry import MethodSpec
-from dualgate_solo.slim_options import SACLOptions, SlimCLROptions
+from dualgate_solo.slimmable.layers import check_width, check_width_list
+from dualgate_solo.slimmable.options import SACLOptions, SlimCLROptions
 from dualgate_solo.solo_adapter.strategy import select_strategy
 from dualgate_solo.validation import UsageError, check_choice
 

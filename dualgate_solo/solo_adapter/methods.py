@@ -32,11 +32,11 @@ from solo.methods.base import BaseMethod
 from torch import Tensor
 
 from dualgate_solo.layers.gate import ChannelGate
-from dualgate_solo.losses import BudgetConfig, BudgetMultiplier, anneal_p
+from dualgate_solo.losses import BudgetMultiplier, BudgetOptions, anneal_p
 from dualgate_solo.method_registry import (
     DualGatingOptions,
     MethodSpec,
-    VICRegConfig,
+    VICRegOptions,
     get_method,
 )
 from dualgate_solo.models import BranchOutput
@@ -56,7 +56,7 @@ class GatedMethod(OnlineProbes, BaseMethod):
 
     Attributes:
         options: ``{dataclass: instance}`` parsed from ``method_kwargs`` (one per
-            ``SPEC.kwargs_types``); ``budget`` is ``options[BudgetConfig]``.
+            ``SPEC.kwargs_types``); ``budget`` is ``options[BudgetOptions]``.
     """
 
     SPEC: ClassVar[MethodSpec]
@@ -66,8 +66,8 @@ class GatedMethod(OnlineProbes, BaseMethod):
         options = configure_run(cfg, self.SPEC)
         super().__init__(cfg)
         self.options = options
-        self.budget: BudgetConfig = options[BudgetConfig]
-        vicreg: VICRegConfig = options[VICRegConfig]
+        self.budget: BudgetOptions = options[BudgetOptions]
+        vicreg: VICRegOptions = options[VICRegOptions]
         self.vicreg_fn = partial(
             vicreg_loss_func,
             sim_loss_weight=vicreg.sim_loss_weight,

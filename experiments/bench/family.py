@@ -4,7 +4,8 @@ For every finished run of a grid (``<grid>/runs/<run>/``, :mod:`experiments.runn
 pre-training checkpoint exists, each evaluated network becomes the network one would deploy:
 
 * a slimmable width (SlimCLR-VICReg, SlimCLR-MoCo v3, SACL-XD's slim ``w0.5`` and host ``w1``):
-  :func:`~dualgate_solo.export.slim.export_width`, a plain ResNet of that width (``width_export``);
+  :func:`~dualgate_solo.slimmable.export.export_width`, a plain ResNet of that width
+  (``width_export``);
 * a dense network (VICReg at any width, the Dual-Gating dense branch): the dense weights in the
   plain ``PrunedResNet`` at full width (``dense_plain``, as in :mod:`~.latency`);
 * a gated branch (Dual-Gating, VICReg-Gating): the branch as trained (``gated_masked``: dense
@@ -224,8 +225,8 @@ def deployables(
         full_width_blocks,
         make_plan,
     )
-    from dualgate_solo.export.slim import export_width
     from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.slimmable.export import export_width
 
     one = [test_x[:1]]
     out = []

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dualgate_solo.losses import BudgetConfig, BudgetMultiplier
+from dualgate_solo.losses import BudgetMultiplier, BudgetOptions
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.objective import gated_budget
 from dualgate_solo.synthetic import augment, synthetic_shapes
@@ -23,7 +23,7 @@ def train_gates(
     """
     torch.manual_seed(seed)
     images, _ = synthetic_shapes(2048, seed=seed)
-    config = BudgetConfig(
+    config = BudgetOptions(
         target_density=target_density,
         ratio_source="deterministic",
         multiplier_lr=0.5,

@@ -63,7 +63,7 @@ from dualgate_solo.commands.options import add_architecture_options, integer
 from dualgate_solo.export import onnx_export, onnx_session
 from dualgate_solo.export.verify import Comparison
 from dualgate_solo.gate_stats import collect_gate_statistics
-from dualgate_solo.losses.budget import BudgetConfig
+from dualgate_solo.losses.budget import BudgetOptions
 from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.provenance import provenance
 from dualgate_solo.synthetic import synthetic_shapes
@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--target-density",
         type=float,
-        default=BudgetConfig.target_density,
+        default=BudgetOptions.target_density,
         help="t_d of the gate training (no checkpoint)",
     )
     parser.add_argument(

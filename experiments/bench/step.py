@@ -55,7 +55,7 @@ def method_overrides(entry: str) -> list[str]:
     """Hydra overrides of an entry beyond its method's config: a SlimCLR method's sub-networks on
     from the first step (no slow start), so the step trains every width; a grid variant's
     overrides."""
-    from dualgate_solo.slim_options import SlimCLROptions
+    from dualgate_solo.slimmable.options import SlimCLROptions
 
     spec = METHODS.get(method_of(entry))
     if spec is not None and SlimCLROptions in spec.kwargs_types:

@@ -161,8 +161,8 @@ def test_post_switch_lr_scale_applies_from_the_switch_to_non_classifier_groups(
 ) -> None:
     """``post_switch_lr_scale`` 3: the step sees 3x the scheduled lr once the sub-networks are
     on (not the online classifier's), and the scheduled lr is restored after it."""
-    from dualgate_solo.slim_options import SlimCLROptions
-    from dualgate_solo.solo_adapter.slim_methods import WidthMethod
+    from dualgate_solo.slimmable.options import SlimCLROptions
+    from dualgate_solo.slimmable.solo_methods import WidthMethod
 
     class Recorder:
         def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):

@@ -1,7 +1,7 @@
 """solo-learn classes of the slimmable family: SlimCLR over VICReg and MoCo v3, and SACL-XD.
 
-Thin Lightning wrappers over :mod:`dualgate_solo.slim_objective`. :class:`WidthMethod` does what
-the methods share: it fills and checks the cfg
+Thin Lightning wrappers over :mod:`dualgate_solo.slimmable.objective`. :class:`WidthMethod` does
+what the methods share: it fills and checks the cfg
 (:func:`dualgate_solo.solo_adapter.config.configure_run`), gives every trained width its online
 linear probe and k-NN (:class:`OnlineProbes`; the primary width logs solo-learn's
 ``val_acc1``/``val_knn_acc1``, another one ``val_w0.5_acc1`` and so on), validates every width,
@@ -29,28 +29,28 @@ from solo.methods.mocov3 import MoCoV3
 from solo.utils.momentum import initialize_momentum_params
 from torch import Tensor, nn
 
-from dualgate_solo.losses.slim import similarity_distillation
 from dualgate_solo.method_registry import (
     MethodSpec,
-    VICRegConfig,
+    VICRegOptions,
     get_method,
     label_width,
     trained_branches,
     width_label,
 )
 from dualgate_solo.models.channel_order import order_channels_by_l1
-from dualgate_solo.models.slim_heads import SlimMLP
-from dualgate_solo.slim_objective import (
+from dualgate_solo.slimmable.heads import SlimMLP
+from dualgate_solo.slimmable.losses import similarity_distillation
+from dualgate_solo.slimmable.objective import (
     SlimObjectiveOutput,
     WidthTerms,
     sacl_xd_objective,
     slimclr_objective,
     slimclr_vicreg_objective,
 )
-from dualgate_solo.slim_options import (
-    BarlowConfig,
+from dualgate_solo.slimmable.options import (
+    BarlowOptions,
     EmbeddingDistillOptions,
-    MoCoV3Config,
+    MoCoV3Options,
     SACLOptions,
     SlimCLROptions,
 )
@@ -194,7 +194,7 @@ class SlimCLRVICReg(ProjectorMethod, BaseMethod):
         options = configure_run(cfg, self.SPEC)
         super().__init__(cfg)
         self.init_widths(cfg, options)
-        self.vicreg: VICRegConfig = options[VICRegConfig]
+        self.vicreg: VICRegOptions = options[VICRegOptions]
         self.init_projector(self.vicreg.proj_hidden_dim, self.vicreg.proj_output_dim)
 
     def objective(self, views: tuple[Tensor, Tensor]) -> SlimObjectiveOutput:
@@ -226,7 +226,7 @@ class SlimCLRMoCoV3(WidthMethod, MoCoV3):
         options = configure_run(cfg, self.SPEC)
         super().__init__(cfg)
         self.init_widths(cfg, options)
-        moco: MoCoV3Config = options[MoCoV3Config]
+        moco: MoCoV3Options = options[MoCoV3Options]
         self.moco = moco
         full = self.backbone.full_features
 
@@ -308,7 +308,7 @@ class SACLXD(ProjectorMethod, BaseMethod):
         options = configure_run(cfg, self.SPEC)
         super().__init__(cfg)
         self.init_widths(cfg, options)
-        barlow: BarlowConfig = options[BarlowConfig]
+        barlow: BarlowOptions = options[BarlowOptions]
         if options[SACLOptions].channel_selection == "l1":
             order_channels_by_l1(self.backbone)
         self.init_projector(barlow.proj_hidden_dim, barlow.proj_output_dim)
@@ -319,5 +319,5 @@ class SACLXD(ProjectorMethod, BaseMethod):
             self.projector,
             views,
             self.options[SACLOptions],
-            self.options[BarlowConfig],
+            self.options[BarlowOptions],
         )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.layers.slimmable import SlimLinear, SwitchableBatchNorm, scaled_channels
+from dualgate_solo.slimmable.layers import SlimLinear, SwitchableBatchNorm, scaled_channels
 
 
 class SlimMLP(nn.Module):

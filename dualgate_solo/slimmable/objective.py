@@ -20,17 +20,17 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.losses.slim import (
+from dualgate_solo.losses.vicreg import covariance_loss, invariance_loss, variance_loss
+from dualgate_solo.method_registry import VICRegOptions
+from dualgate_solo.slimmable.heads import SlimMLP
+from dualgate_solo.slimmable.losses import (
     barlow_twins_loss,
     cross_distillation_loss,
     embedding_distillation,
     slimclr_loss_weights,
 )
-from dualgate_solo.losses.vicreg import covariance_loss, invariance_loss, variance_loss
-from dualgate_solo.method_registry import VICRegConfig
-from dualgate_solo.models.slim_heads import SlimMLP
-from dualgate_solo.models.slim_resnet import SlimResNet
-from dualgate_solo.slim_options import BarlowConfig, SACLOptions, SlimCLROptions
+from dualgate_solo.slimmable.options import BarlowOptions, SACLOptions, SlimCLROptions
+from dualgate_solo.slimmable.resnet import SlimResNet
 
 
 class WidthTerms(NamedTuple):
@@ -64,7 +64,7 @@ def slimclr_objective(
 
     Args:
         widths: the network's whole width list, full first (fixes the weights
-            :func:`~dualgate_solo.losses.slim.slimclr_loss_weights`).
+            :func:`~dualgate_solo.slimmable.losses.slimclr_loss_weights`).
         full_loss: ``L(w_max)``.
         narrow_terms: the active narrower widths' terms (empty during the slow start).
         options: ``distill_weight`` (beta) and ``loss_reweighting``.
@@ -125,7 +125,7 @@ def slimclr_vicreg_objective(
     backbone: SlimResNet,
     projector: SlimMLP,
     views: tuple[Tensor, Tensor],
-    vicreg: VICRegConfig,
+    vicreg: VICRegOptions,
     options: SlimCLROptions,
     distill_loss: str,
     subnetworks_on: bool,
@@ -181,7 +181,7 @@ def sacl_xd_objective(
     head: SlimMLP,
     views: tuple[Tensor, Tensor],
     sacl: SACLOptions,
-    barlow: BarlowConfig,
+    barlow: BarlowOptions,
 ) -> SlimObjectiveOutput:
     """SACL-XD on two views: view A through the host (width 1), view B through the slim network.
 

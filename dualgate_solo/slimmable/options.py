@@ -65,7 +65,7 @@ class EmbeddingDistillOptions:
 
 
 @dataclass(frozen=True)
-class MoCoV3Config:
+class MoCoV3Options:
     """MoCo v3 (Chen et al., ICCV 2021) as solo-learn configures it for CIFAR, plus SlimCLR's
     SEED-style distillation temperature.
 
@@ -91,7 +91,7 @@ class MoCoV3Config:
 
 
 @dataclass(frozen=True)
-class BarlowConfig:
+class BarlowOptions:
     """Barlow Twins loss ``s [sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2]`` on batch-
     standardised projector outputs (Zbontar et al., ICML 2021), projector widths."""
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from dualgate_solo.export.pruned_resnet import SPEC_FORMAT, PrunedResNet, build_pruned_resnet
-from dualgate_solo.layers.slimmable import SlimConv2d, SwitchableBatchNorm, scaled_channels
-from dualgate_solo.models.slim_resnet import SlimResNet
+from dualgate_solo.slimmable.layers import SlimConv2d, SwitchableBatchNorm, scaled_channels
+from dualgate_solo.slimmable.resnet import SlimResNet
 
 
 def width_spec(backbone: SlimResNet, width_mult: float) -> dict:

@@ -5,7 +5,7 @@ backbone: at width multiplier ``w`` every conv uses the first-k prefix of its we
 outputs, the BasicBlock/Bottleneck inner widths and the projection shortcuts all scale by ``w``;
 the input keeps its 3 channels) and every BatchNorm is the width's private one. The width-``w``
 sub-network is therefore an ordinary ResNet with ``round(c * w)`` channels wherever the full one
-has ``c`` (:func:`dualgate_solo.export.slim.export_width` builds it as a plain network).
+has ``c`` (:func:`dualgate_solo.slimmable.export.export_width` builds it as a plain network).
 
 * ``forward(x)`` returns ONE tensor ``[B, num_features]`` at ``self.width_mult``: the contract of
   solo-learn's backbones, linear probe, k-NN and UMAP, so ``backbone.kwargs.width_mult`` selects
@@ -27,15 +27,15 @@ from torch import Tensor, nn
 
 from dualgate_solo.choices import DEFAULT_WIDTH_MULTS, RESNET_STAGES, SLIM_BACKBONE_DEPTHS, STEMS
 from dualgate_solo.flops import zeros_pass
-from dualgate_solo.layers.slimmable import (
+from dualgate_solo.models.init import init_resnet_weights
+from dualgate_solo.models.state_guard import check_slim_load
+from dualgate_solo.slimmable.layers import (
     SlimConv2d,
     SwitchableBatchNorm,
     check_width,
     check_width_list,
     scaled_channels,
 )
-from dualgate_solo.models.init import init_resnet_weights
-from dualgate_solo.models.state_guard import check_slim_load
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
 
