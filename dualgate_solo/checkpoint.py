@@ -194,8 +194,7 @@ def load_backbone(
         arch = read_architecture(state)
         if arch is not None:
             read = {"dual_bn_scope": arch.dual_bn_scope}
-            if arch.gate_mode == "width":
-                read.update(gate_mode="width", width_choices=list(arch.width_choices))
+            read.update(arch.mode.backbone_kwargs())
             for key, value in read.items():
                 kwargs.setdefault(key, value)
                 sources.setdefault(key, "read off the checkpoint")

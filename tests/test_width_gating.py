@@ -269,3 +269,25 @@ def test_a_plain_width_mode_state_dict_loads_with_its_gate_mode_read_off_it(tmp_
     assert (loaded.gate_mode, tuple(loaded.width_choices)) == ("width", choices)
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(loaded.eval()(x), model.eval().forward_branch(x, "gated").feats)
+
+
+def test_a_gate_mode_is_one_object_read_by_backbone_checkpoint_and_exports() -> None:
+    from dualgate_solo.layers import CHANNEL_GATES, GateMode, WidthGate, gate_mode_of
+
+    width = GateMode.parse("width", [0.5, 1.0])
+    assert (width.name, width.width_choices, width.routed) == ("width", (0.5, 1.0), True)
+    assert GateMode.parse("width").width_choices == (0.25, 0.5, 0.75, 1.0)
+    assert GateMode.parse() == CHANNEL_GATES and not CHANNEL_GATES.routed
+    assert width.backbone_kwargs() == {"gate_mode": "width", "width_choices": [0.5, 1.0]}
+    assert CHANNEL_GATES.backbone_kwargs() == {} and CHANNEL_GATES.describe() == ""
+    assert isinstance(width.make_gate(8, 4, 1, 4, 2 / 3), WidthGate)
+    assert type(CHANNEL_GATES.make_gate(8, 4, 1, 4, 2 / 3)).__name__ == "ChannelGate"
+    model = create_backbone("dg_resnet18", width=4, **width.backbone_kwargs())
+    assert gate_mode_of(model) == width and gate_mode_of(torch.nn.Linear(1, 1)) == CHANNEL_GATES
+    assert model.extra_repr().endswith(", gate_mode='width', width_choices=[0.5, 1.0]")
+    with pytest.raises(UsageError, match=r"^gate_mode='width' is invalid for a static export"):
+        width.require(routed=False, executor="a static export")
+    with pytest.raises(UsageError, match=r"^gate_mode='channel' is invalid for routed execution"):
+        CHANNEL_GATES.require(routed=True, executor="routed execution")
+    with pytest.raises(UsageError, match=r"^gate_mode='x' is invalid"):
+        GateMode.parse("x")

@@ -41,6 +41,7 @@ from dualgate_solo.commands.options import (
     fraction,
     integer,
 )
+from dualgate_solo.layers import gate_mode_of
 from dualgate_solo.output_dir import StagedOutput, interrupts_deferred, staged_output
 from dualgate_solo.validation import UsageError
 
@@ -349,7 +350,7 @@ def _export_gated(args: argparse.Namespace, stage: StagedOutput) -> dict[str, An
     loaded, dataset, source = open_checkpoint(args)
     backbone = loaded.backbone.eval()
     batches = _batches(args, dataset, loaded.args.get("data", {}).get("num_classes"))
-    if getattr(backbone, "gate_mode", "channel") == "width":
+    if gate_mode_of(backbone).routed:
         return _export_routed(args, stage, loaded, dataset, source, batches)
     stats = collect_gate_statistics(backbone, batches, max_batches=args.max_batches, progress=False)
     plan = make_plan(backbone, stats, args.policy, args.off_threshold, args.on_threshold)

@@ -31,9 +31,10 @@ import torch
 from dualgate_solo.choices import POLICIES
 from dualgate_solo.export.pruned_resnet import SPEC_FORMAT
 from dualgate_solo.gate_stats import GateStatistics, channel_categories
+from dualgate_solo.layers import gate_mode_of
 from dualgate_solo.models.blocks import GatedBottleneck
 from dualgate_solo.models.gated_resnet import GatedResNet
-from dualgate_solo.validation import UsageError, check_choice, check_interval
+from dualgate_solo.validation import check_choice, check_interval
 
 SUPPORTED_DEPTHS = (18, 34, 50)
 
@@ -165,12 +166,7 @@ def check_backbone(backbone: Any) -> GatedResNet:
 def check_channel_gates(backbone: GatedResNet) -> GatedResNet:
     """Refuse a width-gated backbone in the channel exports (static, hybrid, dynamic): they keep
     or gate single channels, which a width gate does not choose (``UsageError``)."""
-    if getattr(backbone, "gate_mode", "channel") != "channel":
-        raise UsageError(
-            f"gate_mode={backbone.gate_mode!r} is invalid for a static, hybrid or dynamic export; "
-            "allowed values: 'channel' (run a width-gated backbone with "
-            "dualgate_solo.export.RoutedResNet)"
-        )
+    gate_mode_of(backbone).require(routed=False, executor="a static, hybrid or dynamic export")
     return backbone
 
 

@@ -41,7 +41,6 @@ from dualgate_solo.gate_stats import GateStatistics
 from dualgate_solo.layers import WidthGate
 from dualgate_solo.models.blocks import GatedBottleneck
 from dualgate_solo.models.gated_resnet import GatedResNet
-from dualgate_solo.validation import UsageError
 
 
 def _tensor_bytes(module: nn.Module) -> int:
@@ -181,12 +180,7 @@ class RoutedResNet(nn.Module):
     def __init__(self, backbone: GatedResNet):
         super().__init__()
         check_backbone(backbone)
-        if backbone.gate_mode != "width":
-            raise UsageError(
-                f"gate_mode={backbone.gate_mode!r} is invalid for routed execution; allowed "
-                "values: 'width' (channel gates pick arbitrary subsets: use the static, hybrid "
-                "or dynamic export)"
-            )
+        backbone.mode.require(routed=True, executor="routed execution")
         n_choices = len(backbone.width_choices)
         networks = [
             copy_to_pruned(

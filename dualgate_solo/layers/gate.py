@@ -24,12 +24,14 @@ batched executor can run for real (:mod:`dualgate_solo.export.routed`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from dualgate_solo.choices import GATE_MODES  # noqa: F401  (re-exported by dualgate_solo.layers)
+from dualgate_solo.choices import GATE_MODES
 from dualgate_solo.losses.budget import deterministic_masks
-from dualgate_solo.validation import UsageError, check_interval
+from dualgate_solo.validation import UsageError, check_choice, check_interval
 
 #: Uniform noise is clamped to ``[NOISE_EPS, 1 - NOISE_EPS]`` so that ``log(0)`` never occurs.
 NOISE_EPS = 1e-6
@@ -227,3 +229,93 @@ class WidthGate(ChannelGate):
         """Eval-style prefix mask (argmax) with the gradient of ``softmax(logits / tau)``."""
         with torch.autocast(device_type=logits.device.type, enabled=False):
             return self._mask(self._straight_through(logits))
+
+
+@dataclass(frozen=True)
+class GateMode:
+    """How the gated blocks of a network pick the channels they run: every difference between
+    the two modes of :data:`~dualgate_solo.choices.GATE_MODES` lives here (the gate each block
+    builds, the backbone options that rebuild it, how it is described, which deployable executor
+    runs it).
+
+    Both modes produce ``[B, C]`` 0/1 masks, so MAC accounting, the budget loss, dual BN, gate
+    statistics and probes do not depend on the mode.
+
+    Attributes:
+        name: ``channel`` (the paper: one on/off value per channel, :class:`ChannelGate`) or
+            ``width`` (one prefix width per block and input, :class:`WidthGate`).
+        width_choices: the fractions a width gate picks from (``width``), else ``None``.
+    """
+
+    name: str = "channel"
+    width_choices: tuple[float, ...] | None = None
+
+    @classmethod
+    def parse(cls, gate_mode: str = "channel", width_choices: object = None) -> GateMode:
+        """The mode of the backbone options ``gate_mode`` and ``width_choices`` (``None``: the
+        defaults :data:`DEFAULT_WIDTH_CHOICES` in ``width`` mode).
+
+        Raises:
+            UsageError: an unknown mode, invalid choices, or choices given in ``channel`` mode.
+        """
+        check_choice("gate_mode", gate_mode, GATE_MODES)
+        if gate_mode == "width":
+            given = DEFAULT_WIDTH_CHOICES if width_choices is None else width_choices
+            return cls("width", check_width_choices(given))
+        if width_choices is not None:
+            raise UsageError(
+                f"width_choices={width_choices!r} is invalid with gate_mode='channel'; allowed "
+                "values: null (omit it), or set gate_mode=width"
+            )
+        return cls()
+
+    @property
+    def routed(self) -> bool:
+        """Whether masks are prefixes, which the routed executor runs for real
+        (:class:`~dualgate_solo.export.RoutedResNet`); channel masks go to the static, hybrid
+        and dynamic exports instead."""
+        return self.name == "width"
+
+    def make_gate(
+        self, in_channels: int, group_size: int, groups: int, reduction: int, tau: float
+    ) -> ChannelGate:
+        """The gate of a block that gates ``groups`` groups of ``group_size`` channels (a width
+        gate's one choice sets every group's prefix)."""
+        if self.routed:
+            return WidthGate(in_channels, group_size, self.width_choices, groups, reduction, tau)
+        return ChannelGate(in_channels, groups * group_size, reduction, tau)
+
+    def backbone_kwargs(self) -> dict[str, object]:
+        """The ``backbone.kwargs`` that rebuild this mode (none for ``channel``, the default)."""
+        if not self.routed:
+            return {}
+        return {"gate_mode": self.name, "width_choices": list(self.width_choices)}
+
+    def describe(self) -> str:
+        """``""`` for ``channel``, else ``", gate_mode='width', width_choices=[...]"`` (for a
+        network's description)."""
+        return "".join(f", {key}={value!r}" for key, value in self.backbone_kwargs().items())
+
+    def require(self, routed: bool, executor: str) -> None:
+        """Refuse an executor for the other mode: ``routed`` says whether ``executor`` runs
+        prefix masks (``UsageError`` naming the mode and the executor to use instead)."""
+        if routed == self.routed:
+            return
+        if routed:
+            raise UsageError(
+                f"gate_mode={self.name!r} is invalid for {executor}; allowed values: 'width' "
+                "(channel gates pick arbitrary subsets: use the static, hybrid or dynamic export)"
+            )
+        raise UsageError(
+            f"gate_mode={self.name!r} is invalid for {executor}; allowed values: 'channel' (run "
+            "a width-gated backbone with dualgate_solo.export.RoutedResNet)"
+        )
+
+
+#: the paper's mode, also the mode of a network without gates
+CHANNEL_GATES = GateMode()
+
+
+def gate_mode_of(network: nn.Module) -> GateMode:
+    """The :class:`GateMode` of ``network`` (:data:`CHANNEL_GATES` for one without gates)."""
+    return getattr(network, "mode", CHANNEL_GATES)

@@ -10,8 +10,8 @@ reduction), the second half conv2's output (the 3x3), so both inner widths shrin
 with active fractions f1 and f2, its MACs are ``conv1 * f1 + conv2 * f1 * f2 + conv3 * f2 +
 shortcut``: the 3x3 conv pays for the product of its active inputs and outputs.
 
-``width_choices`` given (``gate_mode: width``): the gate is a
-:class:`~dualgate_solo.layers.WidthGate` that picks one width per input and block; its mask is
+In ``gate_mode: width`` (a :class:`~dualgate_solo.layers.GateMode` with ``width_choices``) the gate
+is a :class:`~dualgate_solo.layers.WidthGate` that picks one width per input and block; its mask is
 the prefix of the first ``round(w * C)`` inner channels. In the Bottleneck ONE choice sets both
 inner widths (conv1's and conv2's outputs keep the same prefix), as in Dynamic Slimmable Network:
 the gate scores ``len(width_choices)`` widths instead of their square, and a routed executor
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.flops import MAC_DTYPE, BlockCost, conv_macs
-from dualgate_solo.layers import ChannelGate, WidthGate, apply_norm, make_norm
+from dualgate_solo.layers import CHANNEL_GATES, GateMode, apply_norm, make_norm
 from dualgate_solo.layers.masked_conv import masked_conv2d
 
 
@@ -79,21 +79,6 @@ class Shortcut(nn.Module):
         return apply_norm(self.bn, self.conv(x), branch)
 
 
-def _make_gate(
-    in_channels: int,
-    group_size: int,
-    groups: int,
-    reduction: int,
-    tau: float,
-    width_choices: tuple[float, ...] | None,
-) -> ChannelGate:
-    """A channel gate over ``groups * group_size`` channels, or a width gate when
-    ``width_choices`` is given (one choice sets every group's prefix)."""
-    if width_choices is None:
-        return ChannelGate(in_channels, groups * group_size, reduction, tau)
-    return WidthGate(in_channels, group_size, width_choices, groups, reduction, tau)
-
-
 def _conv_masked(conv: nn.Conv2d, a: Tensor, mask: Tensor | None) -> Tensor:
     """``conv(a)`` (dense branch) or ``conv(a * mask)`` (gated) without storing the product."""
     return conv(a) if mask is None else masked_conv2d(conv, a, mask)
@@ -109,8 +94,8 @@ class GatedBasicBlock(nn.Module):
         dual_bn: keep separate bn1/bn2 per branch (``dual_bn_scope`` ``block`` or wider).
         dual_shortcut_bn: keep separate shortcut BNs (``dual_bn_scope`` ``backbone`` or wider).
         gate_reduction, gate_tau: see :class:`~dualgate_solo.layers.ChannelGate`.
-        width_choices: ``None`` for a channel gate (the paper), else the fractions of ``planes``
-            a :class:`~dualgate_solo.layers.WidthGate` picks from.
+        gates: the gate mode (:class:`~dualgate_solo.layers.GateMode`): channel gates (the
+            paper) or a :class:`~dualgate_solo.layers.WidthGate` over fractions of ``planes``.
     """
 
     expansion = 1
@@ -124,14 +109,14 @@ class GatedBasicBlock(nn.Module):
         dual_shortcut_bn: bool,
         gate_reduction: int,
         gate_tau: float,
-        width_choices: tuple[float, ...] | None = None,
+        gates: GateMode = CHANNEL_GATES,
     ):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = make_norm(planes, dual_bn)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = make_norm(planes, dual_bn)
-        self.gate = _make_gate(in_channels, planes, 1, gate_reduction, gate_tau, width_choices)
+        self.gate = gates.make_gate(in_channels, planes, 1, gate_reduction, gate_tau)
         needs_projection = stride != 1 or in_channels != planes
         self.downsample = (
             Shortcut(in_channels, planes, stride, dual_shortcut_bn) if needs_projection else None
@@ -174,7 +159,7 @@ class GatedBottleneck(nn.Module):
     Args:
         in_channels: C_in.
         planes: inner width w; the output has ``4 * w`` channels.
-        stride, dual_bn, dual_shortcut_bn, gate_reduction, gate_tau, width_choices: as in
+        stride, dual_bn, dual_shortcut_bn, gate_reduction, gate_tau, gates: as in
             :class:`GatedBasicBlock` (a width choice sets both inner widths).
     """
 
@@ -189,7 +174,7 @@ class GatedBottleneck(nn.Module):
         dual_shortcut_bn: bool,
         gate_reduction: int,
         gate_tau: float,
-        width_choices: tuple[float, ...] | None = None,
+        gates: GateMode = CHANNEL_GATES,
     ):
         super().__init__()
         out_channels = planes * self.expansion
@@ -199,7 +184,7 @@ class GatedBottleneck(nn.Module):
         self.bn2 = make_norm(planes, dual_bn)
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = make_norm(out_channels, dual_bn)
-        self.gate = _make_gate(in_channels, planes, 2, gate_reduction, gate_tau, width_choices)
+        self.gate = gates.make_gate(in_channels, planes, 2, gate_reduction, gate_tau)
         needs_projection = stride != 1 or in_channels != out_channels
         self.downsample = (
             Shortcut(in_channels, out_channels, stride, dual_shortcut_bn)

@@ -30,19 +30,12 @@ from torch import Tensor, nn
 
 from dualgate_solo.choices import RESNET_STAGES, STEMS
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio, zeros_pass
-from dualgate_solo.layers import (
-    BRANCHES,
-    DEFAULT_WIDTH_CHOICES,
-    GATE_MODES,
-    apply_norm,
-    check_width_choices,
-    make_norm,
-)
+from dualgate_solo.layers import BRANCHES, GateMode, apply_norm, make_norm
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
 from dualgate_solo.models.init import init_resnet_weights
 from dualgate_solo.models.state_guard import check_gated_load
 from dualgate_solo.stems import stem_layers
-from dualgate_solo.validation import UsageError, check_choice, check_interval
+from dualgate_solo.validation import check_choice, check_interval
 
 ARCHITECTURES = {
     depth: ({"basic": GatedBasicBlock, "bottleneck": GatedBottleneck}[kind], counts)
@@ -111,6 +104,8 @@ class GatedResNet(nn.Module):
             ``channel`` mode raises ``UsageError``, since they would be ignored.
 
     Attributes:
+        mode: the :class:`~dualgate_solo.layers.GateMode` of ``gate_mode`` and
+            ``width_choices`` (also readable as the properties of those names).
         num_features: width of the pooled output (512 for 18/34, 2048 for 50).
         trained_steps: buffer ``[2]`` counting training passes (grad enabled) per branch
             (dense, gated). Saved in checkpoints, so loading can refuse to evaluate a branch
@@ -136,8 +131,7 @@ class GatedResNet(nn.Module):
     ):
         super().__init__()
         check_interval("width", width, 1, float("inf"))
-        self.gate_mode = check_choice("gate_mode", gate_mode, GATE_MODES)
-        self.width_choices = _width_choices(gate_mode, width_choices)
+        self.mode = GateMode.parse(gate_mode, width_choices)
         block_type, counts = ARCHITECTURES[check_choice("depth", depth, ARCHITECTURES)]
         self.stem = check_choice("stem", stem, STEMS)
         self.dual_bn_scope = check_choice("dual_bn_scope", dual_bn_scope, DUAL_BN_SCOPES)
@@ -167,7 +161,7 @@ class GatedResNet(nn.Module):
                         dual_outer,
                         gate_reduction,
                         gate_tau,
-                        self.width_choices,
+                        self.mode,
                     )
                 )
                 channels = planes * block_type.expansion
@@ -175,12 +169,23 @@ class GatedResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.num_features = channels
         self.register_buffer("trained_steps", torch.zeros(len(BRANCHES), dtype=torch.long))
-        if self.width_choices is not None:  # records the gate mode in the state dict
+        if self.mode.routed:  # records the gate mode in the state dict
             self.register_buffer(
                 "gate_width_choices", torch.tensor(self.width_choices, dtype=torch.float64)
             )
         init_resnet_weights(self)
         self.register_load_state_dict_pre_hook(GatedResNet._check_checkpoint_keys)
+
+    @property
+    def gate_mode(self) -> str:
+        """``channel`` or ``width``: the name of :attr:`mode`, the network's
+        :class:`~dualgate_solo.layers.GateMode`."""
+        return self.mode.name
+
+    @property
+    def width_choices(self) -> tuple[float, ...] | None:
+        """The width gates' choices (``width`` mode), else ``None``."""
+        return self.mode.width_choices
 
     def named_blocks(self) -> Iterator[tuple[str, nn.Module]]:
         """``("layer<s>.<i>", block)`` for every residual block, in forward order."""
@@ -267,21 +272,4 @@ class GatedResNet(nn.Module):
             f"depth={self.depth}, stem={self.stem!r}, branch={self.branch!r}, "
             f"dual_bn_scope={self.dual_bn_scope!r}, width={self.conv1.out_channels}"
         )
-        if self.width_choices is not None:
-            text += f", gate_mode='width', width_choices={list(self.width_choices)}"
-        return text
-
-
-def _width_choices(gate_mode: str, width_choices: object) -> tuple[float, ...] | None:
-    """The validated choices of a ``width`` gate (defaults when ``None``); ``None`` in
-    ``channel`` mode, where giving choices raises ``UsageError``."""
-    if gate_mode == "width":
-        return check_width_choices(
-            DEFAULT_WIDTH_CHOICES if width_choices is None else width_choices
-        )
-    if width_choices is not None:
-        raise UsageError(
-            f"width_choices={width_choices!r} is invalid with gate_mode='channel'; allowed "
-            "values: null (omit it), or set gate_mode=width"
-        )
-    return None
+        return text + self.mode.describe()

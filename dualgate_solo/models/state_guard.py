@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, RESNET_STAGES
-from dualgate_solo.layers import BRANCHES
+from dualgate_solo.layers import BRANCHES, CHANNEL_GATES, GateMode
 from dualgate_solo.validation import UsageError
 
 _BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
@@ -36,8 +36,7 @@ class GatedArchitecture:
             only in the projector, which is not part of the backbone's state).
         gate_reduction: ``C_in // hidden`` of the widest gate.
         trained_steps: training passes per branch, in :data:`BRANCHES` order.
-        gate_mode: ``channel`` or ``width``.
-        width_choices: the width gates' choices (``width`` mode), else ``None``.
+        mode: the gate mode (:class:`~dualgate_solo.layers.GateMode`).
     """
 
     name: str | None
@@ -46,8 +45,7 @@ class GatedArchitecture:
     dual_bn_scope: str
     gate_reduction: int
     trained_steps: tuple[int, ...]
-    gate_mode: str = "channel"
-    width_choices: tuple[float, ...] | None = None
+    mode: GateMode = CHANNEL_GATES
 
     @property
     def trained_branches(self) -> tuple[str, ...]:
@@ -63,17 +61,14 @@ class GatedArchitecture:
             "kwargs.dual_bn_scope": self.dual_bn_scope,
             "kwargs.gate_reduction": self.gate_reduction,
         }
-        if self.gate_mode == "width":
-            options["kwargs.gate_mode"] = "width"
-            options["kwargs.width_choices"] = _choices_text(self.width_choices)
+        if self.mode.routed:
+            options["kwargs.gate_mode"] = self.mode.name
+            options["kwargs.width_choices"] = _choices_text(self.mode.width_choices)
         return options
 
     def describe(self) -> str:
-        gates = (
-            f", gate_mode='width', width_choices={_choices_text(self.width_choices)}"
-            if self.gate_mode == "width"
-            else ""
-        )
+        choices = self.mode.width_choices
+        gates = f", gate_mode='width', width_choices={_choices_text(choices)}" if choices else ""
         return (
             f"{self.name or 'gated ResNet of unregistered depth'} (stem={self.stem!r}, "
             f"width={self.width}, dual_bn_scope={self.dual_bn_scope!r}{gates})"
@@ -152,8 +147,9 @@ def read_architecture(state: Mapping[str, Tensor], prefix: str = "") -> GatedArc
         dual_bn_scope=scope,
         gate_reduction=int(widest.shape[1] // widest.shape[0]),
         trained_steps=tuple(int(n) for n in own["trained_steps"].tolist()),
-        gate_mode="channel" if choices is None else "width",
-        width_choices=None if choices is None else tuple(round(float(w), 6) for w in choices),
+        mode=CHANNEL_GATES
+        if choices is None
+        else GateMode("width", tuple(round(float(w), 6) for w in choices)),
     )
 
 
@@ -221,7 +217,7 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
     given = read_architecture(state, prefix)
     if given is None:
         raise _not_a(own.describe(), "gated ResNet", own_shapes, given_shapes)
-    if given.gate_mode != own.gate_mode:
+    if given.mode.name != own.mode.name:
         gate_keys = ("kwargs.gate_mode", "kwargs.width_choices")
         fix = " ".join(
             setting(module, key, value)
@@ -230,8 +226,8 @@ def check_gated_load(module: nn.Module, state: Mapping[str, Tensor], prefix: str
         ) or setting(module, "kwargs.gate_mode", "channel")
         raise UsageError(
             f"checkpoint does not match the backbone: the checkpoint was trained with "
-            f"backbone.kwargs.gate_mode={given.gate_mode!r}, the backbone is built with "
-            f"backbone.kwargs.gate_mode={own.gate_mode!r}; set {fix}"
+            f"backbone.kwargs.gate_mode={given.mode.name!r}, the backbone is built with "
+            f"backbone.kwargs.gate_mode={own.mode.name!r}; set {fix}"
         )
     wanted, have = given.options(), own.options()
     settings = [setting(module, key, wanted[key]) for key in wanted if wanted[key] != have[key]]

@@ -50,6 +50,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dualgate_solo.layers import gate_mode_of
 from dualgate_solo.method_registry import METHODS, label_width
 from dualgate_solo.validation import UsageError
 from experiments.bench.latency import images
@@ -252,7 +253,7 @@ def deployables(
             add(network, "dense_plain", plain, backbone.forward_branch(test_x, "dense").feats)
             continue
         reference = backbone.forward_branch(test_x, "gated").feats
-        if getattr(backbone, "gate_mode", "channel") == "width":
+        if gate_mode_of(backbone).routed:
             routed = RoutedResNet(backbone)
             batches = list(calib_x.split(128))
             source = "FlopCounterMode over the routed run on the calibration images, per image"

@@ -28,6 +28,7 @@ from dualgate_solo.export import (
     make_plan,
 )
 from dualgate_solo.gate_stats import GateStatistics
+from dualgate_solo.layers import gate_mode_of
 from dualgate_solo.models.gated_resnet import GatedResNet
 
 #: the variant whose time and MACs every speed-up divides (same runtime, same batch)
@@ -63,7 +64,7 @@ class BenchContext:
 
     @property
     def gate_mode(self) -> str:
-        return getattr(self.backbone, "gate_mode", "channel")
+        return gate_mode_of(self.backbone).name
 
 
 @dataclass(frozen=True)
