@@ -6,6 +6,8 @@ torch, so printing help stays fast. The modules that implement each choice read 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 #: gated ResNet constructor name -> depth
 BACKBONE_DEPTHS = {"dg_resnet18": 18, "dg_resnet34": 34, "dg_resnet50": 50}
 
@@ -42,9 +44,45 @@ DATASET_INPUT_SIZES = {
 }
 DATASETS = tuple(DATASET_INPUT_SIZES)
 
+
+class Executor(NamedTuple):
+    """A deployable executor of a trained gated branch (entry of :data:`EXECUTORS`).
+
+    Attributes:
+        description: what it runs.
+        gate_mode: the :data:`GATE_MODES` entry whose masks it executes.
+        policy: whether it is a prune policy of ``make_plan``/``export_pruned`` (a plain ResNet
+            with the channels the plan keeps), the ``--policy`` of ``dualgate-solo export``.
+    """
+
+    description: str
+    gate_mode: str
+    policy: bool = False
+
+
+#: the one catalogue of the gated branch's executors, read by the export command, the export
+#: plan, the benchmarks and their plots
+EXECUTORS = {
+    "static": Executor(
+        "static prune export (always-off channels removed, no gate), BN folded", "channel", True
+    ),
+    "hybrid": Executor(
+        "always-off channels removed, always-on ones ungated, data-dependent ones masked by the "
+        "gate, BN folded",
+        "channel",
+        True,
+    ),
+    "dynamic": Executor(
+        "batch-1 execution gathering the active channels' BN-folded weights per input", "channel"
+    ),
+    "routed": Executor(
+        "width-gated branch run at each input's chosen width per block (RoutedResNet), BN folded",
+        "width",
+    ),
+}
 #: prune-export policies: ``static`` drops never-used channels; ``hybrid`` also keeps gates only
 #: where channels are data dependent
-POLICIES = ("static", "hybrid")
+POLICIES = tuple(name for name, executor in EXECUTORS.items() if executor.policy)
 
 #: files an export can write
 EXPORT_FORMATS = ("state_dict", "torchscript", "onnx")

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Subset
 
 from dualgate_solo.checkpoint import load_backbone
+from dualgate_solo.choices import POLICIES
 from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn
 from dualgate_solo.gate_stats import collect_gate_statistics
 from dualgate_solo.knn import knn_top1
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         "dense branch": stats.costs.dense_macs,
         "gated branch": stats.mean_ratio * stats.costs.dense_macs,
     }
-    for policy in ("static", "hybrid"):
+    for policy in POLICIES:
         model = export_pruned(backbone, make_plan(backbone, stats, policy)).eval()
         networks[f"{policy} export"] = model
         macs[f"{policy} export"] = int(count_macs(model, [torch.zeros(1, 3, *hw)]))

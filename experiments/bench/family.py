@@ -50,6 +50,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dualgate_solo.choices import EXECUTORS
 from dualgate_solo.layers import gate_mode_of
 from dualgate_solo.method_registry import METHODS, label_width
 from dualgate_solo.validation import UsageError
@@ -65,9 +66,8 @@ KINDS = {
     "width_export": "export_width(backbone, w): plain ResNet of the width, BN folded",
     "dense_plain": "dense weights in the plain PrunedResNet at full width, BN folded",
     "gated_masked": "the gated branch as trained (dense convolutions, then channel masks)",
-    "static_export": "static prune export of the gated branch (always-off channels removed), "
-    "BN folded",
-    "routed": "a width-gated branch run at each input's chosen widths (RoutedResNet), BN folded",
+    "static_export": EXECUTORS["static"].description,
+    "routed": EXECUTORS["routed"].description,
 }
 #: the marker of each kind of network (the colour is the method's)
 KIND_MARKERS = {

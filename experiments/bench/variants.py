@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dualgate_solo.choices import EXECUTORS, POLICIES
 from dualgate_solo.export import (
     DynamicGatedResNet,
     ExportPlan,
@@ -122,8 +123,6 @@ def _routed_session(module: nn.Module, path: Path, threads: int) -> tuple[Any, d
     return session, {"exporter": "dualgate_solo.export.routed_onnx", "settings": settings}
 
 
-_DYNAMIC = "batch-1 execution gathering the active channels' BN-folded weights per input"
-
 #: what the batch-1 dynamic executors can do: no ONNX, no torch.compile (data-dependent shapes
 #: recompile per active set), no CUDA graph, no channels-last, channel gates only
 _DYNAMIC_FLAGS = {
@@ -132,7 +131,7 @@ _DYNAMIC_FLAGS = {
     "cuda_graphs": False,
     "channels_last": False,
     "batch1_only": True,
-    "gate_modes": ("channel",),
+    "gate_modes": (EXECUTORS["dynamic"].gate_mode,),
 }
 
 VARIANTS: dict[str, Variant] = {
@@ -151,38 +150,35 @@ VARIANTS: dict[str, Variant] = {
             lambda ctx: Branch(ctx.backbone, "gated"),
             onnx=False,
         ),
-        Variant(
-            "static",
-            "static prune export (always-off channels removed, no gate), BN folded",
-            _export("static"),
-            gate_modes=("channel",),
-        ),
-        Variant(
-            "hybrid",
-            "always-off removed, always-on ungated, data-dependent ones masked, BN folded",
-            _export("hybrid"),
-            gate_modes=("channel",),
+        *(
+            Variant(
+                policy,
+                EXECUTORS[policy].description,
+                _export(policy),
+                gate_modes=(EXECUTORS[policy].gate_mode,),
+            )
+            for policy in POLICIES
         ),
         Variant(
             "dynamic",
-            _DYNAMIC,
+            EXECUTORS["dynamic"].description,
             lambda ctx: DynamicGatedResNet(ctx.backbone),
             **_DYNAMIC_FLAGS,
         ),
         Variant(
             "dynamic_cached",
-            f"{_DYNAMIC}, gathered weights cached per active set ({DYNAMIC_CACHE_SIZE} per "
-            "block, warmed on the calibration images)",
+            f"{EXECUTORS['dynamic'].description}, gathered weights cached per active set "
+            f"({DYNAMIC_CACHE_SIZE} per block, warmed on the calibration images)",
             lambda ctx: DynamicGatedResNet(ctx.backbone, cache_size=DYNAMIC_CACHE_SIZE),
             **_DYNAMIC_FLAGS,
             info=lambda module: module.cache_stats(),
         ),
         Variant(
             "routed",
-            "width-mode gated branch run at each input's chosen width per block",
+            EXECUTORS["routed"].description,
             _routed,
             cuda_graphs=False,  # per-input widths: data-dependent control flow
-            gate_modes=("width",),
+            gate_modes=(EXECUTORS["routed"].gate_mode,),
             info=lambda module: {
                 "extra_parameter_bytes": int(module.extra_parameter_bytes),
                 "block_widths": module.widths,
