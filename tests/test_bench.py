@@ -205,7 +205,7 @@ def test_gate_training_moves_only_the_gates_toward_the_target(gate_mode) -> None
     torch.manual_seed(0)
     backbone = create_backbone("dg_resnet18", width=8, gate_mode=gate_mode)
     before = {k: v.clone() for k, v in backbone.named_parameters()}
-    log = train_gates(backbone, steps=30, target=0.3, batch_size=8)
+    log = train_gates(backbone, steps=30, target_density=0.3, batch_size=8)
     moved = {k for k, v in backbone.named_parameters() if not torch.equal(v, before[k])}
     assert moved and all(".gate." in k for k in moved)
     assert all(p.requires_grad for p in backbone.parameters())

@@ -294,7 +294,7 @@ def test_pruned_resnet_needs_only_torch_the_stems_and_the_choices() -> None:
     allowed = {"torch", "torch.nn", "torch.nn.functional", "typing", "__future__"}
     assert imports(module.__file__) <= allowed | {"dualgate_solo.stems", "dualgate_solo.choices"}
     assert imports(stems.__file__) <= allowed
-    assert imports(choices.__file__) == {"__future__"}
+    assert imports(choices.__file__) <= {"__future__", "typing"}  # standard library only
 
 
 @pytest.mark.parametrize("policy", ["static", "hybrid"])
