@@ -578,3 +578,20 @@ def test_launcher_gives_a_trainer_without_logger_a_csv_logger(tmp_path, monkeypa
         Trainer.__init__ = original
     assert isinstance(trainer.logger, CSVLogger) and kept.logger is None
     assert Path(trainer.logger.log_dir) == tmp_path / "lightning_logs" / "version_0"
+
+
+COMMITTED_GRIDS = sorted(
+    p.parent for p in (Path(__file__).resolve().parents[1] / "results").rglob("table_mean.csv")
+)
+
+
+@pytest.mark.parametrize("grid_dir", COMMITTED_GRIDS, ids=lambda p: p.parent.name + "/" + p.name)
+def test_committed_grid_tables_regenerate_byte_for_byte(grid_dir, tmp_path) -> None:
+    """``table.csv``, ``table_mean.csv`` and ``table.md`` of every committed grid come out of its
+    committed stage records unchanged (what ``run_grid.py --tables-only`` rewrites)."""
+    rows, unfinished = collect_rows(grid_dir / "runs")
+    command = json.loads((grid_dir / "provenance.json").read_text())["command"]
+    protocol = command[command.index("--protocol") + 1]
+    write_table(rows, tmp_path, f"protocol {protocol}; per-run records in runs/<run>/", unfinished)
+    for name in ("table.csv", "table_mean.csv", "table.md"):
+        assert (tmp_path / name).read_bytes() == (grid_dir / name).read_bytes(), name
