@@ -28,7 +28,7 @@ from dualgate_solo.checkpoint_path import find_checkpoint, run_args
 from dualgate_solo.choices import SLIM_BACKBONE_DEPTHS
 from dualgate_solo.method_registry import METHODS, trained_branches
 from dualgate_solo.models import BACKBONE_DEPTHS, GatedResNet, SlimResNet, create_backbone
-from dualgate_solo.models.state_guard import read_architecture
+from dualgate_solo.state_guard import read_architecture
 from dualgate_solo.validation import UsageError, check_choice
 
 #: stem conv kernel size -> stem name
@@ -218,7 +218,7 @@ def load_slim_backbone(checkpoint: str | Path) -> LoadedBackbone:
     Raises:
         UsageError: one line naming ``--checkpoint``: no checkpoint, no ``args.json``, a run
             that did not train a slimmable backbone, or tensors that do not match its
-            ``backbone.kwargs`` (:func:`~dualgate_solo.models.state_guard.check_slim_load`).
+            ``backbone.kwargs`` (:func:`~dualgate_solo.state_guard.check_slim_load`).
     """
     path = find_checkpoint(checkpoint)
     args = run_args(path)

@@ -7,6 +7,7 @@ be tested in silence. ``tests/test_hook_checkout.py`` proves the guard holds wit
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,16 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 def imported_package_dir() -> Path:
     """The directory ``dualgate_solo`` was imported from in this interpreter."""
     return Path(dualgate_solo.__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n N``) each of the N workers, and every process it starts, gets
+    ``cpu_count // N`` threads, so the workers share the cores instead of each taking all."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -19,7 +19,10 @@ def module_name(path: Path) -> str:
 
 def import_graph() -> dict[str, set[str]]:
     """Module of :data:`PACKAGES` -> the modules of :data:`PACKAGES` it imports (``from a.b import
-    c`` counts ``a.b.c`` when that is a module, else ``a.b``)."""
+    c`` counts ``a.b.c`` when that is a module, else ``a.b``), including the packages Python runs
+    first: importing ``a.b.c`` runs ``a/b/__init__.py`` unless the importer is inside ``a.b``
+    already (its own parents always run before it), so a package ``__init__`` that imports a
+    module which imports back into that package is a circle, even if no import names it."""
     modules = {module_name(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
@@ -35,8 +38,16 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             else:
                 continue
-            graph[name] |= {t for t in targets if t in modules and t != name}
+            targets += [parent for t in targets for parent in _parents(t)]
+            own = {name, *_parents(name)}
+            graph[name] |= {t for t in targets if t in modules and t not in own}
     return graph
+
+
+def _parents(module: str) -> list[str]:
+    """``a.b`` and ``a`` for ``a.b.c``."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -71,13 +82,29 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_the_checker_finds_a_circle_through_a_package_init(tmp_path, monkeypatch) -> None:
+    """``pkg/__init__`` imports ``other.mod``, which imports ``pkg.util``: importing ``other.mod``
+    first fails at run time, so the graph must hold the circle."""
+    for path, text in {
+        "pkg/__init__.py": "from other.mod import X\n",
+        "pkg/util.py": "Y = 1\n",
+        "other/__init__.py": "",
+        "other/mod.py": "from pkg.util import Y\nX = Y\n",
+    }.items():
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_text(text)
+    monkeypatch.setattr(__import__(__name__), "ROOT", tmp_path)
+    monkeypatch.setattr(__import__(__name__), "PACKAGES", ("pkg", "other"))
+    assert circles(import_graph()) == [["other.mod", "pkg"]]
+
+
 def test_the_checker_finds_a_circle() -> None:
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_the_package_has_no_import_circle() -> None:
     graph = import_graph()
-    assert "dualgate_solo.models.state_guard" in graph["dualgate_solo.models.gated_resnet"]
+    assert "dualgate_solo.state_guard" in graph["dualgate_solo.models.gated_resnet"]
     assert circles(graph) == []
 
 

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dualgate_solo.losses.vicreg import vicreg_loss
 from dualgate_solo.method_registry import VICRegOptions, get_method
 from dualgate_solo.models import SlimResNet, create_backbone
-from dualgate_solo.models.channel_order import order_channels_by_l1
+from dualgate_solo.slimmable.channel_order import order_channels_by_l1
 from dualgate_solo.slimmable.export import export_width, width_spec
 from dualgate_solo.slimmable.heads import SlimMLP
 from dualgate_solo.slimmable.layers import check_width_list, scaled_channels

@@ -104,7 +104,7 @@ def _trained(**kwargs) -> dict:
     ],
 )
 def test_architecture_is_read_off_a_state_dict(name, kwargs, architecture) -> None:
-    from dualgate_solo.models.state_guard import read_architecture
+    from dualgate_solo.state_guard import read_architecture
 
     state = {f"backbone.{k}": v for k, v in create_backbone(name, **kwargs).state_dict().items()}
     found = read_architecture(state, "backbone.")

@@ -32,10 +32,10 @@ from dualgate_solo.choices import RESNET_STAGES, STEMS
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio, zeros_pass
 from dualgate_solo.layers import BRANCHES, GateMode, apply_norm, make_norm
 from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
-from dualgate_solo.models.init import init_resnet_weights
-from dualgate_solo.models.state_guard import check_gated_load
+from dualgate_solo.state_guard import check_gated_load
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
+from dualgate_solo.weight_init import init_resnet_weights
 
 ARCHITECTURES = {
     depth: ({"basic": GatedBasicBlock, "bottleneck": GatedBottleneck}[kind], counts)
@@ -111,7 +111,7 @@ class GatedResNet(nn.Module):
             (dense, gated). Saved in checkpoints, so loading can refuse to evaluate a branch
             that was never trained (e.g. the dense branch of a VICReg-Gating run).
 
-    Loading is guarded (:mod:`~dualgate_solo.models.state_guard`): a state dict of another
+    Loading is guarded (:mod:`~dualgate_solo.state_guard`): a state dict of another
     architecture raises ``UsageError`` naming the option to set, even under ``strict=False``, the
     mode solo-learn's ``main_linear.py`` and ``load_from_checkpoint`` use, which would otherwise
     silently keep random weights.
@@ -259,7 +259,7 @@ class GatedResNet(nn.Module):
     def _check_checkpoint_keys(
         module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ) -> None:
-        """Load-state-dict pre-hook: :func:`~dualgate_solo.models.state_guard.check_gated_load`."""
+        """Load-state-dict pre-hook: :func:`~dualgate_solo.state_guard.check_gated_load`."""
         check_gated_load(module, state_dict, prefix)
 
     def cost_table(self, input_hw: tuple[int, int]) -> CostTable:

@@ -31,7 +31,7 @@ from torchvision.datasets import ImageFolder
 from tqdm.auto import tqdm
 
 from dualgate_solo.method_registry import width_label
-from dualgate_solo.models import SlimResNet
+from dualgate_solo.slimmable.resnet import SlimResNet
 
 #: weight of each narrower width's (CE + distillation) pair
 NARROW_WEIGHT = 0.5

@@ -27,8 +27,6 @@ from torch import Tensor, nn
 
 from dualgate_solo.choices import DEFAULT_WIDTH_MULTS, RESNET_STAGES, SLIM_BACKBONE_DEPTHS, STEMS
 from dualgate_solo.flops import zeros_pass
-from dualgate_solo.models.init import init_resnet_weights
-from dualgate_solo.models.state_guard import check_slim_load
 from dualgate_solo.slimmable.layers import (
     SlimConv2d,
     SwitchableBatchNorm,
@@ -36,8 +34,10 @@ from dualgate_solo.slimmable.layers import (
     check_width_list,
     scaled_channels,
 )
+from dualgate_solo.state_guard import check_slim_load
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
+from dualgate_solo.weight_init import init_resnet_weights
 
 
 class WidthOutput(NamedTuple):
@@ -255,7 +255,7 @@ class SlimResNet(nn.Module):
     def _check_checkpoint(
         module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors
     ) -> None:
-        """Load-state-dict pre-hook: :func:`~dualgate_solo.models.state_guard.check_slim_load`."""
+        """Load-state-dict pre-hook: :func:`~dualgate_solo.state_guard.check_slim_load`."""
         check_slim_load(module, state_dict, prefix)
 
     def extra_repr(self) -> str:

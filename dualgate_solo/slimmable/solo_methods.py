@@ -37,7 +37,7 @@ from dualgate_solo.method_registry import (
     trained_branches,
     width_label,
 )
-from dualgate_solo.models.channel_order import order_channels_by_l1
+from dualgate_solo.slimmable.channel_order import order_channels_by_l1
 from dualgate_solo.slimmable.heads import SlimMLP
 from dualgate_solo.slimmable.losses import similarity_distillation
 from dualgate_solo.slimmable.objective import (

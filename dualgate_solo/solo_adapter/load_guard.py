@@ -4,9 +4,9 @@
 ``backbone.name`` builds. Given a VICReg-Dual-Gating checkpoint, solo-learn's plain ``resnet18``
 would load 22 of its 257 tensors (stem and block convs) and train a probe on a network whose
 every block BN and shortcut stays at random initialisation, with exit code 0. The package's own
-backbones refuse mismatches themselves (:mod:`dualgate_solo.models.state_guard`); this module
+backbones refuse mismatches themselves (:mod:`dualgate_solo.state_guard`); this module
 wraps every other factory of ``BaseMethod._BACKBONES`` so the modules it builds refuse, before
-any training, a state dict that :func:`~dualgate_solo.models.state_guard.read_architecture`
+any training, a state dict that :func:`~dualgate_solo.state_guard.read_architecture`
 recognises as a gated ResNet's. Other checkpoints load exactly as before.
 """
 
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from dualgate_solo.method_registry import METHODS
 from dualgate_solo.models import GatedResNet
-from dualgate_solo.models.state_guard import read_architecture, read_slim_architecture
+from dualgate_solo.state_guard import read_architecture, read_slim_architecture
 from dualgate_solo.validation import UsageError
 
 _DEFAULT_GATE_REDUCTION = inspect.signature(GatedResNet).parameters["gate_reduction"].default

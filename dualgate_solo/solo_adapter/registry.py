@@ -40,7 +40,7 @@ class _Factory:
 
     A bad keyword value is refused with the cfg's key path (:func:`qualify`); the module records
     the keys it was given in ``config_kwargs``, so a later checkpoint mismatch suggests ``+``
-    for the absent ones (:func:`dualgate_solo.models.state_guard.setting`).
+    for the absent ones (:func:`dualgate_solo.state_guard.setting`).
     """
 
     def __init__(self, name: str):
