@@ -1,6 +1,6 @@
 """A short VICReg-Dual-Gating pre-training on the embedded dataset, evaluated as the paper does.
 
-Runs the method's objective (:func:`dualgate_solo.objective.dual_gating_objective`) with the
+Runs the method's objective (:func:`dualgate_solo.gated.objective.dual_gating_objective`) with the
 paper's LARS optimiser in a plain PyTorch loop, so it needs neither solo-learn nor a download,
 then reports for both branches what the paper reports: weighted k-NN top-1 on held-out images,
 and for the gated branch the kept-MAC ratio r and FLOPs R. = 1 - r with deterministic gates.
@@ -27,13 +27,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dualgate_solo.gate_stats import GateStatistics, collect_gate_statistics
+from dualgate_solo.gated.budget import BudgetMultiplier, BudgetOptions, anneal_p
+from dualgate_solo.gated.gate_stats import GateStatistics, collect_gate_statistics
+from dualgate_solo.gated.objective import dual_gating_objective
 from dualgate_solo.knn import knn_top1
-from dualgate_solo.losses import BudgetMultiplier, BudgetOptions, anneal_p
 from dualgate_solo.losses.vicreg import vicreg_loss
 from dualgate_solo.models import GatedResNet, create_backbone
 from dualgate_solo.models.projector import Projector
-from dualgate_solo.objective import dual_gating_objective
 from dualgate_solo.optim import LARS
 from dualgate_solo.provenance import provenance
 from dualgate_solo.synthetic import augment, synthetic_shapes

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, SLIM_BACKBONE_DEPTHS
-from dualgate_solo.losses.budget import BudgetOptions
+from dualgate_solo.gated.budget import BudgetOptions
 from dualgate_solo.slimmable.options import (
     BarlowOptions,
     EmbeddingDistillOptions,
@@ -206,7 +206,7 @@ METHODS: dict[str, MethodSpec] = {
             name="vicreg_dual_gating",
             display="Dual-Gating",
             summary="VICReg-Dual-Gating (BMVC 2023): a dense and a gated branch over shared convs",
-            solo_class="dualgate_solo.solo_adapter.methods:VICRegDualGating",
+            solo_class="dualgate_solo.gated.solo_methods:VICRegDualGating",
             branches=("dense", "gated"),
             dual_bn_scopes=("block", "backbone", "all"),
             kwargs_types=(VICRegOptions, BudgetOptions, DualGatingOptions),
@@ -215,7 +215,7 @@ METHODS: dict[str, MethodSpec] = {
             name="vicreg_gating",
             display="VICReg-Gating",
             summary="VICReg-Gating (IMVIP 2022): both views through the gated network",
-            solo_class="dualgate_solo.solo_adapter.methods:VICRegGating",
+            solo_class="dualgate_solo.gated.solo_methods:VICRegGating",
             branches=("gated",),
             dual_bn_scopes=("none",),
             kwargs_types=(VICRegOptions, BudgetOptions),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, RESNET_STAGES
-from dualgate_solo.layers import BRANCHES, CHANNEL_GATES, GateMode
+from dualgate_solo.gated.layers import BRANCHES, CHANNEL_GATES, GateMode
 from dualgate_solo.validation import UsageError
 
 _BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.")
@@ -36,7 +36,7 @@ class GatedArchitecture:
             only in the projector, which is not part of the backbone's state).
         gate_reduction: ``C_in // hidden`` of the widest gate.
         trained_steps: training passes per branch, in :data:`BRANCHES` order.
-        mode: the gate mode (:class:`~dualgate_solo.layers.GateMode`).
+        mode: the gate mode (:class:`~dualgate_solo.gated.layers.GateMode`).
     """
 
     name: str | None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from dualgate_solo.layers import DualBatchNorm
+from dualgate_solo.gated.layers import DualBatchNorm
 from dualgate_solo.models import GatedResNet
 
 

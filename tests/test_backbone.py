@@ -9,7 +9,7 @@ import timm
 import torch
 from model_utils import copy_dense_bn_to_gated, open_all_gates
 
-from dualgate_solo.layers import DualBatchNorm
+from dualgate_solo.gated.layers import DualBatchNorm
 from dualgate_solo.models import DUAL_BN_SCOPES, GatedResNet, create_backbone
 
 SMALL = (2, 3, 32, 32)

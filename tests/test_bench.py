@@ -113,7 +113,7 @@ def test_repeats_of_an_unlisted_batch_are_those_of_the_next_larger_one() -> None
 # ------------------------------------------------------------------ per-block report
 def _small_gated(gate_mode: str):
     """A width-8 dg_resnet18 with BN statistics of random images and its gate statistics."""
-    from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.gated.gate_stats import collect_gate_statistics
     from dualgate_solo.models import create_backbone
 
     torch.manual_seed(0)

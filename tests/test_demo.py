@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dualgate_solo.commands import demo as command
-from dualgate_solo.losses import RATIO_SOURCES, BudgetOptions
+from dualgate_solo.gated.budget import RATIO_SOURCES, BudgetOptions
 
 REPO = Path(__file__).resolve().parents[1]
 

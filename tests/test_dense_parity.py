@@ -166,7 +166,7 @@ def test_every_step_entry_the_summary_reads_is_benchmarked_with_its_variants_opt
     change loss weights and not the work of a step."""
     import dataclasses
 
-    from dualgate_solo.losses.budget import BudgetOptions
+    from dualgate_solo.gated.budget import BudgetOptions
     from experiments.bench.step import compared, method_overrides
     from experiments.runner.protocols import VARIANTS
 

@@ -25,7 +25,7 @@ from dualgate_solo.export import (
     recalibrate_bn,
     save_export,
 )
-from dualgate_solo.gate_stats import collect_gate_statistics
+from dualgate_solo.gated.gate_stats import collect_gate_statistics
 from dualgate_solo.models import create_backbone
 
 ATOL = 1e-5

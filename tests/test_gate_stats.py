@@ -6,7 +6,7 @@ import pytest
 import torch
 from model_utils import open_all_gates
 
-from dualgate_solo.gate_stats import channel_categories, collect_gate_statistics
+from dualgate_solo.gated.gate_stats import channel_categories, collect_gate_statistics
 
 
 def test_all_on_gates_give_rate_one_and_ratio_one_plus_gates(r18_cifar) -> None:

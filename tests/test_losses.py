@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from dualgate_solo.layers import binary_concrete_ste
-from dualgate_solo.losses import (
+from dualgate_solo.gated.budget import (
     BudgetOptions,
     anneal_p,
     bound_loss,
@@ -16,6 +15,7 @@ from dualgate_solo.losses import (
     flops_loss,
     layer_densities,
 )
+from dualgate_solo.gated.layers import binary_concrete_ste
 from dualgate_solo.losses.vicreg import vicreg_loss
 
 # Toy batch: two samples, two gated blocks of 4 and 2 channels.
@@ -128,7 +128,7 @@ def test_flops_loss_with_multiplier_hand_computed() -> None:
 
 
 def test_budget_multiplier_follows_the_ratio_error() -> None:
-    from dualgate_solo.losses import BudgetMultiplier
+    from dualgate_solo.gated.budget import BudgetMultiplier
 
     cfg = BudgetOptions(target_density=0.1, multiplier_lr=0.5)
     nu = BudgetMultiplier()
@@ -139,7 +139,7 @@ def test_budget_multiplier_follows_the_ratio_error() -> None:
 
 
 def test_deterministic_masks_threshold_with_sigmoid_gradient() -> None:
-    from dualgate_solo.losses import deterministic_masks
+    from dualgate_solo.gated.budget import deterministic_masks
 
     logits = torch.tensor([[-1.0, 0.0, 2.0]], requires_grad=True)
     (mask,) = deterministic_masks((logits,), tau=0.5)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from dualgate_solo.layers.masked_conv import masked_conv2d
+from dualgate_solo.gated.layers.masked_conv import masked_conv2d
 
 
 @pytest.mark.parametrize("stride", [1, 2])

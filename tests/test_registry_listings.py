@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dualgate_solo.losses.budget import BudgetOptions
+from dualgate_solo.gated.budget import BudgetOptions
 from dualgate_solo.method_registry import METHODS, MethodSpec, VICRegOptions
 from experiments.bench.family import family_label, family_style
 from experiments.bench.step import compared, method_overrides

@@ -11,7 +11,7 @@ from torchvision import transforms
 
 from dualgate_solo.checkpoint import load_backbone
 from dualgate_solo.cli import main
-from dualgate_solo.gate_stats import collect_gate_statistics
+from dualgate_solo.gated.gate_stats import collect_gate_statistics
 from dualgate_solo.models import create_backbone
 from dualgate_solo.reports.eval_data import (
     CIFAR_STATS,

@@ -13,7 +13,7 @@ from model_utils import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from dualgate_solo.export import RoutedResNet
-from dualgate_solo.layers import prefix_widths
+from dualgate_solo.gated.layers import prefix_widths
 from dualgate_solo.models import create_backbone
 from dualgate_solo.validation import UsageError
 
@@ -125,7 +125,7 @@ def test_mean_width_plans_keep_the_mean_active_prefix(name, width) -> None:
     average 4 channels."""
     from dualgate_solo.export import copy_to_pruned, fold_network
     from dualgate_solo.export.routed import mean_width_plans
-    from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.gated.gate_stats import collect_gate_statistics
 
     model = force_width_choice(_width_model(name, width), 1)
     x = varied_images(4)

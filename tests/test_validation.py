@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dualgate_solo.layers import ChannelGate, DualBatchNorm
-from dualgate_solo.losses import BudgetOptions
+from dualgate_solo.gated.budget import BudgetOptions
+from dualgate_solo.gated.layers import ChannelGate, DualBatchNorm
 from dualgate_solo.models import create_backbone
 
 

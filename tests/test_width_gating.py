@@ -8,10 +8,10 @@ import pytest
 import torch
 from model_utils import force_width_choice
 
-from dualgate_solo.layers import WidthGate, check_width_choices, prefix_widths
-from dualgate_solo.losses.budget import BudgetOptions, budget_loss
+from dualgate_solo.gated.budget import BudgetOptions, budget_loss
+from dualgate_solo.gated.layers import WidthGate, check_width_choices, prefix_widths
+from dualgate_solo.gated.objective import gated_budget
 from dualgate_solo.models import create_backbone
-from dualgate_solo.objective import gated_budget
 from dualgate_solo.validation import UsageError
 
 # (backbone, width): cheap networks of every depth
@@ -243,7 +243,7 @@ def test_channel_exports_refuse_a_width_gated_backbone_in_one_line() -> None:
     """Static, hybrid and dynamic exports keep single channels; a width gate chooses prefixes, so
     they point to the routed executor. The dense network still exports."""
     from dualgate_solo.export import DynamicGatedResNet, full_width_blocks, make_plan
-    from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.gated.gate_stats import collect_gate_statistics
 
     model = create_backbone("dg_resnet18", width=8, gate_mode="width").eval()
     with pytest.raises(UsageError) as error:
@@ -272,7 +272,7 @@ def test_a_plain_width_mode_state_dict_loads_with_its_gate_mode_read_off_it(tmp_
 
 
 def test_a_gate_mode_is_one_object_read_by_backbone_checkpoint_and_exports() -> None:
-    from dualgate_solo.layers import CHANNEL_GATES, GateMode, WidthGate, gate_mode_of
+    from dualgate_solo.gated.layers import CHANNEL_GATES, GateMode, WidthGate, gate_mode_of
 
     width = GateMode.parse("width", [0.5, 1.0])
     assert (width.name, width.width_choices, width.routed) == ("width", (0.5, 1.0), True)

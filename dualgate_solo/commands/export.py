@@ -343,8 +343,8 @@ def _export_gated(args: argparse.Namespace, stage: StagedOutput) -> dict[str, An
         from dualgate_solo.commands.options import open_checkpoint
         from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn, save_export
         from dualgate_solo.export.verify import verify_pruned_export
-        from dualgate_solo.gate_stats import collect_gate_statistics
-        from dualgate_solo.layers import gate_mode_of
+        from dualgate_solo.gated.gate_stats import collect_gate_statistics
+        from dualgate_solo.gated.layers import gate_mode_of
         from dualgate_solo.provenance import provenance
 
     loaded, dataset, source = open_checkpoint(args)

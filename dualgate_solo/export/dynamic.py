@@ -40,7 +40,7 @@ from dualgate_solo.export.fold import fold_network
 from dualgate_solo.export.plan import full_width_blocks
 from dualgate_solo.export.pruned_resnet import PrunedBottleneck
 from dualgate_solo.export.weights import copy_to_pruned
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.resnet import GatedResNet
 
 
 def _active(mask: Tensor, size: int) -> Tensor | None:

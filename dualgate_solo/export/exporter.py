@@ -29,7 +29,7 @@ from dualgate_solo.export.plan import ExportPlan, check_backbone
 from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet
 from dualgate_solo.export.verify import ExportMismatch
 from dualgate_solo.export.weights import copy_to_pruned
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.validation import check_choice, check_interval
 
 

@@ -3,9 +3,9 @@
 Krishna et al. (BMVC 2023, paper Fig. 1) observe that at low budgets most
 gates are input-independent: each block's channels split into *always off*, *always on* and
 *data dependent*. From per-channel on-rates over a calibration split
-(:func:`dualgate_solo.gate_stats.collect_gate_statistics`, categories from
-:func:`dualgate_solo.gate_stats.channel_categories`) this module decides, per block, which inner
-channels the exported network keeps:
+(:func:`dualgate_solo.gated.gate_stats.collect_gate_statistics`, categories from
+:func:`dualgate_solo.gated.gate_stats.channel_categories`) this module decides, per block, which
+inner channels the exported network keeps:
 
 * ``static``: keep every channel with on-rate ``> off_threshold`` (i.e. drop the always-off ones);
   the kept data-dependent channels run always on, no gate is left;
@@ -30,10 +30,10 @@ import torch
 
 from dualgate_solo.choices import POLICIES
 from dualgate_solo.export.pruned_resnet import SPEC_FORMAT
-from dualgate_solo.gate_stats import GateStatistics, channel_categories
-from dualgate_solo.layers import gate_mode_of
-from dualgate_solo.models.blocks import GatedBottleneck
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.blocks import GatedBottleneck
+from dualgate_solo.gated.gate_stats import GateStatistics, channel_categories
+from dualgate_solo.gated.layers import gate_mode_of
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.validation import check_choice, check_interval
 
 SUPPORTED_DEPTHS = (18, 34, 50)

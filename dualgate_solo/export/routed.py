@@ -2,7 +2,7 @@
 
 A ``gate_mode: width`` :class:`~dualgate_solo.models.GatedResNet` picks, per block and input, one
 entry of ``width_choices``; its mask is the prefix of the first ``k_j`` inner channels
-(:class:`~dualgate_solo.layers.WidthGate`). A prefix is a contiguous slice, so it can run as a
+(:class:`~dualgate_solo.gated.layers.WidthGate`). A prefix is a contiguous slice, so it can run as a
 smaller dense conv with no gather (Li et al., "Dynamic Slimmable Network", CVPR 2021). This module
 prepares, once per block and width choice ``j``, contiguous pre-sliced weights
 
@@ -37,10 +37,10 @@ from dualgate_solo.export.fold import fold_bn
 from dualgate_solo.export.plan import BlockPlan, check_backbone
 from dualgate_solo.export.pruned_resnet import PrunedBasicBlock, PrunedBottleneck
 from dualgate_solo.export.weights import copy_to_pruned
-from dualgate_solo.gate_stats import GateStatistics
-from dualgate_solo.layers import WidthGate
-from dualgate_solo.models.blocks import GatedBottleneck
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.blocks import GatedBottleneck
+from dualgate_solo.gated.gate_stats import GateStatistics
+from dualgate_solo.gated.layers import WidthGate
+from dualgate_solo.gated.resnet import GatedResNet
 
 
 def _tensor_bytes(module: nn.Module) -> int:
@@ -48,7 +48,7 @@ def _tensor_bytes(module: nn.Module) -> int:
 
 
 class WidthRouter(nn.Module):
-    """The evaluation choice of a :class:`~dualgate_solo.layers.WidthGate`.
+    """The evaluation choice of a :class:`~dualgate_solo.gated.layers.WidthGate`.
 
     ``x [B, C_in, H, W]`` -GAP-> ``[B, C_in, 1, 1]`` -1x1 (BN folded)-ReLU-1x1-> logits
     ``[B, n_choices]`` -> choice ``[B]`` (int64, argmax).

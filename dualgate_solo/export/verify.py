@@ -43,8 +43,8 @@ from dualgate_solo.export.fold import fold_network
 from dualgate_solo.export.plan import ExportPlan
 from dualgate_solo.export.pruned_resnet import PrunedResNet
 from dualgate_solo.export.routed import RoutedResNet
-from dualgate_solo.gate_stats import GateStatistics
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.gate_stats import GateStatistics
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.validation import UsageError
 
 #: features pass within this times max(1, the reference's largest |feature|)

@@ -24,9 +24,9 @@ from torch import Tensor, nn
 from dualgate_solo.choices import BRANCHES
 from dualgate_solo.export.plan import BlockPlan, check_backbone, pruned_spec
 from dualgate_solo.export.pruned_resnet import PrunedGate, PrunedResNet, build_pruned_resnet
-from dualgate_solo.layers import DualBatchNorm
-from dualgate_solo.models.blocks import GatedBottleneck
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.blocks import GatedBottleneck
+from dualgate_solo.gated.layers import DualBatchNorm
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.validation import check_choice
 
 

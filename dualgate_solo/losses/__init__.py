@@ -1,29 +1,5 @@
-"""Losses: the computation-budget loss L_G (VICReg itself is solo-learn's own)."""
+"""Losses shared by the method families: VICReg with solo-learn's conventions (:mod:`~.vicreg`).
 
-from dualgate_solo.losses.budget import (
-    BOUND_TARGETS,
-    RATIO_SOURCES,
-    BudgetMultiplier,
-    BudgetOptions,
-    BudgetTerms,
-    anneal_p,
-    bound_loss,
-    budget_loss,
-    deterministic_masks,
-    flops_loss,
-    layer_densities,
-)
-
-__all__ = [
-    "BOUND_TARGETS",
-    "RATIO_SOURCES",
-    "BudgetOptions",
-    "BudgetMultiplier",
-    "BudgetTerms",
-    "anneal_p",
-    "bound_loss",
-    "budget_loss",
-    "deterministic_masks",
-    "flops_loss",
-    "layer_densities",
-]
+The budget loss L_G of the gated family is :mod:`dualgate_solo.gated.budget`; the slimmable
+family's losses are :mod:`dualgate_solo.slimmable.losses`.
+"""

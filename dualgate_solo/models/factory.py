@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, SLIM_BACKBONE_DEPTHS
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.slimmable.resnet import SlimResNet
 from dualgate_solo.validation import check_choice
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dualgate_solo.layers import DualBatchNorm, apply_norm
+from dualgate_solo.gated.layers import DualBatchNorm, apply_norm
 
 
 class Projector(nn.Module):

@@ -12,8 +12,8 @@ from typing import Any
 
 from timm.models import is_model, register_model
 
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.models.factory import create_backbone
-from dualgate_solo.models.gated_resnet import GatedResNet
 from dualgate_solo.slimmable.resnet import SlimResNet
 
 _TIMM_ONLY = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")

@@ -1,7 +1,7 @@
 """Channel-usage figure (paper Fig. 1): per gated block, channels always on / off / data dependent.
 
-Input: :class:`~dualgate_solo.gate_stats.GateStatistics`; output: one row per block (CSV) and a
-stacked bar chart (PNG). A channel is "always off" when its on-rate over the split is at most
+Input: :class:`~dualgate_solo.gated.gate_stats.GateStatistics`; output: one row per block (CSV) and
+a stacked bar chart (PNG). A channel is "always off" when its on-rate over the split is at most
 ``off_below``, "always on" when at least ``on_above`` (0 and 1 by default: never on / never off).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from dualgate_solo.gate_stats import GateStatistics, channel_categories
+from dualgate_solo.gated.gate_stats import GateStatistics, channel_categories
 
 CATEGORIES = ("always_off", "data_dependent", "always_on")
 COLOURS = {"always_off": "#bbbbbb", "data_dependent": "#e6862a", "always_on": "#2a6fb0"}

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from dualgate_solo.gate_stats import GateStatistics, collect_gate_statistics
+from dualgate_solo.gated.gate_stats import GateStatistics, collect_gate_statistics
 from dualgate_solo.models import GatedResNet
 from dualgate_solo.reports.channel_usage import channel_usage_rows, write_channel_usage
 

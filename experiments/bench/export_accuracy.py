@@ -24,7 +24,7 @@ from torch.utils.data import Subset
 from dualgate_solo.checkpoint import load_backbone
 from dualgate_solo.choices import POLICIES
 from dualgate_solo.export import export_pruned, make_plan, recalibrate_bn
-from dualgate_solo.gate_stats import collect_gate_statistics
+from dualgate_solo.gated.gate_stats import collect_gate_statistics
 from dualgate_solo.knn import knn_top1
 from dualgate_solo.provenance import provenance
 from dualgate_solo.reports.eval_data import image_folder_split, loader

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from dualgate_solo.choices import EXECUTORS
-from dualgate_solo.layers import gate_mode_of
+from dualgate_solo.gated.layers import gate_mode_of
 from dualgate_solo.method_registry import METHODS, label_width
 from dualgate_solo.validation import UsageError
 from experiments.bench.latency import images
@@ -226,7 +226,7 @@ def deployables(
         full_width_blocks,
         make_plan,
     )
-    from dualgate_solo.gate_stats import collect_gate_statistics
+    from dualgate_solo.gated.gate_stats import collect_gate_statistics
     from dualgate_solo.slimmable.export import export_width
 
     one = [test_x[:1]]

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from dualgate_solo.losses import BudgetMultiplier, BudgetOptions
-from dualgate_solo.models.gated_resnet import GatedResNet
-from dualgate_solo.objective import gated_budget
+from dualgate_solo.gated.budget import BudgetMultiplier, BudgetOptions
+from dualgate_solo.gated.objective import gated_budget
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.synthetic import augment, synthetic_shapes
 
 

@@ -62,9 +62,9 @@ from dualgate_solo.choices import GATE_MODES
 from dualgate_solo.commands.options import add_architecture_options, integer
 from dualgate_solo.export import onnx_export, onnx_session
 from dualgate_solo.export.verify import Comparison
-from dualgate_solo.gate_stats import collect_gate_statistics
-from dualgate_solo.losses.budget import BudgetOptions
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.budget import BudgetOptions
+from dualgate_solo.gated.gate_stats import collect_gate_statistics
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.provenance import provenance
 from dualgate_solo.synthetic import synthetic_shapes
 from dualgate_solo.validation import UsageError

@@ -28,9 +28,9 @@ from dualgate_solo.export import (
     full_width_blocks,
     make_plan,
 )
-from dualgate_solo.gate_stats import GateStatistics
-from dualgate_solo.layers import gate_mode_of
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.gate_stats import GateStatistics
+from dualgate_solo.gated.layers import gate_mode_of
+from dualgate_solo.gated.resnet import GatedResNet
 
 #: the variant whose time and MACs every speed-up divides (same runtime, same batch)
 REFERENCE = "dense"

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.choices import GATE_MODES
-from dualgate_solo.losses.budget import deterministic_masks
+from dualgate_solo.gated.budget import deterministic_masks
 from dualgate_solo.validation import UsageError, check_choice, check_interval
 
 #: Uniform noise is clamped to ``[NOISE_EPS, 1 - NOISE_EPS]`` so that ``log(0)`` never occurs.

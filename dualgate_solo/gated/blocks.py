@@ -10,13 +10,13 @@ reduction), the second half conv2's output (the 3x3), so both inner widths shrin
 with active fractions f1 and f2, its MACs are ``conv1 * f1 + conv2 * f1 * f2 + conv3 * f2 +
 shortcut``: the 3x3 conv pays for the product of its active inputs and outputs.
 
-In ``gate_mode: width`` (a :class:`~dualgate_solo.layers.GateMode` with ``width_choices``) the gate
-is a :class:`~dualgate_solo.layers.WidthGate` that picks one width per input and block; its mask is
-the prefix of the first ``round(w * C)`` inner channels. In the Bottleneck ONE choice sets both
-inner widths (conv1's and conv2's outputs keep the same prefix), as in Dynamic Slimmable Network:
-the gate scores ``len(width_choices)`` widths instead of their square, and a routed executor
-keeps one pre-sliced copy per choice. Per sample, with ``k`` active channels, a prefix runs
-exactly the MACs of convs sliced to ``k`` channels, which :meth:`macs_for` counts.
+In ``gate_mode: width`` (a :class:`~dualgate_solo.gated.layers.GateMode` with ``width_choices``)
+the gate is a :class:`~dualgate_solo.gated.layers.WidthGate` that picks one width per input and
+block; its mask is the prefix of the first ``round(w * C)`` inner channels. In the Bottleneck ONE
+choice sets both inner widths (conv1's and conv2's outputs keep the same prefix), as in Dynamic
+Slimmable Network: the gate scores ``len(width_choices)`` widths instead of their square, and a
+routed executor keeps one pre-sliced copy per choice. Per sample, with ``k`` active channels, a
+prefix runs exactly the MACs of convs sliced to ``k`` channels, which :meth:`macs_for` counts.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from dualgate_solo.flops import MAC_DTYPE, BlockCost, conv_macs
-from dualgate_solo.layers import CHANNEL_GATES, GateMode, apply_norm, make_norm
-from dualgate_solo.layers.masked_conv import masked_conv2d
+from dualgate_solo.gated.layers import CHANNEL_GATES, GateMode, apply_norm, make_norm
+from dualgate_solo.gated.layers.masked_conv import masked_conv2d
 
 
 class BlockOutput(NamedTuple):
@@ -93,9 +93,9 @@ class GatedBasicBlock(nn.Module):
         stride: stride of conv1 and of the shortcut.
         dual_bn: keep separate bn1/bn2 per branch (``dual_bn_scope`` ``block`` or wider).
         dual_shortcut_bn: keep separate shortcut BNs (``dual_bn_scope`` ``backbone`` or wider).
-        gate_reduction, gate_tau: see :class:`~dualgate_solo.layers.ChannelGate`.
-        gates: the gate mode (:class:`~dualgate_solo.layers.GateMode`): channel gates (the
-            paper) or a :class:`~dualgate_solo.layers.WidthGate` over fractions of ``planes``.
+        gate_reduction, gate_tau: see :class:`~dualgate_solo.gated.layers.ChannelGate`.
+        gates: the gate mode (:class:`~dualgate_solo.gated.layers.GateMode`): channel gates (the
+            paper) or a :class:`~dualgate_solo.gated.layers.WidthGate` over fractions of ``planes``.
     """
 
     expansion = 1

@@ -15,7 +15,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from dualgate_solo.flops import CostTable
-from dualgate_solo.models.gated_resnet import GatedResNet
+from dualgate_solo.gated.resnet import GatedResNet
 from dualgate_solo.validation import check_interval
 
 

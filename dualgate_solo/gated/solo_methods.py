@@ -1,11 +1,12 @@
 """solo-learn classes of the methods in :data:`dualgate_solo.method_registry.METHODS`.
 
-Thin Lightning wrappers over the framework-free core (:mod:`dualgate_solo.objective`). One base,
-:class:`GatedMethod`, does everything a method's :class:`~dualgate_solo.method_registry.MethodSpec`
-describes: it fills and checks the cfg (:func:`dualgate_solo.solo_adapter.config.configure_run`),
-builds the gated backbone through solo-learn's registry, feeds solo-learn's online linear probe and
-k-NN per trained branch, anneals ``p`` per epoch and gives the gates weight decay 0. A method's
-class adds only its ``SPEC`` and its :meth:`GatedMethod.objective`.
+Thin Lightning wrappers over the framework-free core (:mod:`dualgate_solo.gated.objective`). One
+base, :class:`GatedMethod`, does everything a method's
+:class:`~dualgate_solo.method_registry.MethodSpec` describes: it fills and checks the cfg
+(:func:`dualgate_solo.solo_adapter.config.configure_run`), builds the gated backbone through
+solo-learn's registry, feeds solo-learn's online linear probe and k-NN per trained branch, anneals
+``p`` per epoch and gives the gates weight decay 0. A method's class adds only its ``SPEC`` and its
+:meth:`GatedMethod.objective`.
 
 Branch conventions (what each unchanged downstream script sees):
 
@@ -31,8 +32,9 @@ from solo.losses.vicreg import vicreg_loss_func
 from solo.methods.base import BaseMethod
 from torch import Tensor
 
-from dualgate_solo.layers.gate import ChannelGate
-from dualgate_solo.losses import BudgetMultiplier, BudgetOptions, anneal_p
+from dualgate_solo.gated.budget import BudgetMultiplier, BudgetOptions, anneal_p
+from dualgate_solo.gated.layers.gate import ChannelGate
+from dualgate_solo.gated.objective import ObjectiveOutput, dual_gating_objective, gating_objective
 from dualgate_solo.method_registry import (
     DualGatingOptions,
     MethodSpec,
@@ -41,7 +43,6 @@ from dualgate_solo.method_registry import (
 )
 from dualgate_solo.models import BranchOutput
 from dualgate_solo.models.projector import Projector
-from dualgate_solo.objective import ObjectiveOutput, dual_gating_objective, gating_objective
 from dualgate_solo.solo_adapter.config import configure_run
 from dualgate_solo.solo_adapter.probes import OnlineProbes
 

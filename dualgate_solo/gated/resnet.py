@@ -16,8 +16,8 @@ Stems: ``cifar`` (3x3 conv, stride 1, padding 2, no max-pool: 32x32 -> 34x34) an
 
 Gate modes: ``channel`` (the paper: one gate value per inner channel) and ``width`` (this
 package's extension: one width per block and input, a prefix of the inner channels, see
-:class:`~dualgate_solo.layers.WidthGate`). A width-mode network saves its choices in the buffer
-``gate_width_choices``; a channel-mode state dict has no such key and is unchanged.
+:class:`~dualgate_solo.gated.layers.WidthGate`). A width-mode network saves its choices in the
+buffer ``gate_width_choices``; a channel-mode state dict has no such key and is unchanged.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 from dualgate_solo.choices import RESNET_STAGES, STEMS
 from dualgate_solo.flops import CostTable, conv_macs, kept_ratio, zeros_pass
-from dualgate_solo.layers import BRANCHES, GateMode, apply_norm, make_norm
-from dualgate_solo.models.blocks import GatedBasicBlock, GatedBottleneck
+from dualgate_solo.gated.blocks import GatedBasicBlock, GatedBottleneck
+from dualgate_solo.gated.layers import BRANCHES, GateMode, apply_norm, make_norm
 from dualgate_solo.state_guard import check_gated_load
 from dualgate_solo.stems import stem_layers
 from dualgate_solo.validation import check_choice, check_interval
@@ -98,13 +98,13 @@ class GatedResNet(nn.Module):
         width: channels of the stem and of stage 1; stages have ``width * (1, 2, 4, 8)`` planes
             (64 = the paper; smaller values make cheap CPU-scale experiments).
         gate_mode: ``"channel"`` (the paper) or ``"width"`` (one prefix width per block and
-            input; see :class:`~dualgate_solo.layers.WidthGate`).
+            input; see :class:`~dualgate_solo.gated.layers.WidthGate`).
         width_choices: the fractions of each block's inner channels a width gate picks from
             (``width`` mode only; default ``[0.25, 0.5, 0.75, 1.0]``); giving them in
             ``channel`` mode raises ``UsageError``, since they would be ignored.
 
     Attributes:
-        mode: the :class:`~dualgate_solo.layers.GateMode` of ``gate_mode`` and
+        mode: the :class:`~dualgate_solo.gated.layers.GateMode` of ``gate_mode`` and
             ``width_choices`` (also readable as the properties of those names).
         num_features: width of the pooled output (512 for 18/34, 2048 for 50).
         trained_steps: buffer ``[2]`` counting training passes (grad enabled) per branch
@@ -179,7 +179,7 @@ class GatedResNet(nn.Module):
     @property
     def gate_mode(self) -> str:
         """``channel`` or ``width``: the name of :attr:`mode`, the network's
-        :class:`~dualgate_solo.layers.GateMode`."""
+        :class:`~dualgate_solo.gated.layers.GateMode`."""
         return self.mode.name
 
     @property

@@ -1,8 +1,8 @@
 """Building blocks: the channel and width gates and branch-routed BatchNorm."""
 
 from dualgate_solo.choices import GATE_MODES
-from dualgate_solo.layers.dual_bn import BRANCHES, DualBatchNorm, apply_norm, make_norm
-from dualgate_solo.layers.gate import (
+from dualgate_solo.gated.layers.dual_bn import BRANCHES, DualBatchNorm, apply_norm, make_norm
+from dualgate_solo.gated.layers.gate import (
     CHANNEL_GATES,
     DEFAULT_WIDTH_CHOICES,
     ChannelGate,

@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from dualgate_solo.losses.budget import BudgetOptions, BudgetTerms, budget_loss
+from dualgate_solo.gated.budget import BudgetOptions, BudgetTerms, budget_loss
+from dualgate_solo.gated.resnet import BranchOutput, GatedResNet
 from dualgate_solo.method_registry import DualGatingOptions
-from dualgate_solo.models.gated_resnet import BranchOutput, GatedResNet
 from dualgate_solo.models.projector import Projector
 
 VICRegFn = Callable[[Tensor, Tensor], Tensor]
