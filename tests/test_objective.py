@@ -7,8 +7,8 @@ import torch
 
 from dualgate_solo.gated.budget import BudgetOptions, budget_loss
 from dualgate_solo.gated.objective import dual_gating_objective, gating_objective
+from dualgate_solo.gated.options import DualGatingOptions
 from dualgate_solo.losses.vicreg import vicreg_loss
-from dualgate_solo.method_registry import DualGatingOptions
 from dualgate_solo.models import create_backbone
 from dualgate_solo.models.projector import Projector
 from dualgate_solo.validation import UsageError

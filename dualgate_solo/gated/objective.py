@@ -2,7 +2,7 @@
 
 * :func:`dual_gating_objective`: VICReg-Dual-Gating (BMVC 2023). View 1 -> gated
   branch, view 2 -> dense branch, one shared projector, ``L = VICReg(z_g, z_d) + L_G(gated)``.
-  :class:`~dualgate_solo.method_registry.DualGatingOptions` add, off by default: the symmetric
+  :class:`~dualgate_solo.gated.options.DualGatingOptions` add, off by default: the symmetric
   pairing, a dense-dense VICReg term and a stop-gradient on the dense side of the cross term.
 * :func:`gating_objective`: VICReg-Gating, Baseline-2 (IMVIP 2022). Both views run the
   gated branch with their own gate samples, ``L = VICReg(z_1, z_2) + L_G(view 1) + L_G(view 2)``.
@@ -19,8 +19,8 @@ from typing import NamedTuple
 from torch import Tensor
 
 from dualgate_solo.gated.budget import BudgetOptions, BudgetTerms, budget_loss
+from dualgate_solo.gated.options import DualGatingOptions
 from dualgate_solo.gated.resnet import BranchOutput, GatedResNet
-from dualgate_solo.method_registry import DualGatingOptions
 from dualgate_solo.models.projector import Projector
 
 VICRegFn = Callable[[Tensor, Tensor], Tensor]
