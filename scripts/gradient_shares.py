@@ -1,6 +1,6 @@
 """Entry point of the gradient-share analysis, :mod:`experiments.analysis.gradient_share_report`.
 
-    python scripts/gradient_shares.py --checkpoint /runs/cpu-lr0.3/runs/<run>/pretrain \\
+    python scripts/gradient_shares.py --checkpoint /runs/cpu-lr0.3/runs/<run> \\
         --at-init --out results/dense_parity/gradient_shares
 """
 

@@ -130,3 +130,34 @@ def test_bad_options_stop_before_anything_is_written(tmp_path, argv, named) -> N
     with pytest.raises(UsageError, match=named):
         main([*argv, "--out", str(out)])
     assert not out.exists()
+
+
+def test_seeds_of_one_variant_are_averaged_by_hand() -> None:
+    from experiments.analysis.gradient_share_report import by_variant, variant_of
+
+    assert variant_of("vicreg_dual_gating-td0.3-seed1-paper") == "vicreg_dual_gating-td0.3-paper"
+    assert variant_of("my-own-run") == "my-own-run"
+
+    def row(run, share, std=0.5):
+        return {
+            "run": run,
+            "state": "trained",
+            "epoch": 4,
+            "path": "budget",
+            "group": "gates",
+            "share_mean": share,
+            "share_std": std,
+            "cosine_mean": share / 2,
+        }
+
+    rows = [
+        row("vicreg_dual_gating-td0.3-paper", 0.2),
+        row("vicreg_dual_gating-td0.3-seed1-paper", 0.4),
+        row("vicreg_dual_gating-td0.3-paper_dense_pair", 0.7, std=0.25),
+    ]
+    paper, pair = by_variant(rows)
+    assert (paper["variant"], paper["runs"]) == ("vicreg_dual_gating-td0.3-paper", 2)
+    assert paper["share_mean"] == pytest.approx(0.3)
+    assert paper["share_std"] == pytest.approx(0.2 / 2**0.5)  # sample std of 0.2 and 0.4
+    assert paper["cosine_mean"] == pytest.approx(0.15)
+    assert (pair["runs"], pair["share_std"]) == (1, 0.25)  # one run: its std over batches

@@ -6,13 +6,18 @@ with ``--at-init``, for a freshly initialised network of the first run's config,
 run's ``args.json``), runs one training-mode step's forward per batch and splits the gradient into
 the paths of :mod:`experiments.analysis.gradient_shares`. Writes to ``--out``:
 
-* ``gradient_shares.csv``: one row per (run, state, path, group): means and sample stds over the
-  batches of the path's norm, share and cosine;
+* ``gradient_shares.csv``: one row per (run, state, path, group), ``state`` ``init`` or
+  ``trained`` (at checkpoint ``epoch``): means and sample stds over the batches of the path's
+  norm, share and cosine;
+* ``gradient_shares_by_variant.csv``: the same per (variant, state, path, group), the variant
+  being the run's name without its seed: mean and sample std over the runs (seeds) of the
+  per-run mean share and cosine;
 * ``gradient_shares.json``: the rows, the per-batch path losses, every run's ``args.json`` and
   checkpoint, the command and the machine (:func:`dualgate_solo.provenance.provenance`);
-* ``gradient_shares.png``: the shares per group, one panel per (run, state), with std bars.
+* ``gradient_shares.png``: the shares per group, one panel per (variant, state), with std bars
+  over the seeds (over the batches for a single run).
 
-    python scripts/gradient_shares.py --checkpoint /runs/cpu-lr0.3/runs/<run>/pretrain \\
+    python scripts/gradient_shares.py --checkpoint /runs/cpu-lr0.3/runs/<run> \\
         --at-init --out results/dense_parity/gradient_shares
 """
 
@@ -24,6 +29,7 @@ import json
 import shlex
 import statistics
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,11 +48,24 @@ from dualgate_solo.output_dir import staged_output
 from dualgate_solo.provenance import provenance
 from dualgate_solo.validation import UsageError, check_interval
 from experiments.analysis.gradient_shares import PATHS, parameter_groups, path_losses, path_shares
+from experiments.runner.protocols import Run
 
 METHOD = "vicreg_dual_gating"
+VARIANT_COLUMNS = (
+    "variant",
+    "state",
+    "epoch",
+    "path",
+    "group",
+    "runs",
+    "share_mean",
+    "share_std",
+    "cosine_mean",
+)
 COLUMNS = (
     "run",
     "state",
+    "epoch",
     "path",
     "group",
     "batches",
@@ -72,11 +91,20 @@ def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def grid_checkpoint(path: str) -> str:
+    """``path``, or for a grid run folder (``runs/<run>``, holding ``pretrain/trained_models``)
+    its newest pre-training checkpoint."""
+    found = sorted(
+        Path(path).glob("pretrain/trained_models/*/*/*.ckpt"), key=lambda f: f.stat().st_mtime
+    )
+    return str(found[-1]) if found else path
+
+
 class Subject:
     """One network to measure: a run's trained weights or its config freshly initialised."""
 
     def __init__(self, checkpoint: str, at_init: bool, seed: int):
-        loaded = load_backbone(checkpoint, require_gates=True)
+        loaded = load_backbone(grid_checkpoint(checkpoint), require_gates=True)
         if loaded.method != METHOD:
             raise UsageError(
                 f"--checkpoint={checkpoint!r} was pre-trained with method={loaded.method!r}; "
@@ -120,7 +148,7 @@ class Subject:
             self.projector.load_state_dict(
                 {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             )
-        self.state = "init" if at_init else f"epoch {self.epoch}"
+        self.state = "init" if at_init else "trained"
         self.p = anneal_p(self.epoch, self.budget.anneal_alpha)
 
 
@@ -202,6 +230,7 @@ def measure(subject: Subject, batches, seed: int) -> tuple[list[dict], list[dict
             {
                 "run": subject.run,
                 "state": subject.state,
+                "epoch": subject.epoch,
                 "path": path,
                 "group": group,
                 "batches": len(shares),
@@ -215,19 +244,56 @@ def measure(subject: Subject, batches, seed: int) -> tuple[list[dict], list[dict
     return rows, losses_log
 
 
+def variant_of(run: str) -> str:
+    """The run's name without its seed (``...-seed1-paper`` -> ``...-paper``); a name the grid
+    runner did not make stays as it is."""
+    try:
+        return replace(Run.from_name(run), seed=None).name
+    except UsageError:
+        return run
+
+
+def by_variant(rows: list[dict]) -> list[dict]:
+    """:data:`VARIANT_COLUMNS` rows: per (variant, state, epoch, path, group), the mean and sample
+    std over runs of their mean share, the mean of their mean cosine; the std of a single run is
+    its std over batches."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in rows:
+        key = (variant_of(row["run"]), row["state"], row["epoch"], row["path"], row["group"])
+        grouped.setdefault(key, []).append(row)
+    out = []
+    for (variant, state, epoch, path, group), members in grouped.items():
+        shares = [m["share_mean"] for m in members]
+        out.append(
+            {
+                "variant": variant,
+                "state": state,
+                "epoch": epoch,
+                "path": path,
+                "group": group,
+                "runs": len(members),
+                "share_mean": statistics.fmean(shares),
+                "share_std": _spread(shares) if len(members) > 1 else members[0]["share_std"],
+                "cosine_mean": statistics.fmean(m["cosine_mean"] for m in members),
+            }
+        )
+    return out
+
+
 def plot(rows: list[dict], path: Path) -> None:
-    """One panel per (run, state): each group's path shares as grouped bars with std bars."""
+    """One panel per (variant, state) of :func:`by_variant` rows: each group's path shares as
+    grouped bars with std bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = list(dict.fromkeys((r["run"], r["state"]) for r in rows))
+    panels = list(dict.fromkeys((r["variant"], r["state"]) for r in rows))
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False, sharey=True
     )
-    for ax, (run, state) in zip(axes[:, 0], panels):
-        mine = [r for r in rows if (r["run"], r["state"]) == (run, state)]
+    for ax, (variant, state) in zip(axes[:, 0], panels):
+        mine = [r for r in rows if (r["variant"], r["state"]) == (variant, state)]
         groups = list(dict.fromkeys(r["group"] for r in mine))
         paths = [p for p in PATHS if any(r["path"] == p for r in mine)]
         width = 0.8 / len(paths)
@@ -245,7 +311,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_xticks(range(len(groups)), groups, fontsize=8)
         ax.set_ylabel("share of the step")
-        ax.set_title(f"{run}, {state}", fontsize=9)
+        runs = mine[0]["runs"]
+        ax.set_title(f"{variant}, {state} ({runs} run{'s' * (runs > 1)})", fontsize=9)
     axes[0, 0].legend(fontsize=8, ncol=len(PATHS))
     fig.suptitle("Share of each loss path in the gradient of each parameter group", fontsize=10)
     fig.tight_layout()
@@ -263,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         action="append",
         required=True,
-        help=f"a {METHOD} run directory or .ckpt; repeat for several runs",
+        help=f"a {METHOD} grid run folder, solo-learn run directory or .ckpt; repeatable",
     )
     parser.add_argument(
         "--at-init",
@@ -304,10 +371,15 @@ def main(argv: list[str] | None = None) -> None:
                     "args": subject.args,
                 }
             )
-        with open(stage.path / "gradient_shares.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+        variants = by_variant(rows)
+        for name, columns, table in (
+            ("gradient_shares.csv", COLUMNS, rows),
+            ("gradient_shares_by_variant.csv", VARIANT_COLUMNS, variants),
+        ):
+            with open(stage.path / name, "w", newline="") as f:
+                writer = csv.DictWriter(f, columns)
+                writer.writeheader()
+                writer.writerows(table)
         meta = {
             **provenance(),
             "command": shlex.join(["python", "scripts/gradient_shares.py", *argv]),
@@ -317,4 +389,4 @@ def main(argv: list[str] | None = None) -> None:
         (stage.path / "gradient_shares.json").write_text(
             json.dumps({"provenance": meta, "networks": record, "rows": rows}, indent=2)
         )
-        plot(rows, stage.path / "gradient_shares.png")
+        plot(variants, stage.path / "gradient_shares.png")
