@@ -17,8 +17,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from dualgate_solo.choices import BACKBONE_DEPTHS, SLIM_BACKBONE_DEPTHS
@@ -63,6 +64,17 @@ class VICRegOptions:
             check_integer(name, getattr(self, name), 1)
         for name in ("sim_loss_weight", "var_loss_weight", "cov_loss_weight"):
             check_interval(name, getattr(self, name), 0.0, math.inf)
+
+    def weighted(self, loss_fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``loss_fn(z1, z2)`` with these weights: ``loss_fn`` takes ``sim_loss_weight``,
+        ``var_loss_weight`` and ``cov_loss_weight`` keywords, as solo-learn's
+        ``vicreg_loss_func`` and :func:`dualgate_solo.losses.vicreg.vicreg_loss` do."""
+        return partial(
+            loss_fn,
+            sim_loss_weight=self.sim_loss_weight,
+            var_loss_weight=self.var_loss_weight,
+            cov_loss_weight=self.cov_loss_weight,
+        )
 
 
 @dataclass(frozen=True)

@@ -147,3 +147,14 @@ def test_deterministic_masks_threshold_with_sigmoid_gradient() -> None:
     mask.sum().backward()
     s = torch.sigmoid(logits.detach() / 0.5)
     torch.testing.assert_close(logits.grad, s * (1 - s) / 0.5)
+
+
+def test_vicreg_options_weight_the_loss_they_are_given() -> None:
+    from dualgate_solo.method_registry import VICRegOptions
+
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(16, 8), torch.randn(16, 8)
+    options = VICRegOptions(sim_loss_weight=2.0, var_loss_weight=3.0, cov_loss_weight=4.0)
+    torch.testing.assert_close(
+        options.weighted(vicreg_loss)(z1, z2), vicreg_loss(z1, z2, 2.0, 3.0, 4.0)
+    )

@@ -23,7 +23,6 @@ Imports solo-learn at module level: import it only through
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, ClassVar
 
 import omegaconf
@@ -69,12 +68,7 @@ class GatedMethod(OnlineProbes, BaseMethod):
         self.options = options
         self.budget: BudgetOptions = options[BudgetOptions]
         vicreg: VICRegOptions = options[VICRegOptions]
-        self.vicreg_fn = partial(
-            vicreg_loss_func,
-            sim_loss_weight=vicreg.sim_loss_weight,
-            var_loss_weight=vicreg.var_loss_weight,
-            cov_loss_weight=vicreg.cov_loss_weight,
-        )
+        self.vicreg_fn = vicreg.weighted(vicreg_loss_func)
         dual_projector = cfg.backbone.kwargs.dual_bn_scope == "all"
         self.projector = Projector(
             self.features_dim, vicreg.proj_hidden_dim, vicreg.proj_output_dim, dual_projector

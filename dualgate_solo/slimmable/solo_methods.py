@@ -17,7 +17,6 @@ Imports solo-learn at module level: import it only through
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, ClassVar
 
 import omegaconf
@@ -207,12 +206,7 @@ class SlimCLRVICReg(ProjectorMethod, BaseMethod):
             self.options[SlimCLROptions],
             self.options[EmbeddingDistillOptions].distill_loss,
             self.subnetworks_on,
-            partial(
-                vicreg_loss_func,
-                sim_loss_weight=vicreg.sim_loss_weight,
-                var_loss_weight=vicreg.var_loss_weight,
-                cov_loss_weight=vicreg.cov_loss_weight,
-            ),
+            vicreg.weighted(vicreg_loss_func),
         )
 
 

@@ -30,7 +30,6 @@ import shlex
 import statistics
 import sys
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +116,7 @@ class Subject:
         self.budget: BudgetOptions = options[BudgetOptions]
         self.dual: DualGatingOptions = options[DualGatingOptions]
         vicreg: VICRegOptions = options[VICRegOptions]
-        self.vicreg_fn = partial(
-            vicreg_loss,
-            sim_loss_weight=vicreg.sim_loss_weight,
-            var_loss_weight=vicreg.var_loss_weight,
-            cov_loss_weight=vicreg.cov_loss_weight,
-        )
+        self.vicreg_fn = vicreg.weighted(vicreg_loss)
         dual_projector = self.args["backbone"]["kwargs"].get("dual_bn_scope") == "all"
         if at_init:
             torch.manual_seed(seed)
