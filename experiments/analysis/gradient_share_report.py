@@ -1,7 +1,7 @@
 """Gradient shares of trained Dual-Gating runs: ``scripts/gradient_shares.py``.
 
 For each ``--checkpoint`` (a solo-learn run directory or ``.ckpt`` of ``vicreg_dual_gating``) and,
-with ``--at-init``, for a freshly initialised network of the first run's config, it draws
+with ``--at-init``, for a freshly initialised network of each variant's config, it draws
 ``--batches`` training batches with the run's own augmentations (solo-learn's pipeline from the
 run's ``args.json``), runs one training-mode step's forward per batch and splits the gradient into
 the paths of :mod:`experiments.analysis.gradient_shares`. Writes to ``--out``:
@@ -282,7 +282,11 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = list(dict.fromkeys((r["variant"], r["state"]) for r in rows))
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    panels = sorted(
+        dict.fromkeys((r["variant"], r["state"]) for r in rows),
+        key=lambda panel: (variants.index(panel[0]), panel[1] != "init"),
+    )
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(10, 2.8 * len(panels)), squeeze=False, sharey=True
     )
@@ -300,6 +304,7 @@ def plot(rows: list[dict], path: Path) -> None:
                 width,
                 yerr=[got[g]["share_std"] if g in got else 0.0 for g in groups],
                 label=name,
+                color=f"C{PATHS.index(name)}",  # one colour per path in every panel
                 capsize=2,
             )
         ax.axhline(0, color="black", linewidth=0.6)
@@ -307,7 +312,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_ylabel("share of the step")
         runs = mine[0]["runs"]
         ax.set_title(f"{variant}, {state} ({runs} run{'s' * (runs > 1)})", fontsize=9)
-    axes[0, 0].legend(fontsize=8, ncol=len(PATHS))
+        ax.set_ylim(top=1.35)  # room for the legend above the bars
+        ax.legend(fontsize=7, ncol=len(paths), loc="upper left")
     fig.suptitle("Share of each loss path in the gradient of each parameter group", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -329,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--at-init",
         action="store_true",
-        help="also measure a freshly initialised network of the first run's config (epoch 0)",
+        help="also measure a freshly initialised network of each variant (its first run's config)",
     )
     parser.add_argument("--batches", type=int, default=8, help="training batches per network")
     parser.add_argument("--seed", type=int, default=0, help="batch order and gate noise")
@@ -346,8 +352,12 @@ def main(argv: list[str] | None = None) -> None:
     check_interval("--threads", args.threads, 1, float("inf"))
     torch.set_num_threads(args.threads)
     subjects = [Subject(c, at_init=False, seed=args.seed) for c in args.checkpoint]
-    if args.at_init:
-        subjects.insert(0, Subject(args.checkpoint[0], at_init=True, seed=args.seed))
+    if args.at_init:  # one initial network per variant, from its first run's config
+        first: dict[str, Subject] = {}
+        for subject in subjects:
+            first.setdefault(variant_of(subject.run), subject)
+        inits = [Subject(str(s.path), at_init=True, seed=args.seed) for s in first.values()]
+        subjects = [*inits, *subjects]
     with staged_output(args.out, overwrite=args.overwrite) as stage:
         rows, record = [], []
         for subject in subjects:
