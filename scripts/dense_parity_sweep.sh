@@ -5,21 +5,29 @@
 #   git clone . /tmp/parity && cd /tmp/parity && \
 #     SOLO_LEARN_SRC=/path/to/solo-learn DATA=/data/cifar10_jpg OUT=/runs/parity \
 #     nice -n 10 bash scripts/dense_parity_sweep.sh
-# then publish each grid (run_grid.py ... --tables-only --publish results/dense_parity/cpu-lr<lr>)
+# then publish each grid (run_grid.py ... --tables-only --publish
+# results/dense_parity/<protocol>-lr<lr>)
 # and summarize with scripts/dense_parity.py (docs/results.md, "Dense parity").
 set -euo pipefail
 : "${SOLO_LEARN_SRC:?a solo-learn checkout at 9187ea3}" "${DATA:?cifar10_jpg folder}" "${OUT:?output folder}"
 SEEDS=${SEEDS:-}  # e.g. "1 2" for the repeats at the best lr (the seedless run counts as seed 5)
-grid() {  # <base lr> <run_grid arguments>: one grid per lr, so the lr is the folder's identity
-  local lr=$1
-  shift
-  python scripts/run_grid.py --protocol cpu --cpu --no-umap --densities 0.3 \
-    --train "$DATA/train" --val "$DATA/test" --out "$OUT/cpu-lr$lr" \
+LONG_LR=${LONG_LR:-}  # base lr of the cpu_long stage (the sweep's best); empty: skip cpu_long
+grid() {  # <protocol> <base lr> <run_grid arguments>: one grid per (protocol, lr), its folder
+  local protocol=$1 lr=$2
+  shift 2
+  python scripts/run_grid.py --protocol "$protocol" --cpu --no-umap --densities 0.3 \
+    --train "$DATA/train" --val "$DATA/test" --out "$OUT/$protocol-lr$lr" \
     --pretrain-override "optimizer.lr=$lr" ${SEEDS:+--seeds $SEEDS} "$@"
 }
 # base lrs (solo-learn scales them by batch/256: 0.3 -> a 0.15 peak at batch 128)
-grid 0.3 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair paper_dense_pair_sg
-grid 0.6 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
-grid 0.15 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
+grid cpu 0.3 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair paper_dense_pair_sg
 # the small network alone, at the widths around the gated branch's MACs
-grid 0.3 --methods vicreg --variants paper --baseline-widths 8 12
+grid cpu 0.3 --methods vicreg --variants paper --baseline-widths 8 12
+grid cpu 0.6 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
+grid cpu 0.15 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
+# at length (40 epochs, online curves), at the best lr of the sweep; each epoch is checkpointed, so
+# a killed run resumes where it stopped when the same command runs again
+if [ -n "$LONG_LR" ]; then
+  grid cpu_long "$LONG_LR" --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair \
+    --baseline-widths 8 12
+fi
