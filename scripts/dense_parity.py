@@ -7,7 +7,7 @@ variant and learning rate, and writes to ``--out``:
 - ``sweep.csv``: one row per (protocol, variant, lr): seeds, dense/gated linear and k-NN (k=20)
   means and sample standard deviations, the gated branch's FLOPs R.
 - ``summary.csv``: one row per (protocol, variant), each at its own best lr (highest mean dense
-  linear top-1; VICReg's the same way), columns::
+  linear top-1 over the seeds every lr ran; VICReg's the same way), columns::
 
       protocol,variant,seeds,lr,dense_minus_vicreg_linear_mean,dense_minus_vicreg_linear_std,
       dense_minus_vicreg_knn20_mean,dense_minus_vicreg_knn20_std,gated_linear_mean,
@@ -189,17 +189,25 @@ def sweep_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def best_lr(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """The sweep row (lr and config) with the highest mean linear top-1 of the dense network
-    per (protocol, variant)."""
-    best: dict[tuple[str, str], dict[str, Any]] = {}
+    (the gated one for a method without a dense network) per (protocol, variant), the means
+    taken over the seeds every candidate row ran (over all its seeds when they share none), so
+    one lr's lucky extra seeds do not make it the best. The first row wins a tie."""
+    candidates: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        score = row.get("dense_linear_mean", row.get("gated_linear_mean"))
-        key = (row["protocol"], row["variant"])
-        current = best.get(key)
-        if current is None or score > current.get(
-            "dense_linear_mean", current.get("gated_linear_mean")
-        ):
-            best[key] = row
+        candidates.setdefault((row["protocol"], row["variant"]), []).append(row)
+    best = {}
+    for key, group in candidates.items():
+        shared = set.intersection(*({m["seed"] for m in row["members"]} for row in group))
+        best[key] = max(group, key=lambda row: _shared_seed_score(row, shared))
     return best
+
+
+def _shared_seed_score(row: dict[str, Any], seeds: set) -> float:
+    """Mean linear top-1 of ``row``'s dense network (else gated) over its runs of ``seeds``
+    (all its runs when ``seeds`` is empty)."""
+    network = "dense" if "dense" in row["members"][0] else "gated"
+    members = [m for m in row["members"] if not seeds or m["seed"] in seeds]
+    return statistics.fmean(m[network]["linear"] for m in members)
 
 
 def difference(

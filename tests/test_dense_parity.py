@@ -175,3 +175,20 @@ def test_every_step_entry_the_summary_reads_is_benchmarked_with_its_variants_opt
         assert entry in compared(), variant
         step_options = [o for o in VARIANTS[variant] if o.split("=")[0] not in budget]
         assert method_overrides(entry) == step_options, variant
+
+
+def test_the_best_lr_is_judged_on_the_seeds_every_lr_ran(parity):
+    runs = [
+        # lr 0.3 over three seeds: mean 36, but 35 on seed 5, the one seed lr 0.6 ran
+        _run("vicreg", 0.3, 5, 35.0),
+        _run("vicreg", 0.3, 1, 38.0),
+        _run("vicreg", 0.3, 2, 35.0),
+        # lr 0.6, seed 5 only: 35.5 > 35 on the shared seed, though below lr 0.3's full mean
+        _run("vicreg", 0.6, 5, 35.5),
+    ]
+    best = parity.best_lr(parity.sweep_rows(runs))
+    assert best[("cpu", "vicreg")]["lr"] == 0.6
+    # with a lower score on the shared seed, lr 0.3 wins and keeps all three seeds
+    runs[-1] = _run("vicreg", 0.6, 5, 34.0)
+    chosen = parity.best_lr(parity.sweep_rows(runs))[("cpu", "vicreg")]
+    assert (chosen["lr"], chosen["seeds"]) == (0.3, 3)
