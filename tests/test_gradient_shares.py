@@ -161,3 +161,45 @@ def test_seeds_of_one_variant_are_averaged_by_hand() -> None:
     assert paper["share_std"] == pytest.approx(0.2 / 2**0.5)  # sample std of 0.2 and 0.4
     assert paper["cosine_mean"] == pytest.approx(0.15)
     assert (pair["runs"], pair["share_std"]) == (1, 0.25)  # one run: its std over batches
+
+
+def test_every_network_gets_the_same_batches_whatever_ran_before(tmp_path) -> None:
+    """The augmentations are seeded inside ``training_batches``: draws from the global generators
+    between two calls (another network's gate noise) do not change the views."""
+    pytest.importorskip("solo.data.pretrain_dataloader", reason="solo-learn is not importable")
+    import random
+
+    from experiments.analysis.gradient_share_report import training_batches
+    from tests.model_utils import write_shape_folders
+
+    root = write_shape_folders(tmp_path, "val", ".jpg")
+    augmentation = {
+        "rrc": {"enabled": True, "crop_min_scale": 0.2, "crop_max_scale": 1.0},
+        "color_jitter": {
+            "prob": 0.8,
+            "brightness": 0.4,
+            "contrast": 0.4,
+            "saturation": 0.2,
+            "hue": 0.1,
+        },
+        "grayscale": {"prob": 0.2},
+        "gaussian_blur": {"prob": 0.5},  # draws its sigma from Python's generator
+        "solarization": {"prob": 0.1},
+        "equalization": {"prob": 0.0},
+        "horizontal_flip": {"prob": 0.5},
+        "crop_size": 32,
+        "num_crops": 2,
+    }
+    args = {
+        "data": {"dataset": "custom", "train_path": str(root / "train")},
+        "optimizer": {"batch_size": 8},
+        "augmentations": [augmentation],
+    }
+    first = training_batches(args, 2, seed=3)
+    torch.rand(1000), random.random()
+    again = training_batches(args, 2, seed=3)
+    other = training_batches(args, 2, seed=4)
+    for (a1, a2), (b1, b2) in zip(first, again):
+        assert torch.equal(a1, b1) and torch.equal(a2, b2)
+    assert not torch.equal(first[0][0], other[0][0])
+    assert not torch.equal(first[0][0], first[0][1])  # the two views differ

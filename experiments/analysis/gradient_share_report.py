@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import random
 import shlex
 import statistics
 import sys
@@ -148,7 +149,8 @@ class Subject:
 
 def training_batches(args: dict[str, Any], count: int, seed: int):
     """``count`` batches of two views ``[B, 3, H, W]`` drawn as the run's pre-training draws them
-    (solo-learn's transform pipeline from ``args``; its batch size; a seeded shuffle)."""
+    (solo-learn's transform pipeline from ``args``; its batch size; a seeded shuffle and seeded
+    augmentations, so equal ``args`` data options and ``seed`` give equal batches)."""
     try:
         from omegaconf import OmegaConf
         from solo.data.pretrain_dataloader import (
@@ -184,6 +186,11 @@ def training_batches(args: dict[str, Any], count: int, seed: int):
         drop_last=True,
         generator=torch.Generator().manual_seed(seed),
     )
+    # The augmentations draw from the global generators (torchvision from torch's, solo-learn's
+    # blur from Python's): seeding them here gives every network the same batches, whatever
+    # was measured before it.
+    random.seed(seed)
+    torch.manual_seed(seed)
     batches = []
     for views, _ in loader:
         batches.append((views[0], views[1]))
