@@ -85,14 +85,16 @@ SWEEP_COLUMNS = (
 TWO_BRANCH = tuple(m for m, spec in METHODS.items() if {"dense", "gated"} <= set(spec.branches))
 #: grid variant of a two-branch run -> the ``bench_step.py`` entry of the committed benchmark
 #: files that times its training step (budget options do not change a step: ``tracked`` times
-#: as ``paper``, ``tracked_symmetric`` as ``symmetric``; width gates, ``tracked_width``, have no
-#: entry yet)
+#: as ``paper``, ``tracked_symmetric`` as ``symmetric``, ``paper_gate_warmup`` as ``paper``, whose
+#: steps its own are after the warm-up, VICReg-like dense pairs before; width gates,
+#: ``tracked_width``, have no entry yet)
 STEP_ENTRY = {
     "paper": "vicreg_dual_gating",
     "tracked": "vicreg_dual_gating",
     "tracked_symmetric": "vicreg_dual_gating+symmetric",
     "paper_dense_pair": "vicreg_dual_gating+paper_dense_pair",
     "paper_dense_pair_sg": "vicreg_dual_gating+paper_dense_pair_sg",
+    "paper_gate_warmup": "vicreg_dual_gating",
 }
 
 

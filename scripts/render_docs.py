@@ -81,7 +81,8 @@ def fmt(raw: object, spec: str | None) -> str:
     scale = 1.0
     if spec.startswith("%"):
         scale, spec = 100.0, spec[1:]
-    return format(float(raw) * scale, spec)  # type: ignore[arg-type]
+    text = format(float(raw) * scale, spec)  # type: ignore[arg-type]
+    return text[1:] if re.fullmatch(r"-[0.]+", text) else text  # no "-0.00"
 
 
 def _num(text: str, digits: int = 2) -> str:

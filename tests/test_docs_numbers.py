@@ -87,3 +87,10 @@ def test_render_rewrites_a_stale_block(copy) -> None:
     readme.write_text(render_docs.render(readme.read_text(), copy))
     assert render_docs.differences(copy) == []
     assert readme.read_text() == text
+
+
+def test_a_number_that_rounds_to_zero_reads_without_a_sign() -> None:
+    assert render_docs.fmt("-0.00001", "%.2f") == "0.00"
+    assert render_docs.fmt("-0.04", ".1f") == "0.0"
+    assert render_docs.fmt("-0.05", ".2f") == "-0.05"
+    assert render_docs.fmt("-3", "+.1f") == "-3.0" and render_docs.fmt("0", "+.1f") == "+0.0"

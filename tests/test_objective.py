@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from dualgate_solo.gated.budget import BudgetOptions, budget_loss
-from dualgate_solo.gated.objective import dual_gating_objective, gating_objective
+from dualgate_solo.gated.objective import (
+    dense_warmup_objective,
+    dual_gating_objective,
+    gating_objective,
+)
 from dualgate_solo.gated.options import DualGatingOptions
 from dualgate_solo.losses.vicreg import vicreg_loss
 from dualgate_solo.models import create_backbone
@@ -177,3 +181,36 @@ def test_detached_dense_target_without_a_dense_term_is_refused() -> None:
         DualGatingOptions(detach_dense_target=True)
     with pytest.raises(UsageError, match=r"^dense_pair_weight=-1"):
         DualGatingOptions(dense_pair_weight=-1.0)
+
+
+def test_gate_warmup_trains_the_dense_branch_alone_on_both_views(parts, monkeypatch) -> None:
+    backbone, projector, views = parts
+    backbone.eval(), projector.eval()
+    passes = _count_passes(backbone, monkeypatch)
+    out = dense_warmup_objective(backbone, projector, views, vicreg_loss)
+    assert passes == ["dense", "dense"] == [o.branch for o in out.outputs]
+    z = [projector(backbone.forward_branch(v, "dense").feats, "dense") for v in views]
+    torch.testing.assert_close(out.loss, vicreg_loss(*z))
+    assert out.budget.loss == out.budget.flops == out.budget.bound == 0
+    assert out.budget.ratio == 1 and out.budget.densities.tolist() == [1.0] * 8
+    backbone.zero_grad(set_to_none=True)
+    out.loss.backward()
+    untouched = {n for n, p in backbone.named_parameters() if p.grad is None}
+    gated = {n for n, _ in backbone.named_parameters() if ".gate." in n or ".gated." in n}
+    assert untouched == gated and gated  # the gates and the gated BatchNorms get nothing
+
+
+@pytest.mark.parametrize(
+    ("epoch", "on", "clock"), [(0, False, 0), (2, False, 0), (3, True, 0), (7, True, 4)]
+)
+def test_gate_warmup_delays_the_gates_and_the_annealing_clock(epoch, on, clock) -> None:
+    options = DualGatingOptions(gate_warmup_epochs=3)
+    assert options.gates_on(epoch) is on and options.gate_epoch(epoch) == clock
+    paper = DualGatingOptions()
+    assert paper.gates_on(epoch) and paper.gate_epoch(epoch) == epoch
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "2"])
+def test_bad_gate_warmup_is_refused_in_one_line(value) -> None:
+    with pytest.raises(UsageError, match=rf"^gate_warmup_epochs={value!r} is invalid; allowed"):
+        DualGatingOptions(gate_warmup_epochs=value)

@@ -65,12 +65,13 @@ def test_a_registered_method_is_in_the_benchmark_listings(toy) -> None:
 
 def test_variants_follow_the_options_each_method_has() -> None:
     own = ("tracked_symmetric", "paper_dense_pair", "paper_dense_pair_sg", "symmetric")
-    assert method_variants("vicreg_dual_gating") == own
+    assert method_variants("vicreg_dual_gating") == (*own, "paper_gate_warmup")
     assert method_variants("vicreg_gating") == ()
     assert takes_variant("vicreg_gating", "tracked") and takes_variant("vicreg_gating", "paper")
     assert not takes_variant("vicreg_gating", "paper_dense_pair")
     entries = compared()
     assert entries[:2] == ("vicreg", "vicreg_dual_gating")
+    # the gate warm-up's steps are the paper's and a dense pair's: no entry of its own
     assert [e for e in entries if "+" in e] == [f"vicreg_dual_gating+{v}" for v in own]
     assert method_overrides("vicreg_dual_gating+symmetric") == ["method_kwargs.symmetric=True"]
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dualgate_solo.gated.options import DualGatingOptions
 from dualgate_solo.slimmable.options import SlimCLROptions
 from dualgate_solo.solo_adapter.config import unused_parameters_reason
 from dualgate_solo.solo_adapter.registry import _Factory, qualify
@@ -60,7 +61,15 @@ def test_an_explicit_strict_ddp_is_refused_in_one_line() -> None:
 def test_only_a_slow_start_leaves_parameters_unused(slow_start, reason) -> None:
     options = {SlimCLROptions: SlimCLROptions(slow_start_epochs=slow_start)}
     assert unused_parameters_reason(options) == reason
-    assert unused_parameters_reason({}) is None  # SACL-XD, the gated methods
+    assert unused_parameters_reason({}) is None  # SACL-XD, VICReg-Gating
+
+
+@pytest.mark.parametrize(
+    ("warmup", "reason"), [(0, None), (2, "method_kwargs.gate_warmup_epochs=2")]
+)
+def test_a_gate_warmup_leaves_the_gated_branch_unused(warmup, reason) -> None:
+    options = {DualGatingOptions: DualGatingOptions(gate_warmup_epochs=warmup)}
+    assert unused_parameters_reason(options) == reason
 
 
 def test_process_count_reads_devices_as_solo_learn_configs_write_them() -> None:

@@ -4,6 +4,8 @@
   branch, view 2 -> dense branch, one shared projector, ``L = VICReg(z_g, z_d) + L_G(gated)``.
   :class:`~dualgate_solo.gated.options.DualGatingOptions` add, off by default: the symmetric
   pairing, a dense-dense VICReg term and a stop-gradient on the dense side of the cross term.
+* :func:`dense_warmup_objective`: its gate warm-up (``gate_warmup_epochs``), both views dense,
+  ``L = VICReg(d(view 1), d(view 2))``.
 * :func:`gating_objective`: VICReg-Gating, Baseline-2 (IMVIP 2022). Both views run the
   gated branch with their own gate samples, ``L = VICReg(z_1, z_2) + L_G(view 1) + L_G(view 2)``.
 
@@ -113,6 +115,24 @@ def dual_gating_objective(
         vicreg = vicreg + options.dense_pair_weight * vicreg_fn(dense_pass(0), dense_pass(1))
     terms = _mean(budgets)
     return ObjectiveOutput(vicreg + terms.loss, vicreg, terms, tuple(outputs), tuple(embeddings))
+
+
+def dense_warmup_objective(
+    backbone: GatedResNet,
+    projector: Projector,
+    views: tuple[Tensor, Tensor],
+    vicreg_fn: VICRegFn,
+) -> ObjectiveOutput:
+    """The gate warm-up's loss on two views ``[B, 3, H, W]``: both through the dense branch,
+    ``L = VICReg(d(view 1), d(view 2))``; no gated pass, so no ``L_G`` (its terms are 0, its ratio
+    the dense branch's 1 and every block's density 1)."""
+    outputs = tuple(backbone.forward_branch(x, "dense") for x in views)
+    embeddings = tuple(projector(o.feats, "dense") for o in outputs)
+    vicreg = vicreg_fn(*embeddings)
+    zero = vicreg.new_zeros(())
+    densities = vicreg.new_ones(len(backbone.gated_block_names))
+    terms = BudgetTerms(zero, zero, zero, outputs[0].ratio.mean().float(), densities)
+    return ObjectiveOutput(vicreg, vicreg, terms, outputs, embeddings)
 
 
 def gating_objective(

@@ -193,6 +193,11 @@ class GatedResNet(nn.Module):
             for i, block in enumerate(stage):
                 yield f"layer{s}.{i}", block
 
+    @property
+    def gated_block_names(self) -> list[str]:
+        """Names of the blocks with a gate (one mask and one density each), in forward order."""
+        return [n for n, b in self.named_blocks() if getattr(b, "gate", None) is not None]
+
     def forward_branch(self, x: Tensor, branch: str) -> BranchOutput:
         """Run one branch. ``x [B, 3, H, W]`` -> :class:`BranchOutput` (any H, W)."""
         check_choice("branch", branch, BRANCHES)

@@ -33,7 +33,12 @@ from torch import Tensor
 
 from dualgate_solo.gated.budget import BudgetMultiplier, BudgetOptions, anneal_p
 from dualgate_solo.gated.layers.gate import ChannelGate
-from dualgate_solo.gated.objective import ObjectiveOutput, dual_gating_objective, gating_objective
+from dualgate_solo.gated.objective import (
+    ObjectiveOutput,
+    dense_warmup_objective,
+    dual_gating_objective,
+    gating_objective,
+)
 from dualgate_solo.method_registry import (
     DualGatingOptions,
     MethodSpec,
@@ -75,9 +80,7 @@ class GatedMethod(OnlineProbes, BaseMethod):
         )
         branches = list(self.SPEC.branches)
         self.init_probes(cfg, branches, dict.fromkeys(branches, self.features_dim))
-        self.gated_block_names = [
-            n for n, b in self.backbone.named_blocks() if getattr(b, "gate", None) is not None
-        ]
+        self.gated_block_names = self.backbone.gated_block_names
         self.budget_multiplier = BudgetMultiplier()
         self.register_buffer("anneal_p", torch.tensor(1.0, dtype=torch.float64))
 
@@ -133,9 +136,24 @@ class GatedMethod(OnlineProbes, BaseMethod):
         """The method's loss on two views ``[B, 3, H, W]`` at annealing value ``p``."""
         raise NotImplementedError
 
+    @property
+    def gates_on(self) -> bool:
+        """Whether the gated branch trains at the current epoch (after Dual-Gating's
+        ``gate_warmup_epochs``; always for a method without the option). Restored on resume."""
+        dual = self.options.get(DualGatingOptions)
+        return dual is None or dual.gates_on(self.current_epoch)
+
+    def validated_networks(self) -> list[str]:
+        """Every trained branch; during the gate warm-up only the primary (dense) one, the
+        gated one has not trained yet (its probes and k-NN have seen nothing)."""
+        return self.networks if self.gates_on else self.networks[:1]
+
     def on_train_epoch_start(self) -> None:
-        """p = exp(-alpha * epoch), derived from ``current_epoch``, so a resume restores it."""
-        self.anneal_p.fill_(anneal_p(self.current_epoch, self.budget.anneal_alpha))
+        """p = exp(-alpha * e) with e the epochs since the gate warm-up (``current_epoch``
+        without one), derived from ``current_epoch``, so a resume restores it."""
+        dual = self.options.get(DualGatingOptions)
+        epoch = self.current_epoch if dual is None else dual.gate_epoch(self.current_epoch)
+        self.anneal_p.fill_(anneal_p(epoch, self.budget.anneal_alpha))
 
     def training_step(self, batch: list[Any], batch_idx: int) -> Tensor:
         """``batch = [indexes, [view_1, view_2], targets]`` -> SSL loss + L_G + probe losses."""
@@ -145,31 +163,33 @@ class GatedMethod(OnlineProbes, BaseMethod):
                 f"{self.SPEC.name} needs exactly 2 views per sample (data.num_large_crops=2)"
             )
         out = self.objective(tuple(self.layout(v) for v in views), float(self.anneal_p))
-        if self.budget.multiplier_lr > 0:
-            ratio = self.trainer.strategy.reduce(out.budget.ratio.detach(), reduce_op="mean")
-            self.budget_multiplier.update(ratio, self.budget)
-
-        log: dict[str, Tensor | float] = {
-            "train_vicreg_loss": out.vicreg,
-            "train_flops_loss": out.budget.flops,
-            "train_bound_loss": out.budget.bound,
-            "train_flops_ratio": out.budget.ratio,
-            "p": float(self.anneal_p),
-            "budget_multiplier": float(self.budget_multiplier.value),
-        }
+        log: dict[str, Tensor | float] = {"train_vicreg_loss": out.vicreg}
+        if self.gates_on:  # the budget's terms and the gated branch's statistics
+            if self.budget.multiplier_lr > 0:
+                ratio = self.trainer.strategy.reduce(out.budget.ratio.detach(), reduce_op="mean")
+                self.budget_multiplier.update(ratio, self.budget)
+            log.update(
+                {
+                    "train_flops_loss": out.budget.flops,
+                    "train_bound_loss": out.budget.bound,
+                    "train_flops_ratio": out.budget.ratio,
+                    "p": float(self.anneal_p),
+                    "budget_multiplier": float(self.budget_multiplier.value),
+                }
+            )
+            for name, density in zip(self.gated_block_names, out.budget.densities):
+                log[f"train_density/{name}"] = density
         feats = {o.branch: o.feats for o in self._first_per_branch(out.outputs)}
         class_loss = self.train_probes(feats, targets, log)
-        for name, density in zip(self.gated_block_names, out.budget.densities):
-            log[f"train_density/{name}"] = density
         self.log_dict(log, on_epoch=True, sync_dist=True)
         return out.loss + class_loss
 
     def _first_per_branch(self, outputs: tuple[BranchOutput, ...]) -> list[BranchOutput]:
-        """View 1's output of each branch (the online monitors of the paper)."""
+        """View 1's output of each branch that ran (the online monitors of the paper)."""
         seen: dict[str, BranchOutput] = {}
         for o in outputs:
             seen.setdefault(o.branch, o)
-        return [seen[b] for b in self.SPEC.branches]
+        return [seen[b] for b in self.SPEC.branches if b in seen]
 
     # ----------------------------------------------------------------------------- validation
     def validate_one(
@@ -190,6 +210,8 @@ class VICRegDualGating(GatedMethod):
     SPEC = get_method("vicreg_dual_gating")
 
     def objective(self, views: tuple[Tensor, Tensor], p: float) -> ObjectiveOutput:
+        if not self.gates_on:
+            return dense_warmup_objective(self.backbone, self.projector, views, self.vicreg_fn)
         return dual_gating_objective(
             self.backbone,
             self.projector,

@@ -25,6 +25,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dualgate_solo.choices import DEFAULT_WIDTH_MULTS
+from dualgate_solo.gated.options import DualGatingOptions
 from dualgate_solo.method_registry import MethodSpec
 from dualgate_solo.slimmable.layers import check_width, check_width_list
 from dualgate_solo.slimmable.options import SACLOptions, SlimCLROptions
@@ -96,19 +97,31 @@ def _as_default_type(value: Any, default: Any) -> Any:
 
 def _resolve_options(cfg: DictConfig, options: dict[type, Any]) -> None:
     """Replace options whose default depends on the run: SlimCLR's ``slow_start_epochs=-1``
-    becomes half of ``max_epochs``."""
+    becomes half of ``max_epochs``. Refuse a Dual-Gating gate warm-up that leaves the gated
+    branch untrained (``gate_warmup_epochs >= max_epochs``)."""
+    max_epochs = int(OmegaConf.select(cfg, "max_epochs", default=0) or 0)
     slim = options.get(SlimCLROptions)
     if slim is not None and slim.slow_start_epochs == -1:
-        half = int(OmegaConf.select(cfg, "max_epochs", default=0) or 0) // 2
-        options[SlimCLROptions] = dataclasses.replace(slim, slow_start_epochs=half)
+        options[SlimCLROptions] = dataclasses.replace(slim, slow_start_epochs=max_epochs // 2)
+    dual = options.get(DualGatingOptions)
+    if dual is not None and dual.gate_warmup_epochs and dual.gate_warmup_epochs >= max_epochs:
+        raise UsageError(
+            f"method_kwargs.gate_warmup_epochs={dual.gate_warmup_epochs} is invalid with "
+            f"max_epochs={max_epochs}; allowed values: 0 to {max(max_epochs - 1, 0)} (the gated "
+            "branch must train after the warm-up)"
+        )
 
 
 def unused_parameters_reason(options: dict[type, Any]) -> str | None:
     """Why some trained parameters get no gradient in some steps, or ``None``: SlimCLR's slow
-    start leaves the narrower widths' BatchNorms and probes out of the loss."""
+    start leaves the narrower widths' BatchNorms and probes out of the loss, Dual-Gating's gate
+    warm-up the gates, the gated BatchNorms and the gated probe."""
     slim = options.get(SlimCLROptions)
     if slim is not None and slim.slow_start_epochs > 0:
         return f"method_kwargs.slow_start_epochs={slim.slow_start_epochs}"
+    dual = options.get(DualGatingOptions)
+    if dual is not None and dual.gate_warmup_epochs > 0:
+        return f"method_kwargs.gate_warmup_epochs={dual.gate_warmup_epochs}"
     return None
 
 

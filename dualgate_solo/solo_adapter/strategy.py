@@ -2,7 +2,8 @@
 
 SlimCLR's slow start trains only the full width for ``slow_start_epochs``: the narrower widths'
 private BatchNorms (backbone and projector) and their online probes take no part in those steps'
-loss. Lightning's plain ``strategy=ddp`` wraps the model in ``DistributedDataParallel`` with
+loss (as the gates, gated BatchNorms and gated probe in Dual-Gating's ``gate_warmup_epochs``).
+Lightning's plain ``strategy=ddp`` wraps the model in ``DistributedDataParallel`` with
 ``find_unused_parameters=False``, which then stops at the second step ("parameters that were not
 used in producing the loss"). Making every parameter take part through a zero-weighted term would
 not be exact: the unused parameters would get zero gradients instead of none, so the optimizer

@@ -144,7 +144,7 @@ class Subject:
                 {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             )
         self.state = "init" if at_init else "trained"
-        self.p = anneal_p(self.epoch, self.budget.anneal_alpha)
+        self.p = anneal_p(self.dual.gate_epoch(self.epoch), self.budget.anneal_alpha)
 
 
 def training_batches(args: dict[str, Any], count: int, seed: int):

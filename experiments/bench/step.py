@@ -32,17 +32,19 @@ from pathlib import Path
 
 from dualgate_solo.method_registry import METHODS
 from experiments import python_path
-from experiments.runner.protocols import BASELINE, VARIANTS, method_variants
+from experiments.runner.protocols import BASELINE, SCHEDULE_VARIANTS, VARIANTS, method_variants
 
 
 def compared() -> tuple[str, ...]:
     """The entries the benchmark can time, the grid's baseline (solo-learn's VICReg) first: every
     registered method, and after each ``<method>+<grid variant>`` for the variants that are its own
     (:func:`experiments.runner.protocols.method_variants`, e.g. ``vicreg_dual_gating+symmetric``:
-    both views through both branches)."""
+    both views through both branches), except those that only schedule other steps
+    (:data:`~experiments.runner.protocols.SCHEDULE_VARIANTS`)."""
     entries = [BASELINE]
     for method in METHODS:
-        entries += [method, *(f"{method}+{v}" for v in method_variants(method))]
+        own = [v for v in method_variants(method) if v not in SCHEDULE_VARIANTS]
+        entries += [method, *(f"{method}+{v}" for v in own)]
     return tuple(entries)
 
 

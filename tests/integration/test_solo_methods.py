@@ -177,6 +177,32 @@ def test_training_step_gives_every_parameter_a_gradient(solo) -> None:
     assert float(model.anneal_p) == pytest.approx(math.exp(-0.02 * model.current_epoch))
 
 
+def test_gate_warmup_trains_only_the_dense_branch_then_starts_the_clock(solo, monkeypatch) -> None:
+    warmup = "method_kwargs.gate_warmup_epochs=1"
+    cfg = _compose(PRETRAIN / "cpu_quick" / "vicreg_dual_gating", warmup)
+    model = solo.methods.METHODS[cfg.method](cfg)
+    model.log_dict = lambda *args, **kwargs: None  # no trainer attached
+    views = [torch.rand(8, 3, 32, 32), torch.rand(8, 3, 32, 32)]
+    gated = {n for n, _ in model.named_parameters() if ".gate." in n or ".gated." in n}
+    gated |= {"extra_classifiers.gated.weight", "extra_classifiers.gated.bias"}  # its probe
+    for epoch, untouched, validated in ((0, gated, ["dense"]), (1, set(), ["dense", "gated"])):
+        monkeypatch.setattr(type(model), "current_epoch", property(lambda self, e=epoch: e))
+        model.zero_grad(set_to_none=True)
+        model.on_train_epoch_start()
+        model.training_step([torch.arange(8), views, torch.arange(8) % 6], 0).backward()
+        assert {n for n, p in model.named_parameters() if p.grad is None} == untouched
+        assert model.validated_networks() == validated
+        assert float(model.anneal_p) == 1.0  # epoch 1 is the annealing clock's epoch 0
+
+
+def test_a_gate_warmup_as_long_as_the_run_is_refused(solo) -> None:
+    warmup = "method_kwargs.gate_warmup_epochs=2"
+    cfg = _compose(PRETRAIN / "cpu_quick" / "vicreg_dual_gating", warmup)  # max_epochs 2
+    message = r"^method_kwargs.gate_warmup_epochs=2 is invalid with max_epochs=2; allowed values: 0"
+    with pytest.raises(ValueError, match=message):
+        solo.methods.METHODS[cfg.method](cfg)
+
+
 @pytest.mark.parametrize(
     ("overrides", "stem"),
     [
