@@ -5,7 +5,8 @@ Reads the per-run records of one or more grids published by ``scripts/run_grid.p
 variant and learning rate, and writes to ``--out``:
 
 - ``sweep.csv``: one row per (protocol, variant, lr): seeds, dense/gated linear and k-NN (k=20)
-  means and sample standard deviations, the gated branch's FLOPs R.
+  means and sample standard deviations, the gated branch's FLOPs R., and the dense network's
+  gap to VICReg run at the same lr (``*_same_lr_*``, paired as below; empty without one).
 - ``summary.csv``: one row per (protocol, variant), each at its own best lr (highest mean dense
   linear top-1 over the seeds every lr ran; VICReg's the same way), columns::
 
@@ -80,6 +81,10 @@ SWEEP_COLUMNS = (
     "gated_macs_m",
     "width",
     "macs_m",
+    "dense_minus_vicreg_linear_same_lr_mean",
+    "dense_minus_vicreg_linear_same_lr_std",
+    "dense_minus_vicreg_knn20_same_lr_mean",
+    "dense_minus_vicreg_knn20_same_lr_std",
 )
 #: methods with a dense and a gated branch over the same weights (from the registry)
 TWO_BRANCH = tuple(m for m, spec in METHODS.items() if {"dense", "gated"} <= set(spec.branches))
@@ -187,6 +192,21 @@ def sweep_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row["gated_macs_m"] = statistics.fmean(macs) if None not in macs else None
         rows.append(row)
     return rows
+
+
+def add_same_lr_gaps(rows: list[dict[str, Any]]) -> None:
+    """Fill each dense row's ``dense_minus_vicreg_<metric>_same_lr_mean/std``: its gap to the
+    protocol's VICReg row at the same lr and config (:func:`difference`), in place."""
+    baselines = {(r["protocol"], r["lr"], r["config"]): r for r in rows if r["variant"] == BASELINE}
+    for row in rows:
+        base = baselines.get((row["protocol"], row["lr"], row["config"]))
+        alone = row["variant"] == BASELINE or row["variant"].startswith(f"{BASELINE}@")
+        if base is None or alone or "dense_linear_mean" not in row:
+            continue
+        for metric in ("linear", "knn20"):
+            mean, std = difference(row, base, metric)
+            row[f"dense_minus_vicreg_{metric}_same_lr_mean"] = mean
+            row[f"dense_minus_vicreg_{metric}_same_lr_std"] = std
 
 
 def best_lr(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -436,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs += loaded
             skipped += [f"{grid}/runs/{name}" for name in left_out]
         sweep = sweep_rows(runs)
+        add_same_lr_gaps(sweep)
         summary = summary_rows(sweep, step_costs(args.step_cost))
         args.out.mkdir(parents=True, exist_ok=True)
         write_csv(args.out / "sweep.csv", SWEEP_COLUMNS, sweep)

@@ -163,14 +163,16 @@ def test_bad_grid_is_one_line(parity, tmp_path, capsys):
 
 def test_every_step_entry_the_summary_reads_is_benchmarked_with_its_variants_options(parity):
     """An entry times the variant's step: the same overrides but for the budget's options, which
-    change loss weights and not the work of a step."""
+    change loss weights and not the work of a step, and the schedule variants' (the gate
+    warm-up's steps are the paper's after it)."""
     import dataclasses
 
     from dualgate_solo.gated.budget import BudgetOptions
     from experiments.bench.step import compared, method_overrides
-    from experiments.runner.protocols import VARIANTS
+    from experiments.runner.protocols import SCHEDULE_VARIANTS, VARIANTS
 
     budget = {f"method_kwargs.{f.name}" for f in dataclasses.fields(BudgetOptions)}
+    budget |= {o.split("=")[0] for v in SCHEDULE_VARIANTS for o in VARIANTS[v]}
     for variant, entry in parity.STEP_ENTRY.items():
         assert entry in compared(), variant
         step_options = [o for o in VARIANTS[variant] if o.split("=")[0] not in budget]
@@ -192,3 +194,25 @@ def test_the_best_lr_is_judged_on_the_seeds_every_lr_ran(parity):
     runs[-1] = _run("vicreg", 0.6, 5, 34.0)
     chosen = parity.best_lr(parity.sweep_rows(runs))[("cpu", "vicreg")]
     assert (chosen["lr"], chosen["seeds"]) == (0.3, 3)
+
+
+def test_the_sweep_gives_each_lrs_gap_to_vicreg_at_that_lr(parity):
+    runs = [
+        _run("vicreg", 0.15, 1, 41.0, knn=40.0),
+        _run("vicreg", 0.15, 2, 39.0, knn=40.0),
+        _run("vicreg", 0.3, 1, 38.0),
+        _run(DG, 0.15, 1, 40.0, knn=36.0, gated=20.0, gated_macs=22.0),
+        _run(DG, 0.15, 2, 36.0, knn=38.0, gated=20.0, gated_macs=22.0),
+        _run(DG, 0.6, 1, 30.0, gated=20.0, gated_macs=22.0),  # no VICReg at 0.6
+        _run("vicreg@w8", 0.15, 1, 35.0, macs=11.0, width=8),
+    ]
+    sweep = parity.sweep_rows(runs)
+    parity.add_same_lr_gaps(sweep)
+    rows = {(r["variant"], r["lr"]): r for r in sweep}
+    dg = rows[(DG, 0.15)]
+    # paired: 40 - 41 = -1, 36 - 39 = -3; k-NN: -4, -2
+    assert dg["dense_minus_vicreg_linear_same_lr_mean"] == pytest.approx(-2.0)
+    assert dg["dense_minus_vicreg_linear_same_lr_std"] == pytest.approx(statistics.stdev([-1, -3]))
+    assert dg["dense_minus_vicreg_knn20_same_lr_mean"] == pytest.approx(-3.0)
+    for key in ((DG, 0.6), ("vicreg", 0.15), ("vicreg@w8", 0.15)):
+        assert "dense_minus_vicreg_linear_same_lr_mean" not in rows[key], key
