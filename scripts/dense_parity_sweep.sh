@@ -25,6 +25,7 @@ grid cpu 0.3 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pa
 grid cpu 0.3 --methods vicreg --variants paper --baseline-widths 8 12
 grid cpu 0.6 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
 grid cpu 0.15 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
+grid cpu 0.075 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
 # one cause at a time at the best lr: the official code's gate warm-up (one dense-only epoch)
 grid cpu 0.3 --methods vicreg_dual_gating --variants paper_gate_warmup
 # at length (40 epochs, online curves), at the best lr of the sweep; each epoch is checkpointed, so
