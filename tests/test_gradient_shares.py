@@ -169,8 +169,9 @@ def test_every_network_gets_the_same_batches_whatever_ran_before(tmp_path) -> No
     pytest.importorskip("solo.data.pretrain_dataloader", reason="solo-learn is not importable")
     import random
 
+    from model_utils import write_shape_folders
+
     from experiments.analysis.gradient_share_report import training_batches
-    from tests.model_utils import write_shape_folders
 
     root = write_shape_folders(tmp_path, "val", ".jpg")
     augmentation = {
