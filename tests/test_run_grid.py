@@ -7,6 +7,7 @@ Its solo-learn stages run in tests/integration/test_solo_scripts.py.
 from __future__ import annotations
 
 import csv
+import hashlib
 import inspect
 import json
 import os
@@ -226,8 +227,12 @@ def test_stage_environment_puts_the_shim_solo_and_the_lab_first_and_sets_the_pip
     assert ENV_VAR not in plain
 
 
+#: the commit and dirty flag a stage record carries
+STAMP = {"commit": "0" * 40, "dirty": False}
+
+
 def _record(result: dict) -> str:
-    return json.dumps({**_identity().__dict__, "result": result}, default=list)
+    return json.dumps({**_identity().__dict__, "result": result, "source": STAMP}, default=list)
 
 
 def _finished_runs(root: Path) -> None:
@@ -381,6 +386,7 @@ def test_table_plot_and_publish(tmp_path) -> None:
             "linear-gated.json",
             "macs.json",
             "pretrain.json",
+            "sources.json",
         )
     ]
     assert json.loads((tmp_path / "pub" / run / "args.json").read_text()) == {
@@ -388,6 +394,23 @@ def test_table_plot_and_publish(tmp_path) -> None:
         "seed": 5,
         "accelerator": "cpu",
     }
+    sources = json.loads((tmp_path / "pub" / run / "sources.json").read_text())["files"]
+    assert {name: entry["written_by"] for name, entry in sources.items()} == {
+        "args.json": "pretrain.json",
+        "linear-gated.args.json": "linear-gated.json",
+    }
+    args_bytes = (tmp_path / "pub" / run / "args.json").read_bytes()
+    assert sources["args.json"] == {
+        "sha256": hashlib.sha256(args_bytes).hexdigest(),
+        "written_by": "pretrain.json",
+        "source": STAMP,
+    }
+    # a run whose records say no commit (made outside a git checkout) is not published
+    unstamped = out / "runs" / "vicreg_gating-td0.3-tracked" / "linear-gated.json"
+    unstamped.write_text(json.dumps({"result": {"linear_top1": 1.0}}))
+    with pytest.raises(UsageError, match=r"--publish=.*\(linear-gated.json\); allowed: runs"):
+        publish_runs(out, tmp_path / "pub2", ["vicreg_gating-td0.3-tracked"])
+    assert not (tmp_path / "pub2").exists()
 
 
 def _seed_run(root: Path, name: str, args: dict, torch: str, linear: float) -> None:

@@ -73,6 +73,9 @@ def test_runner_records_publishes_reuses_and_refuses_a_stale_stage(
     )
     assert kwargs["ratio_source"] == "deterministic"
     assert (published / "runs" / run.name / "linear-gated.args.json").is_file()
+    sources = json.loads((published / "runs" / run.name / "sources.json").read_text())["files"]
+    assert set(sources) >= {"args.json", "linear-gated.args.json", "knn-gated-results.json"}
+    assert sources["args.json"]["source"] == pretrain["source"]
 
     # the k-NN stage reads the recorder's file, which agrees with what main_knn.py printed
     knn = json.loads((run / "knn-gated.json").read_text())["result"]
