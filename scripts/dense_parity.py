@@ -99,6 +99,7 @@ STEP_ENTRY = {
     "tracked_symmetric": "vicreg_dual_gating+symmetric",
     "paper_dense_pair": "vicreg_dual_gating+paper_dense_pair",
     "paper_dense_pair_sg": "vicreg_dual_gating+paper_dense_pair_sg",
+    "paper_dense_pair_sg_s0": "vicreg_dual_gating+paper_dense_pair_sg_s0",
     "paper_gate_warmup": "vicreg_dual_gating",
 }
 

@@ -64,7 +64,13 @@ def test_a_registered_method_is_in_the_benchmark_listings(toy) -> None:
 
 
 def test_variants_follow_the_options_each_method_has() -> None:
-    own = ("tracked_symmetric", "paper_dense_pair", "paper_dense_pair_sg", "symmetric")
+    own = (
+        "tracked_symmetric",
+        "paper_dense_pair",
+        "paper_dense_pair_sg",
+        "paper_dense_pair_sg_s0",
+        "symmetric",
+    )
     assert method_variants("vicreg_dual_gating") == (*own, "paper_gate_warmup")
     assert method_variants("vicreg_gating") == ()
     assert takes_variant("vicreg_gating", "tracked") and takes_variant("vicreg_gating", "paper")

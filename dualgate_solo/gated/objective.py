@@ -3,7 +3,8 @@
 * :func:`dual_gating_objective`: VICReg-Dual-Gating (BMVC 2023). View 1 -> gated
   branch, view 2 -> dense branch, one shared projector, ``L = VICReg(z_g, z_d) + L_G(gated)``.
   :class:`~dualgate_solo.gated.options.DualGatingOptions` add, off by default: the symmetric
-  pairing, a dense-dense VICReg term and a stop-gradient on the dense side of the cross term.
+  pairing, a dense-dense VICReg term, a stop-gradient on the dense side of the cross term and a
+  scale on the gated passes' gradient into the shared weights.
 * :func:`dense_warmup_objective`: its gate warm-up (``gate_warmup_epochs``), both views dense,
   ``L = VICReg(d(view 1), d(view 2))``.
 * :func:`gating_objective`: VICReg-Gating, Baseline-2 (IMVIP 2022). Both views run the
@@ -23,6 +24,7 @@ from torch import Tensor
 from dualgate_solo.gated.budget import BudgetOptions, BudgetTerms, budget_loss
 from dualgate_solo.gated.options import DualGatingOptions
 from dualgate_solo.gated.resnet import BranchOutput, GatedResNet
+from dualgate_solo.gated.shared_weights import gated_pass
 from dualgate_solo.models.projector import Projector
 
 VICRegFn = Callable[[Tensor, Tensor], Tensor]
@@ -86,7 +88,9 @@ def dual_gating_objective(
     ``L = mean_pairs VICReg(z_g, sg(z_d)) + w * VICReg(d(view 1), d(view 2)) + L_G`` where the
     pairs are (gated view 1, dense view 2) and, when ``options.symmetric``, (gated view 2, dense
     view 1); ``sg`` is a stop-gradient when ``options.detach_dense_target``, ``w`` is
-    ``options.dense_pair_weight`` (the paper: one pair, no ``sg``, ``w = 0``). ``vicreg`` in the
+    ``options.dense_pair_weight`` (the paper: one pair, no ``sg``, ``w = 0``); the gated passes
+    send ``options.gated_grad_scale`` of their gradient into the shared weights
+    (:func:`~dualgate_solo.gated.shared_weights.gated_pass`). ``vicreg`` in the
     output is the whole VICReg part, ``outputs``/``embeddings`` hold every pass in forward order.
     """
     order = [(0, 1)] + ([(1, 0)] if options.symmetric else [])
@@ -102,8 +106,9 @@ def dual_gating_objective(
         return dense[view][1]
 
     for gated_view, dense_view in order:
-        gated = backbone.forward_branch(views[gated_view], "gated")
-        z_gated = projector(gated.feats, "gated")
+        gated, z_gated = gated_pass(
+            backbone, projector, views[gated_view], options.gated_grad_scale
+        )
         outputs.append(gated)
         embeddings.append(z_gated)
         z_dense = dense_pass(dense_view)

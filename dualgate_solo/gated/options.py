@@ -19,7 +19,9 @@ class DualGatingOptions:
 
         mean over pairs of VICReg(z_g, sg(z_d)) + w * VICReg(d(view 1), d(view 2)) + L_G
 
-    (after ``gate_warmup_epochs`` epochs of ``VICReg(d(view 1), d(view 2))`` alone)
+    (after ``gate_warmup_epochs`` epochs of ``VICReg(d(view 1), d(view 2))`` alone), with the
+    gated passes run on ``sg(theta) + s * (theta - sg(theta))`` for every weight ``theta`` the two
+    branches share: the same values, a gradient into ``theta`` scaled by ``s``.
 
     Attributes:
         symmetric: also pair gated(view 2) with dense(view 1) and average the two cross terms
@@ -36,18 +38,26 @@ class DualGatingOptions:
             (:func:`~dualgate_solo.gated.objective.dense_warmup_objective`); then the objective
             above, with the annealing clock started at epoch ``N``:
             ``p = exp(-alpha * (epoch - N))``.
+        gated_grad_scale: ``s`` in [0, 1], the share of the gated passes' gradient that reaches
+            the weights both branches use (convs, shared BNs, the projector's linear layers);
+            the gates and the gated BNs get all of it (1: the paper). ``s = 0`` with
+            ``dense_pair_weight > 0`` and ``detach_dense_target`` trains the shared weights by
+            the dense VICReg term alone, as VICReg would, and the gated branch only learns where
+            to switch channels off and its own BNs.
     """
 
     symmetric: bool = False
     dense_pair_weight: float = 0.0
     detach_dense_target: bool = False
     gate_warmup_epochs: int = 0
+    gated_grad_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_choice("symmetric", self.symmetric, (True, False))
         check_interval("dense_pair_weight", self.dense_pair_weight, 0.0, math.inf)
         check_choice("detach_dense_target", self.detach_dense_target, (True, False))
         check_integer("gate_warmup_epochs", self.gate_warmup_epochs, 0)
+        check_interval("gated_grad_scale", self.gated_grad_scale, 0.0, 1.0)
         if self.detach_dense_target and self.dense_pair_weight == 0:
             raise UsageError(
                 "detach_dense_target=True is invalid with dense_pair_weight=0; allowed: "

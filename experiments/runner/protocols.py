@@ -38,6 +38,13 @@ VARIANTS["paper_dense_pair_sg"] = (
     *VARIANTS["paper_dense_pair"],
     "method_kwargs.detach_dense_target=True",
 )
+#: ``paper_dense_pair_sg`` whose gated passes send no gradient into the shared weights
+#: (``DualGatingOptions.gated_grad_scale=0``): the shared weights train on the dense VICReg term
+#: alone, the gated branch learns its gates and BNs
+VARIANTS["paper_dense_pair_sg_s0"] = (
+    *VARIANTS["paper_dense_pair_sg"],
+    "method_kwargs.gated_grad_scale=0",
+)
 #: the paper's budget with both views through both branches (``DualGatingOptions.symmetric``)
 VARIANTS["symmetric"] = ("method_kwargs.symmetric=True",)
 #: the paper's form after the official code's gate warm-up: one epoch of the dense branch alone
