@@ -11,7 +11,7 @@
 set -euo pipefail
 : "${SOLO_LEARN_SRC:?a solo-learn checkout at 9187ea3}" "${DATA:?cifar10_jpg folder}" "${OUT:?output folder}"
 SEEDS=${SEEDS:-}  # e.g. "1 2" for the repeats at the best lr (the seedless run counts as seed 5)
-LONG_LR=${LONG_LR:-}  # base lr of the cpu_long stage (the sweep's best); empty: skip cpu_long
+# LONG=1 adds the cpu_long stage
 grid() {  # <protocol> <base lr> <run_grid arguments>: one grid per (protocol, lr), its folder
   local protocol=$1 lr=$2
   shift 2
@@ -26,11 +26,15 @@ grid cpu 0.3 --methods vicreg --variants paper --baseline-widths 8 12
 grid cpu 0.6 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
 grid cpu 0.15 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
 grid cpu 0.075 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair
-# one cause at a time at the best lr: the official code's gate warm-up (one dense-only epoch)
-grid cpu 0.3 --methods vicreg_dual_gating --variants paper_gate_warmup
-# at length (40 epochs, online curves), at the best lr of the sweep; each epoch is checkpointed, so
-# a killed run resumes where it stopped when the same command runs again
-if [ -n "$LONG_LR" ]; then
-  grid cpu_long "$LONG_LR" --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair \
-    --baseline-widths 8 12
+# at VICReg's best base lr (0.15): the small network alone, and one cause at a time: the official
+# code's gate warm-up (one dense-only epoch), the shared weights trained by the dense term alone
+grid cpu 0.15 --methods vicreg --variants paper --baseline-widths 8 12
+grid cpu 0.15 --methods vicreg_dual_gating --variants paper_gate_warmup paper_dense_pair_sg_s0
+# at length (40 epochs, online curves), each method at its best base lr of the sweep (VICReg, the
+# paper form and the small network 0.15, the dense pair 0.3); each epoch is checkpointed, so a
+# killed run resumes where it stopped when the same command runs again
+if [ -n "${LONG:-}" ]; then
+  grid cpu_long 0.15 --methods vicreg vicreg_dual_gating --variants paper paper_dense_pair_sg_s0 \
+    --baseline-widths 12
+  grid cpu_long 0.3 --methods vicreg_dual_gating --variants paper_dense_pair
 fi

@@ -52,13 +52,18 @@ def gated_pass(
     With ``grad_scale = s < 1`` every shared weight ``theta`` (:func:`shared_parameters`) enters
     as ``sg(theta) + s * (theta - sg(theta))``: bit for bit ``theta`` in the forward pass, while
     the gradient this pass sends into ``theta`` is multiplied by ``s``; gates and gated BNs get
-    their full gradient.
+    their full gradient. ``s = 0`` passes ``sg(theta)`` itself, so backward skips the shared
+    weights' gradients of this pass (it still computes the activations' gradients the gates
+    need).
     """
     pair = _GatedPass(backbone, projector)
     if grad_scale == 1.0:
         return pair(x)
-    scaled = {
-        name: param.detach() + grad_scale * (param - param.detach())
-        for name, param in shared_parameters(pair)
-    }
+    if grad_scale == 0.0:  # no weight gradient to compute at all, only the inputs' (for gates)
+        scaled = {name: param.detach() for name, param in shared_parameters(pair)}
+    else:
+        scaled = {
+            name: param.detach() + grad_scale * (param - param.detach())
+            for name, param in shared_parameters(pair)
+        }
     return torch.func.functional_call(pair, scaled, (x,), strict=False)
