@@ -14,6 +14,9 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+#: name endings of the JSON files that keep a tool's own format (solo-learn's ``args.json`` and
+#: ``linear-<branch>.args.json``, ``main_knn.py``'s ``*-results.json``): no stamp fits in them
+RAW_OUTPUTS = ("args.json", "-results.json")
 #: per folder: ``{"files": {name: {"sha256", "written_by", "source"}}}``, see :func:`write_sources`
 SOURCES_FILE = "sources.json"
 

@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.sources import SOURCES_FILE, file_sha256, find_stamp, write_sources
+from experiments.sources import RAW_OUTPUTS, SOURCES_FILE, file_sha256, find_stamp, write_sources
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-#: files that keep a tool's own format; their provenance is the stamped record beside them
-RAW_OUTPUTS = ("args.json", ".args.json", "-results.json")
 
 
 def _has_number(value: object) -> bool:

@@ -18,10 +18,8 @@ from pathlib import Path
 from dualgate_solo.validation import UsageError
 from experiments.runner.curves import METRICS_FILE, write_merged_metrics
 from experiments.runner.stages import stage_result
-from experiments.sources import find_stamp, write_sources
+from experiments.sources import RAW_OUTPUTS, find_stamp, write_sources
 
-#: JSON files of a run folder that are tools' outputs, not stage records
-NOT_RECORDS = (".args.json", "-results.json")
 PUBLISHED = (
     "*.json",
     "cost/cost_report.json",
@@ -61,7 +59,7 @@ def written_by(run_dir: Path) -> dict[str, str]:
 
 def _unstamped_records(run_dir: Path) -> list[str]:
     """The stage records of ``run_dir`` that hold no commit and dirty flag."""
-    records = [p for p in sorted(run_dir.glob("*.json")) if not p.name.endswith(NOT_RECORDS)]
+    records = [p for p in sorted(run_dir.glob("*.json")) if not p.name.endswith(RAW_OUTPUTS)]
     return [p.name for p in records if find_stamp(json.loads(p.read_text())) is None]
 
 
